@@ -1,0 +1,40 @@
+//! The compiler: turns a validated [`PolicySet`] into a [`CompiledPolicy`].
+//! STUB: owned by the engine work.
+
+use crate::decision::Provider;
+use crate::policy::{LoadErrors, PolicySet};
+
+/// A policy ready to decide: one Aho-Corasick automaton, one regex set, the rule chain.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    set: PolicySet,
+    public_provider: Provider,
+}
+
+impl CompiledPolicy {
+    /// Compiles a validated policy.
+    pub fn compile(
+        set: PolicySet,
+        public_provider: Provider,
+    ) -> Result<CompiledPolicy, LoadErrors> {
+        Ok(CompiledPolicy {
+            set,
+            public_provider,
+        })
+    }
+
+    /// The policy this was compiled from (sources, rules, defaults, version).
+    pub fn policy(&self) -> &PolicySet {
+        &self.set
+    }
+
+    /// The version hash.
+    pub fn version(&self) -> &str {
+        &self.set.version
+    }
+
+    /// What `route: public` resolves to.
+    pub fn public_provider(&self) -> Provider {
+        self.public_provider
+    }
+}

@@ -1,0 +1,10 @@
+//! Text normalization shared by the compiler (keywords) and the decision (input).
+//! STUB: owned by the engine work.
+
+use std::borrow::Cow;
+
+/// Normalizes `text` for matching: default-ignorable code points removed, NFKC,
+/// full case folding. Takes an ASCII fast path when it can.
+pub fn normalize(text: &str) -> Cow<'_, str> {
+    unimplemented!("{text}")
+}

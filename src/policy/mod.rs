@@ -1,0 +1,101 @@
+//! The policy language: what operators write in `policies/`, read, validated and
+//! overlaid with the environment into a [`PolicySet`] ready to compile.
+//!
+//! Loading is pure once the bytes are read: [`read_sources`] does the I/O and
+//! [`parse_policy`] does everything else, so reloads, tests and benchmarks share
+//! one path. Every problem found is reported, each as `path:line:column: message`.
+
+mod error;
+pub mod overlay;
+pub mod schema;
+mod source;
+mod types;
+mod validate;
+pub mod yaml;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use error::{LoadError, LoadErrors, Located, Location, Position};
+pub use overlay::{EffectiveDefaults, Provenance, Sourced};
+pub use source::{PolicySource, SourceFile, read_sources};
+pub use types::{
+    CharBounds, Defaults, ID_PATTERN, KeywordMatch, PolicyFile, Pricing, Route, Rule, Scope,
+    UsdBounds, When,
+};
+
+use crate::config::Env;
+
+/// A validated policy: every file parsed and checked, the defaults overlaid.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    /// The files, in load order.
+    pub sources: Vec<SourceInfo>,
+    /// The rules, in evaluation order.
+    pub rules: Vec<RuleSpec>,
+    /// The effective defaults, with where each value came from.
+    pub defaults: EffectiveDefaults,
+    /// Lowercase hex SHA-256 over file names, bytes and effective defaults.
+    pub version: String,
+}
+
+impl PolicySet {
+    /// Keywords as written in the rules, duplicates included.
+    pub fn keyword_count(&self) -> usize {
+        self.rules.iter().map(|r| r.keywords.len()).sum()
+    }
+}
+
+/// One file of a loaded policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// The file as read (`policies/10-sensitive.yaml`).
+    pub path: Arc<str>,
+    /// Lowercase hex SHA-256 of the file's bytes.
+    pub sha256: String,
+}
+
+/// A validated rule, with the position of everything the compiler may need to
+/// point at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSpec {
+    /// Unique id.
+    pub id: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// Where the rule sends a request.
+    pub route: Route,
+    /// The reason code (the id when not written).
+    pub reason: String,
+    /// Where the rule starts.
+    pub at: Location,
+    /// Keywords as written, each with its position (empty: no keyword condition).
+    pub keywords: Vec<Located<String>>,
+    /// How keywords match.
+    pub keyword_match: KeywordMatch,
+    /// Patterns as written (empty: no pattern condition).
+    pub patterns: Vec<Located<String>>,
+    /// Which messages keywords and patterns see.
+    pub scope: Scope,
+    /// Bounds on input characters.
+    pub input_chars: Option<CharBounds>,
+    /// Bounds on estimated USD.
+    pub estimated_usd: Option<UsdBounds>,
+}
+
+impl fmt::Display for RuleSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule `{}` ({})", self.id, self.at)
+    }
+}
+
+/// Reads, parses and validates the policy at `source` with the overlay from `env`.
+pub fn load(source: &PolicySource, env: &Env) -> Result<PolicySet, LoadErrors> {
+    let files = read_sources(source)?;
+    parse_policy(&files, env)
+}
+
+/// Parses and validates policy files already read, in load order.
+pub fn parse_policy(files: &[SourceFile], env: &Env) -> Result<PolicySet, LoadErrors> {
+    validate::validate(files, env)
+}

@@ -1,0 +1,204 @@
+//! The policy file as an operator writes it: plain serde + schemars types.
+//!
+//! These types are the single source of truth for the policy language. The
+//! JSON Schema in `schema/policy.schema.json` is generated from them, the
+//! loader validates every file against that schema (so every unknown key and
+//! wrong type is reported, not only the first) and then deserializes into
+//! them. Nothing here does I/O or knows about positions; the loader keeps
+//! positions beside the values.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Pattern shared by rule ids and reason codes.
+pub const ID_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
+
+/// One policy file. A policy is the concatenation of every file in load order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Policy Mesh policy file")]
+pub struct PolicyFile {
+    /// Version of the policy language. Only `1` exists.
+    #[schemars(with = "LanguageVersion")]
+    pub version: u8,
+    /// Defaults used when no rule holds. At most one file of a policy may carry them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Defaults")]
+    pub defaults: Option<Defaults>,
+    /// Rules, tried in order (files in load order, then rules in file order). The first rule
+    /// whose conditions all hold decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+}
+
+/// The language version: the integer `1`.
+#[derive(JsonSchema)]
+#[schemars(extend("const" = 1), transform = integer_type)]
+#[allow(dead_code)] // only its schema is used
+struct LanguageVersion(u8);
+
+fn integer_type(schema: &mut schemars::Schema) {
+    schema.insert("type".into(), "integer".into());
+    schema.remove("format");
+    schema.remove("minimum");
+    schema.remove("maximum");
+}
+
+/// Where requests go when no rule holds, and what the public provider costs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Route when no rule holds. Built-in: `local`. Overlaid by `POLICY_DEFAULT_PROVIDER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Route")]
+    pub provider: Option<Route>,
+    /// Price of the public provider, used by `estimated_usd` conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Pricing")]
+    pub pricing: Option<Pricing>,
+}
+
+/// Price of the public provider's input tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    /// USD per one million input tokens of the public provider. Overlaid by
+    /// `POLICY_INPUT_USD_PER_1M_TOKENS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", range(min = 0))]
+    pub input_usd_per_1m_tokens: Option<f64>,
+    /// Characters per token used to estimate tokens from characters. Built-in: `4`.
+    /// Overlaid by `POLICY_CHARS_PER_TOKEN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", extend("exclusiveMinimum" = 0))]
+    pub chars_per_token: Option<f64>,
+}
+
+/// Where a request is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// The local, Ollama-compatible model server (`LOCAL_LLM_URL`).
+    Local,
+    /// The cloud provider (`PUBLIC_LLM_URL`): OpenAI or Anthropic.
+    Public,
+}
+
+impl Route {
+    /// The word used in policies and APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Local => "local",
+            Route::Public => "public",
+        }
+    }
+}
+
+/// One routing rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Unique id across all files: lowercase letters, digits, `_` and `-`, at most 64.
+    #[schemars(regex(pattern = ID_PATTERN))]
+    pub id: String,
+    /// What the rule is for, shown in `/v1/routes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
+    pub description: Option<String>,
+    /// Conditions; every one listed must hold. Absent or `{}`: the rule always holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "When")]
+    pub when: Option<When>,
+    /// Where a request goes when the rule holds.
+    pub route: Route,
+    /// Reason code reported with the decision. Default: the rule's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", regex(pattern = ID_PATTERN))]
+    pub reason: Option<String>,
+}
+
+/// The conditions of a rule, checked in this order: `keywords`, `patterns`,
+/// `input_chars`, `estimated_usd`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// Holds when any keyword occurs in the messages in scope. Matching ignores case,
+    /// width and invisible characters (NFKC, full case folding, default-ignorable
+    /// code points removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>", length(min = 1))]
+    pub keywords: Option<Vec<String>>,
+    /// `substring` (default): a keyword may occur inside a word. `word`: it must not
+    /// touch a letter, digit or `_` on either side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "KeywordMatch")]
+    pub keyword_match: Option<KeywordMatch>,
+    /// Holds when any regular expression (Rust `regex` syntax, case-insensitive) matches
+    /// a message in scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>", length(min = 1))]
+    pub patterns: Option<Vec<String>>,
+    /// Which messages `keywords` and `patterns` look at: `all` (default) or `last_user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Scope")]
+    pub scope: Option<Scope>,
+    /// Bounds, inclusive, on the characters of all messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "CharBounds")]
+    pub input_chars: Option<CharBounds>,
+    /// Bounds, inclusive, on the estimated USD cost of the input on the public
+    /// provider. Needs `defaults.pricing.input_usd_per_1m_tokens` (or its variable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "UsdBounds")]
+    pub estimated_usd: Option<UsdBounds>,
+}
+
+/// How keywords match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeywordMatch {
+    /// Anywhere, even inside a word.
+    #[default]
+    Substring,
+    /// As a whole word: not next to a letter, digit or `_`.
+    Word,
+}
+
+/// Which messages keywords and patterns look at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every message of every role.
+    #[default]
+    All,
+    /// Only the last message whose role is `user`.
+    LastUser,
+}
+
+/// Inclusive bounds on a character count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CharBounds {
+    /// Smallest count that holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u64")]
+    pub min: Option<u64>,
+    /// Largest count that holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u64")]
+    pub max: Option<u64>,
+}
+
+/// Inclusive bounds on an estimated cost in USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsdBounds {
+    /// Smallest cost that holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", range(min = 0))]
+    pub min: Option<f64>,
+    /// Largest cost that holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", range(min = 0))]
+    pub max: Option<f64>,
+}
