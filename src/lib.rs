@@ -18,3 +18,4 @@ pub mod config;
 pub mod decision;
 pub mod normalize;
 pub mod policy;
+pub mod server;

@@ -38,3 +38,10 @@ impl CompiledPolicy {
         self.public_provider
     }
 }
+
+/// Checks one pattern as the compiler will build it; `Err` carries a plain-words message.
+/// STUB: owned by the engine work.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    let _ = pattern;
+    Ok(())
+}
