@@ -472,3 +472,31 @@ fn loads_from_a_folder_and_from_a_single_file() {
         "a"
     );
 }
+
+#[test]
+fn a_value_of_the_wrong_type_is_reported_once() {
+    let errs = errors(&[(
+        "a.yaml",
+        "version: \"1\"\nrules:\n  - {id: 7, route: local}\n",
+    )]);
+    assert_eq!(
+        errs,
+        [
+            "policies/a.yaml:1:10: `version` must be an integer, found \"1\"",
+            "policies/a.yaml:3:10: `rules[0].id` must be a string, found `7`",
+        ]
+    );
+}
+
+#[test]
+fn byte_order_marks_crlf_anchors_and_core_tags_are_plain_yaml() {
+    let text = "\u{feff}version: 1\r\nrules:\r\n  - id: a\r\n    route: local\r\n    when:\r\n      keywords: &kw [a, b]\r\n  - id: b\r\n    route: !!str public\r\n    when: {keywords: *kw}\r\n";
+    let p = load_env(&[("a.yaml", text)], &[]).expect("valid");
+    assert_eq!(p.rules[1].route, Route::Public);
+    let kws: Vec<_> = p.rules[1]
+        .keywords
+        .iter()
+        .map(|k| k.value.as_str())
+        .collect();
+    assert_eq!(kws, ["a", "b"]);
+}

@@ -295,8 +295,20 @@ pub fn schema_violations(
     schema: &DocumentSchema,
 ) -> Vec<(String, LoadError)> {
     let mut out = Vec::new();
+    // A value of the wrong type also fails its `const`, `enum` or `pattern`; saying
+    // so twice helps nobody, so only the type error is kept for that value.
+    let mistyped: Vec<String> = schema
+        .validator
+        .iter_errors(value)
+        .filter(|e| matches!(e.kind(), ValidationErrorKind::Type { .. }))
+        .map(|e| e.instance_path().as_str().to_owned())
+        .collect();
     for err in schema.validator.iter_errors(value) {
         let ptr = err.instance_path().as_str();
+        let is_type_error = matches!(err.kind(), ValidationErrorKind::Type { .. });
+        if !is_type_error && mistyped.iter().any(|m| m == ptr) {
+            continue;
+        }
         let mut push = |e: LoadError| out.push((ptr.to_owned(), e));
         let name = describe_pointer(ptr);
         let instance = err.instance();
