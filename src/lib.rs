@@ -18,4 +18,5 @@ pub mod config;
 pub mod decision;
 pub mod normalize;
 pub mod policy;
+pub mod providers;
 pub mod server;
