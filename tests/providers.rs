@@ -10,7 +10,7 @@ use policy_mesh::chat::{ChatMessage, Role};
 use policy_mesh::config::Env;
 use policy_mesh::decision::Provider;
 use policy_mesh::providers::{
-    FailureCategory, ProviderError, Providers, Reply, anthropic::ANTHROPIC_VERSION,
+    FailureCategory, MAX_REPLY_BYTES, ProviderError, Providers, Reply, anthropic::ANTHROPIC_VERSION,
 };
 use serde_json::{Value, json};
 
@@ -361,6 +361,16 @@ async fn bad_response_for_unusable_2xx_bodies() {
 #[tokio::test]
 async fn bad_response_for_an_unexpected_status() {
     assert_mode_fails(Mode::Status(302), FailureCategory::BadResponse, &[]).await;
+}
+
+#[tokio::test]
+async fn bad_response_for_a_reply_over_the_size_limit() {
+    assert_mode_fails(
+        Mode::LargeReply(MAX_REPLY_BYTES + 1),
+        FailureCategory::BadResponse,
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test]

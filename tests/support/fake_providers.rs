@@ -81,6 +81,8 @@ pub enum Mode {
     CutShort,
     /// Reads the request, then closes the connection without a byte of response.
     Close,
+    /// A well-formed success whose reply is this many `a`s (for size limits).
+    LargeReply(usize),
 }
 
 /// One request as the fake received it.
@@ -444,6 +446,11 @@ async fn respond(
             Ok(false)
         }
         Mode::Close => Ok(false),
+        Mode::LargeReply(len) => {
+            let reply = ["a".repeat(*len)];
+            write_response(stream, 200, &[], &success_body(flavor, &model, &reply)).await?;
+            Ok(true)
+        }
     }
 }
 
