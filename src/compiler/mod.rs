@@ -1,7 +1,8 @@
 //! The compiler: turns a validated [`PolicySet`] into a [`CompiledPolicy`].
 //! STUB: owned by the engine work.
 
-use crate::decision::Provider;
+use crate::chat::ChatMessage;
+use crate::decision::{Decision, Explanation, Provider};
 use crate::policy::{LoadErrors, PolicySet};
 
 /// A policy ready to decide: one Aho-Corasick automaton, one regex set, the rule chain.
@@ -36,6 +37,16 @@ impl CompiledPolicy {
     /// What `route: public` resolves to.
     pub fn public_provider(&self) -> Provider {
         self.public_provider
+    }
+
+    /// Decides a chat request. STUB: owned by the engine work.
+    pub fn decide(&self, messages: &[ChatMessage]) -> Decision {
+        unimplemented!("{}", messages.len())
+    }
+
+    /// Decides a chat request and traces every rule tried. STUB: owned by the engine work.
+    pub fn explain(&self, messages: &[ChatMessage]) -> Explanation {
+        unimplemented!("{}", messages.len())
     }
 }
 
