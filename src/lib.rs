@@ -10,6 +10,10 @@
 //! - [`decision`]: deciding a chat request on a compiled policy, with a trace.
 //! - [`normalize`]: the Unicode normalization both sides of matching share.
 //! - [`cli`]: the `policy-mesh` command line.
+//!
+//! [`load_compiled`] is the one path from files to a policy ready to decide;
+//! start-up, hot reload and every command use it, so they accept and refuse the
+//! same policies with the same error lines.
 
 pub mod chat;
 pub mod cli;
@@ -19,3 +23,35 @@ pub mod decision;
 pub mod normalize;
 pub mod policy;
 pub mod server;
+
+use compiler::CompiledPolicy;
+use config::Env;
+use decision::Provider;
+use policy::{LoadErrors, PolicySource};
+
+/// Reads, validates and compiles the policy at `source`, with the overlay and the
+/// public provider (`PUBLIC_LLM_PROVIDER`, `PUBLIC_LLM_URL`) from `env`.
+///
+/// Every error is reported at once: the policy's, then the public provider's.
+pub fn load_compiled(source: &PolicySource, env: &Env) -> Result<CompiledPolicy, LoadErrors> {
+    let provider = config::public_provider(env);
+    let set = policy::load(source, env);
+    match (set, provider) {
+        (Ok(set), Ok(provider)) => CompiledPolicy::compile(set, provider),
+        (Ok(set), Err(provider_error)) => {
+            // Compile anyway, with a stand-in provider, so that the policy's own
+            // errors are not hidden behind the variable's.
+            let mut errors = CompiledPolicy::compile(set, Provider::Openai)
+                .err()
+                .unwrap_or_default();
+            errors.0.push(provider_error);
+            Err(errors)
+        }
+        (Err(mut errors), provider) => {
+            if let Err(provider_error) = provider {
+                errors.0.push(provider_error);
+            }
+            Err(errors)
+        }
+    }
+}
