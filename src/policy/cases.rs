@@ -163,7 +163,7 @@ pub fn read_cases(dir: &Path) -> LoadedCases {
     if names.is_empty() {
         return loaded;
     }
-    let validator = yaml::validator_for::<CaseFile>();
+    let schema = yaml::validator_for::<CaseFile>();
     for name in names {
         let path = dir.join(&name);
         let path_shown = path.display().to_string();
@@ -185,7 +185,7 @@ pub fn read_cases(dir: &Path) -> LoadedCases {
                 continue;
             }
         };
-        match parse_cases(&path_shown, &text, &validator) {
+        match parse_cases(&path_shown, &text, &schema) {
             Ok(cases) => loaded.cases.extend(cases),
             Err(errors) => loaded.errors.extend(errors),
         }
@@ -193,13 +193,13 @@ pub fn read_cases(dir: &Path) -> LoadedCases {
     loaded
 }
 
-/// Parses one case file read from `path`; `validator` is `yaml::validator_for::<CaseFile>()`.
+/// Parses one case file read from `path`; `schema` is `yaml::validator_for::<CaseFile>()`.
 pub fn parse_cases(
     path: &str,
     text: &str,
-    validator: &jsonschema::Validator,
+    schema: &yaml::DocumentSchema,
 ) -> Result<Vec<Case>, Vec<LoadError>> {
-    yaml::parse_document::<CaseFile>(path, text, validator).map(|doc| doc.value.cases)
+    yaml::parse_document::<CaseFile>(path, text, schema).map(|doc| doc.value.cases)
 }
 
 /// The schema of case files as committed in `schema/policy-tests.schema.json`
