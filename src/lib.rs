@@ -55,3 +55,35 @@ pub fn load_compiled(source: &PolicySource, env: &Env) -> Result<CompiledPolicy,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origins(source: &PolicySource, pairs: &[(&str, &str)]) -> Vec<String> {
+        let env = Env::from_pairs(pairs.iter().copied());
+        let errors = load_compiled(source, &env).expect_err("invalid");
+        errors.0.into_iter().map(|e| e.origin).collect()
+    }
+
+    #[test]
+    fn policy_and_provider_errors_are_reported_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("p.yaml");
+        std::fs::write(&file, "version: 3\n").expect("write");
+        let source = PolicySource::File(file.clone());
+        let shown = file.display().to_string();
+        assert_eq!(
+            origins(&source, &[("PUBLIC_LLM_PROVIDER", "azure")]),
+            [shown.as_str(), "PUBLIC_LLM_PROVIDER"]
+        );
+
+        std::fs::write(&file, "version: 1\n").expect("write");
+        assert_eq!(
+            origins(&source, &[("PUBLIC_LLM_URL", "ftp://example.com")]),
+            ["PUBLIC_LLM_URL"]
+        );
+        let compiled = load_compiled(&source, &Env::default()).expect("valid");
+        assert_eq!(compiled.public_provider(), Provider::Openai);
+    }
+}

@@ -385,6 +385,33 @@ mod tests {
     }
 
     #[test]
+    fn case_files_are_read_in_name_order_and_bad_ones_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let case = |name: &str| {
+            format!(
+                "cases:\n  - name: {name}\n    messages: [{{ role: user, content: hi }}]\n    expect: {{ rule: null }}\n"
+            )
+        };
+        std::fs::write(dir.path().join("b.yml"), case("second")).expect("write");
+        std::fs::write(dir.path().join("a.yaml"), case("first")).expect("write");
+        std::fs::write(dir.path().join(".hidden.yaml"), "not: [valid").expect("write");
+        std::fs::write(dir.path().join("notes.txt"), "not: [valid").expect("write");
+        std::fs::write(
+            dir.path().join("c.yaml"),
+            "cases:\n  - name: x\n    messages: []\n    expect: { route: local }\n",
+        )
+        .expect("write");
+        let loaded = read_cases(dir.path());
+        let names: Vec<_> = loaded.cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["first", "second"]);
+        assert_eq!(loaded.cases[0].expect.rule, Some(None));
+        assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+        let error = loaded.errors[0].to_string();
+        let prefix = format!("{}:3:15: ", dir.path().join("c.yaml").display());
+        assert!(error.starts_with(&prefix), "{error}");
+    }
+
+    #[test]
     fn a_missing_tests_folder_holds_no_cases() {
         let dir = tempfile::tempdir().expect("tempdir");
         let loaded = read_cases(&dir.path().join("tests"));
