@@ -296,6 +296,22 @@ async fn connect_error_when_nothing_listens() {
 }
 
 #[tokio::test]
+async fn connect_error_when_tls_fails() {
+    // An https URL on a plain-HTTP server: the TLS handshake fails.
+    for flavor in [Flavor::OpenAi, Flavor::Anthropic] {
+        let fake = FakeProvider::start(flavor).await;
+        let url = fake.url().replace("http://", "https://");
+        let providers = providers_for(&fake, &[("PUBLIC_LLM_URL", url.as_str())]);
+        assert_failure(
+            call(&providers, flavor).await,
+            FailureCategory::ConnectError,
+            &format!("{flavor:?} TLS"),
+        );
+        assert_eq!(fake.request_count(), 0, "{flavor:?}");
+    }
+}
+
+#[tokio::test]
 async fn connect_error_when_the_connection_closes_before_a_status_line() {
     assert_mode_fails(Mode::Close, FailureCategory::ConnectError, &[]).await;
 }

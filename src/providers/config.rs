@@ -62,8 +62,9 @@ impl ProviderConfigError {
     }
 }
 
-/// The validated provider settings. `Debug` redacts the keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The validated provider settings. `Debug` redacts the keys and any
+/// password written in a URL.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
     /// `LOCAL_LLM_URL` without a trailing `/`.
     pub local_url: String,
@@ -84,6 +85,33 @@ pub struct ProviderConfig {
     /// `PROVIDER_TIMEOUT_SECONDS`: bounds each whole call (connect, headers,
     /// body).
     pub timeout: Duration,
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("local_url", &redact_url(&self.local_url))
+            .field("local_api_key", &self.local_api_key)
+            .field("local_model", &self.local_model)
+            .field("public_url", &redact_url(&self.public_url))
+            .field("public_provider", &self.public_provider)
+            .field("public_api_key", &self.public_api_key)
+            .field("public_model", &self.public_model)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// `raw` with the password of its user info, if any, replaced.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Cannot fail: the URL has a host, since it has a password.
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => raw.to_owned(),
+    }
 }
 
 impl ProviderConfig {
@@ -142,16 +170,17 @@ impl ProviderConfig {
 fn base_url(variable: &str, value: &str) -> Result<String, ProviderConfigError> {
     let parsed = url::Url::parse(value)
         .map_err(|e| ProviderConfigError::new(variable, format!("invalid URL {value:?}: {e}")))?;
+    let shown = redact_url(value);
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(ProviderConfigError::new(
             variable,
-            format!("invalid URL {value:?}: expected an http:// or https:// URL with a host"),
+            format!("invalid URL {shown:?}: expected an http:// or https:// URL with a host"),
         ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(ProviderConfigError::new(
             variable,
-            format!("invalid URL {value:?}: a base URL takes no query or fragment"),
+            format!("invalid URL {shown:?}: a base URL takes no query or fragment"),
         ));
     }
     Ok(value.trim_end_matches('/').to_owned())
@@ -307,6 +336,18 @@ mod tests {
             c.public_api_key.as_ref().map(Secret::expose),
             Some("sk-canary-4242")
         );
+    }
+
+    #[test]
+    fn debug_and_errors_redact_url_passwords() {
+        let c = config(&[("LOCAL_LLM_URL", "http://me:url-canary-pw@ollama:11434/")]).unwrap();
+        assert_eq!(c.local_url, "http://me:url-canary-pw@ollama:11434");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("url-canary-pw"), "{debug}");
+        assert!(debug.contains("http://me:redacted@ollama:11434"), "{debug}");
+        let err = config(&[("PUBLIC_LLM_URL", "https://me:url-canary-pw@proxy/?a=b")]).unwrap_err();
+        assert_eq!(err.variable, "PUBLIC_LLM_URL");
+        assert!(!err.to_string().contains("url-canary-pw"), "{err}");
     }
 
     #[test]

@@ -191,6 +191,18 @@ mod tests {
         assert!(debug.contains("[redacted]"), "{debug}");
     }
 
+    #[test]
+    fn providers_and_their_calls_can_cross_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        fn sendable<T: Send>(_: &T) {}
+        shareable::<Providers>();
+        let providers = Providers::from_env(&Env::default()).unwrap();
+        let messages = [ChatMessage::user("hi")];
+        // An axum handler's future must be Send; this one is never polled.
+        let call = providers.call(Provider::Local, None, &messages);
+        sendable(&call);
+    }
+
     #[tokio::test]
     async fn a_public_call_without_a_key_fails_before_the_network() {
         // The URL is unroutable on purpose: reaching it would be a connect

@@ -315,6 +315,16 @@ async fn read_request(
                 Err(invalid("closed inside a request head"))
             };
         }
+        // Not HTTP (a TLS handshake, say): answer 400 and close, as real
+        // HTTP servers do, so that the client fails at once.
+        if !buf[0].is_ascii_uppercase() {
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            return Err(invalid("not an HTTP request"));
+        }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     buf.drain(..head_end + 4);
