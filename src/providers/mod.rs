@@ -136,6 +136,22 @@ impl Providers {
         })
     }
 
+    /// A registry of given providers, for embedding or for tests that need
+    /// no HTTP at all; [`Providers::model_for`] still follows `config`.
+    pub fn from_parts(
+        config: ProviderConfig,
+        local: Arc<dyn ChatProvider>,
+        openai: Arc<dyn ChatProvider>,
+        anthropic: Arc<dyn ChatProvider>,
+    ) -> Self {
+        Providers {
+            config: Arc::new(config),
+            local,
+            openai,
+            anthropic,
+        }
+    }
+
     /// The validated settings (keys redacted in `Debug`).
     pub fn config(&self) -> &ProviderConfig {
         &self.config
@@ -201,6 +217,47 @@ mod tests {
         // An axum handler's future must be Send; this one is never polled.
         let call = providers.call(Provider::Local, None, &messages);
         sendable(&call);
+    }
+
+    /// Answers with the model and message count it was given.
+    struct Echo;
+
+    impl ChatProvider for Echo {
+        fn chat<'a>(
+            &'a self,
+            request: ChatRequest<'a>,
+        ) -> BoxFuture<'a, Result<Reply, ProviderError>> {
+            Box::pin(async move {
+                Ok(Reply {
+                    content: format!("{} {}", request.model, request.messages.len()),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn call_sends_the_resolved_model_to_the_chosen_provider() {
+        let config = ProviderConfig::from_env(&Env::from_pairs([
+            ("LOCAL_LLM_MODEL", "local-m"),
+            ("PUBLIC_LLM_MODEL", "public-m"),
+        ]))
+        .unwrap();
+        let failing = Providers::from_env(&Env::default()).unwrap().openai;
+        let providers = Providers::from_parts(config, Arc::new(Echo), failing.clone(), failing);
+        let two = [ChatMessage::user("a"), ChatMessage::user("b")];
+        let reply = providers.call(Provider::Local, None, &two).await.unwrap();
+        assert_eq!(reply.content, "local-m 2");
+        let reply = providers
+            .call(Provider::Local, Some("x"), &two[..1])
+            .await
+            .unwrap();
+        assert_eq!(reply.content, "x 1");
+        // The public ones have no key here: they fail without the network.
+        let err = providers
+            .call(Provider::Openai, None, &two)
+            .await
+            .unwrap_err();
+        assert_eq!(err.category(), FailureCategory::AuthError);
     }
 
     #[tokio::test]

@@ -61,7 +61,8 @@ pub enum Mode {
     Normal,
     /// This status with the provider's error body, which quotes the
     /// credentials received (as some real upstreams do) so tests can check
-    /// that no body is relayed.
+    /// that no body is relayed. Not for 1xx: HTTP clients read past an
+    /// informational status and would wait for the final one.
     Status(u16),
     /// `307` to this URL.
     Redirect(String),
