@@ -11,6 +11,7 @@
 //! - [`normalize`]: the Unicode normalization both sides of matching share.
 //! - [`cli`]: the `policy-mesh` command line.
 
+pub mod audit;
 pub mod chat;
 pub mod cli;
 pub mod compiler;

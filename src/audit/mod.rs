@@ -1,0 +1,156 @@
+//! The audit store: one event per accepted chat request, in SQLite or
+//! PostgreSQL, so that an operator can see after the fact where a request went
+//! and why, without the store ever holding a prompt, a reply or a key.
+//!
+//! - [`AuditConfig`] reads `AUDIT_ENABLED`, `DATABASE_URL` and `AUDIT_HASH_KEY`.
+//! - [`AuditStore::connect`] opens the database chosen by the URL's scheme and
+//!   applies the embedded migrations (`migrations/sqlite`, `migrations/postgres`).
+//! - [`AuditStore::record`] hands an [`AuditEvent`] to a background writer that
+//!   commits whatever is queued in one transaction, and returns once the
+//!   caller's own event is committed (or failed), so a chat response sent after
+//!   it can always be followed by a successful [`AuditStore::get`].
+//! - [`prompt_hash`] and [`prompt_length`] fingerprint the prompt.
+//!
+//! A failed write is returned to the caller as an error and nothing else
+//! happens: the chat handler logs it with the request id and counts it in
+//! `audit_write_failures_total`; it never turns a chat into an error.
+
+mod config;
+mod hash;
+mod store;
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::decision::Provider;
+
+pub use config::{AuditConfig, AuditDatabase, DEFAULT_DATABASE_URL, redact_url};
+pub use hash::{prompt_hash, prompt_length};
+pub use store::AuditStore;
+
+/// Whether the provider answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditStatus {
+    /// The provider returned a reply.
+    Success,
+    /// The provider failed; see [`AuditEvent::failure_category`].
+    Failure,
+}
+
+impl AuditStatus {
+    /// The word stored and shown: `success` or `failure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditStatus::Success => "success",
+            AuditStatus::Failure => "failure",
+        }
+    }
+}
+
+/// One chat request's audit event. Its JSON is exactly the field table of
+/// `GET /v1/audit/{request_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    /// The chat's request id.
+    pub request_id: Uuid,
+    /// `provider=<provider>,reason_codes=<code>`: see [`decision_string`].
+    pub decision: String,
+    /// The provider the request went to.
+    pub provider: Provider,
+    /// The rule that decided, `None` on a default decision.
+    pub rule: Option<String>,
+    /// The decision's reason codes (exactly one in practice).
+    pub reason_codes: Vec<String>,
+    /// The policy version (sha256 hex) that decided.
+    pub policy_version: String,
+    /// `success` or `failure`.
+    pub status: AuditStatus,
+    /// Milliseconds from the decision to the provider's answer or failure.
+    pub latency_ms: f64,
+    /// The failure category (`timeout`, `connect_error`, …) on a failure.
+    pub failure_category: Option<String>,
+    /// [`prompt_hash`] of the request's messages.
+    pub prompt_hash: String,
+    /// [`prompt_length`] of the request's messages.
+    pub prompt_length: u64,
+    /// The model sent to the provider (or that would have been).
+    pub model: String,
+    /// When the event was made; kept to the millisecond (see [`now`]).
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The audit `decision` string: `provider=<provider>,reason_codes=<codes>`,
+/// the codes joined by `,`.
+pub fn decision_string(provider: Provider, reason_codes: &[String]) -> String {
+    format!(
+        "provider={},reason_codes={}",
+        provider.as_str(),
+        reason_codes.join(",")
+    )
+}
+
+/// The current time at the precision the store keeps (milliseconds), so an
+/// event reads back exactly as it was recorded.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// Why the audit store could not be configured, opened, written or read.
+/// No variant's message holds a password or key.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// A configuration variable has an invalid value.
+    #[error("{variable}: {message}")]
+    Config {
+        /// The variable's name.
+        variable: &'static str,
+        /// What is wrong, with any password redacted.
+        message: String,
+    },
+    /// The database could not be opened (or its folder created).
+    #[error("cannot open the audit store at DATABASE_URL={url}: {source}")]
+    Open {
+        /// The redacted `DATABASE_URL`.
+        url: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The migrations could not be applied.
+    #[error("cannot migrate the audit store at DATABASE_URL={url}: {source}")]
+    Migrate {
+        /// The redacted `DATABASE_URL`.
+        url: String,
+        /// The cause.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// An event could not be committed. Shared because one failed
+    /// transaction may answer several callers.
+    #[error("audit write failed: {0}")]
+    Write(#[source] std::sync::Arc<sqlx::Error>),
+    /// An event could not be read back.
+    #[error("audit read failed: {0}")]
+    Read(#[source] sqlx::Error),
+    /// A stored row does not form a valid event.
+    #[error("audit event {request_id} is malformed: {message}")]
+    Malformed {
+        /// The event's id.
+        request_id: Uuid,
+        /// What is wrong.
+        message: String,
+    },
+    /// The store was shut down before the event was handed over.
+    #[error("the audit store is shut down")]
+    Closed,
+    /// The writer stopped without answering (it panicked).
+    #[error("the audit writer stopped before committing the event")]
+    WriterGone,
+}
