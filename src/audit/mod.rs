@@ -14,6 +14,47 @@
 //! A failed write is returned to the caller as an error and nothing else
 //! happens: the chat handler logs it with the request id and counts it in
 //! `audit_write_failures_total`; it never turns a chat into an error.
+//!
+//! ```no_run
+//! # async fn chat(messages: Vec<policy_mesh::chat::ChatMessage>) -> Result<(), policy_mesh::audit::AuditError> {
+//! use policy_mesh::audit::{self, AuditConfig, AuditEvent, AuditStatus, AuditStore};
+//! use policy_mesh::config::Env;
+//! use policy_mesh::decision::Provider;
+//!
+//! // At start-up: an error here names the variable (and never the password).
+//! let config = AuditConfig::from_env(&Env::from_process())?;
+//! let store = AuditStore::connect(&config).await?; // None when audit is off
+//!
+//! // Per chat request, after the provider answered or failed:
+//! if let Some(store) = &store {
+//!     let reason_codes = vec!["default".to_owned()];
+//!     let event = AuditEvent {
+//!         request_id: uuid::Uuid::new_v4(),
+//!         decision: audit::decision_string(Provider::Local, &reason_codes),
+//!         provider: Provider::Local,
+//!         rule: None,
+//!         reason_codes,
+//!         policy_version: "…".to_owned(),
+//!         status: AuditStatus::Success,
+//!         latency_ms: 12.5,
+//!         failure_category: None,
+//!         prompt_hash: audit::prompt_hash(&messages, config.hash_key()),
+//!         prompt_length: audit::prompt_length(&messages),
+//!         model: "llama3.2".to_owned(),
+//!         created_at: audit::now(),
+//!     };
+//!     if let Err(error) = store.record(event).await {
+//!         // Log it with the request id and count it; the chat response stands.
+//!         tracing::error!(%error, "The audit event could not be written.");
+//!     }
+//! }
+//!
+//! // At shutdown: commit what is queued and close the pool.
+//! if let Some(store) = &store {
+//!     store.shutdown().await;
+//! }
+//! # Ok(()) }
+//! ```
 
 mod config;
 mod hash;
