@@ -125,11 +125,12 @@ pub struct AuditEvent {
 
 /// The audit `decision` string: `provider=<provider>,reason_codes=<codes>`,
 /// the codes joined by `,`.
-pub fn decision_string(provider: Provider, reason_codes: &[String]) -> String {
+pub fn decision_string(provider: Provider, reason_codes: &[impl AsRef<str>]) -> String {
+    let codes: Vec<&str> = reason_codes.iter().map(AsRef::as_ref).collect();
     format!(
         "provider={},reason_codes={}",
         provider.as_str(),
-        reason_codes.join(",")
+        codes.join(",")
     )
 }
 
@@ -194,4 +195,52 @@ pub enum AuditError {
     /// The writer stopped without answering (it panicked).
     #[error("the audit writer stopped before committing the event")]
     WriterGone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn decision_string_is_the_seeds_format() {
+        assert_eq!(
+            decision_string(Provider::Local, &["sensitive_keyword_match"]),
+            "provider=local,reason_codes=sensitive_keyword_match"
+        );
+        assert_eq!(
+            decision_string(Provider::Openai, &["default".to_owned()]),
+            "provider=openai,reason_codes=default"
+        );
+    }
+
+    #[test]
+    fn created_at_serializes_as_rfc3339_utc_with_milliseconds() {
+        let event = AuditEvent {
+            request_id: Uuid::nil(),
+            decision: decision_string(Provider::Anthropic, &["default"]),
+            provider: Provider::Anthropic,
+            rule: None,
+            reason_codes: vec!["default".to_owned()],
+            policy_version: "v".to_owned(),
+            status: AuditStatus::Failure,
+            latency_ms: 1.5,
+            failure_category: Some("timeout".to_owned()),
+            prompt_hash: "h".to_owned(),
+            prompt_length: 3,
+            model: "m".to_owned(),
+            created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
+                + chrono::Duration::milliseconds(123),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["created_at"], "2026-11-24T10:00:00.123Z");
+        assert_eq!(json["status"], "failure");
+        assert_eq!(json["provider"], "anthropic");
+        assert_eq!(json["request_id"], "00000000-0000-0000-0000-000000000000");
+    }
+
+    #[test]
+    fn now_is_whole_milliseconds() {
+        assert_eq!(now().timestamp_subsec_nanos() % 1_000_000, 0);
+    }
 }
