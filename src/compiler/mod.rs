@@ -45,3 +45,11 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
     let _ = pattern;
     Ok(())
 }
+
+impl CompiledPolicy {
+    /// The decision with its trace, as `POST /v1/decide` returns it.
+    /// STUB: owned by the engine work.
+    pub fn explain(&self, messages: &[crate::chat::ChatMessage]) -> crate::decision::Explanation {
+        unimplemented!("{}", messages.len())
+    }
+}

@@ -25,3 +25,8 @@ impl Provider {
         }
     }
 }
+
+/// A decision with its trace: the body of `POST /v1/decide`.
+/// STUB: owned by the engine work.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {}
