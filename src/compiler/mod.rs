@@ -42,8 +42,11 @@ impl CompiledPolicy {
 /// Checks one pattern as the compiler will build it; `Err` carries a plain-words message.
 /// STUB: owned by the engine work.
 pub fn check_pattern(pattern: &str) -> Result<(), String> {
-    let _ = pattern;
-    Ok(())
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .build()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 impl CompiledPolicy {
