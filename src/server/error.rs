@@ -107,3 +107,14 @@ pub async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiE
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{} does not accept {method}", uri.path()))
 }
+
+/// `500 internal_error` for a handler that panicked: the client gets our error
+/// shape, the log gets the panic message, and the server goes on serving.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a handler panicked");
+    ApiError::Internal(format!("handler panicked: {detail}")).into_response()
+}
