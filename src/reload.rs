@@ -1,7 +1,7 @@
 //! The live policy and its hot reload.
 //!
 //! Three parts, as in Vector's config watcher: a [watcher](spawn_reloader)
-//! that debounces file-system events (or SIGHUP) into a message; one reload
+//! that turns file-system events (or SIGHUP) into messages, debounced; one reload
 //! task that reads, validates and compiles the whole policy on a blocking
 //! thread and swaps the result in with [`ArcSwap`], keeping the last good
 //! policy when that fails; and request handlers that load one [`Live`]
@@ -16,15 +16,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{Config as DebounceConfig, DebounceEventResult, Debouncer};
 use tokio::sync::mpsc;
 
 use crate::compiler::CompiledPolicy;
 use crate::metrics::Metrics;
 use crate::policy::LoadErrors;
 
-/// How long the debouncer waits for a burst of events to settle. Short, so a
-/// saved change serves well within the one second the spec allows.
+/// How long a burst of events must settle before a reload. Short, so a saved
+/// change serves well within the one second the spec allows.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Whether the last reload attempt succeeded.
@@ -236,10 +235,27 @@ pub enum Trigger {
     Signal,
 }
 
+/// While writes keep coming, reload at least this often, so a file rewritten
+/// continuously still serves its latest complete state.
+pub const MAX_DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Whether a file-system event may be a change. Reading is not: the reload
+/// itself opens and reads every file, and inotify reports that (`IN_OPEN`,
+/// `IN_CLOSE_NOWRITE`), so counting reads would reload forever. Every other
+/// kind counts, whatever the entry's name: a ConfigMap update only renames
+/// `..data`, and editors write through temporary names.
+fn is_change(event: &notify::Event) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    !matches!(
+        event.kind,
+        EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write)
+    )
+}
+
 /// Keeps the watcher running; dropping it stops the watcher.
 enum WatchGuard {
-    Native(#[allow(dead_code)] Debouncer<RecommendedWatcher>),
-    Poll(#[allow(dead_code)] Debouncer<PollWatcher>),
+    Native(#[allow(dead_code)] RecommendedWatcher),
+    Poll(#[allow(dead_code)] PollWatcher),
 }
 
 /// The handle of a running reloader: ask for reloads, and stop it by dropping
@@ -269,7 +285,7 @@ impl Reloader {
         self.trigger.clone()
     }
 
-    /// Stops the watcher and waits for a reload in progress to finish.
+    /// Stops the watcher and waits for the reload task to end.
     pub async fn stop(mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
@@ -279,56 +295,69 @@ impl Reloader {
 }
 
 /// Starts watching `dir` (non-recursively: every entry, hidden ones included,
-/// so a ConfigMap's `..data` swap is seen) and reloading `live` on every
-/// debounced change. Needs a tokio runtime.
+/// so a ConfigMap's `..data` swap is seen) and reloading `live` after each
+/// burst of changes settles for [`DEBOUNCE`] (at most [`MAX_DEBOUNCE`] after
+/// its first event). Needs a tokio runtime.
 pub fn spawn_reloader(
     live: Arc<LivePolicy>,
     dir: PathBuf,
     mode: WatchMode,
 ) -> Result<Reloader, notify::Error> {
-    // Capacity 1 and `try_send`: while a reload is pending, further events add
-    // nothing; an event during a reload queues exactly one more, so the final
-    // state is always loaded and a storm of writes costs a bounded number of reloads.
-    let (tx, mut rx) = mpsc::channel::<Trigger>(1);
+    // Bounded, and `try_send` from the watcher thread: when the channel is full
+    // a reload is already due, so dropping the event loses nothing.
+    let (tx, mut rx) = mpsc::channel::<Trigger>(64);
     let events = tx.clone();
-    let handler = move |result: DebounceEventResult| {
-        if let Err(e) = &result {
+    let handler = move |result: notify::Result<notify::Event>| match result {
+        Ok(event) if !is_change(&event) => {}
+        Ok(_) => {
+            let _ = events.try_send(Trigger::FileChange);
+        }
+        Err(e) => {
             // An error (such as a lost event queue) may hide a change: reload anyway.
             tracing::warn!(error = %e, "policy watcher error; reloading to be safe");
+            let _ = events.try_send(Trigger::FileChange);
         }
-        let _ = events.try_send(Trigger::FileChange);
     };
     let guard = match mode {
         WatchMode::Native => {
-            let config = DebounceConfig::default().with_timeout(DEBOUNCE);
-            let mut debouncer =
-                notify_debouncer_mini::new_debouncer_opt::<_, RecommendedWatcher>(config, handler)?;
-            debouncer
-                .watcher()
-                .watch(&dir, RecursiveMode::NonRecursive)?;
-            WatchGuard::Native(debouncer)
+            let mut watcher = notify::recommended_watcher(handler)?;
+            notify::Watcher::watch(&mut watcher, &dir, RecursiveMode::NonRecursive)?;
+            WatchGuard::Native(watcher)
         }
         WatchMode::Poll(interval) => {
-            let notify_config = notify::Config::default()
+            let config = notify::Config::default()
                 .with_poll_interval(interval)
                 .with_compare_contents(true);
-            let config = DebounceConfig::default()
-                .with_timeout(DEBOUNCE)
-                .with_notify_config(notify_config);
-            let mut debouncer =
-                notify_debouncer_mini::new_debouncer_opt::<_, PollWatcher>(config, handler)?;
-            debouncer
-                .watcher()
-                .watch(&dir, RecursiveMode::NonRecursive)?;
-            WatchGuard::Poll(debouncer)
+            let mut watcher = PollWatcher::new(handler, config)?;
+            notify::Watcher::watch(&mut watcher, &dir, RecursiveMode::NonRecursive)?;
+            WatchGuard::Poll(watcher)
         }
     };
     tracing::debug!(folder = %dir.display(), ?mode, "watching the policy folder");
     let task = tokio::spawn(async move {
         // The guard lives as long as this task: aborting the task drops it and
-        // stops the watcher thread.
+        // stops the watcher.
         let _guard = guard;
-        while let Some(trigger) = rx.recv().await {
+        while let Some(first) = rx.recv().await {
+            let mut trigger = first;
+            let burst = tokio::time::Instant::now();
+            // Debounce: wait until the folder has been quiet for DEBOUNCE.
+            loop {
+                let quiet = tokio::time::sleep(DEBOUNCE);
+                let cap = tokio::time::sleep_until(burst + MAX_DEBOUNCE);
+                tokio::select! {
+                    next = rx.recv() => match next {
+                        Some(t) => {
+                            if t == Trigger::Signal {
+                                trigger = t;
+                            }
+                        }
+                        None => return,
+                    },
+                    () = quiet => break,
+                    () = cap => break,
+                }
+            }
             tracing::debug!(?trigger, "reloading the policy");
             let live = Arc::clone(&live);
             if let Err(e) = tokio::task::spawn_blocking(move || live.reload()).await {
@@ -450,5 +479,27 @@ mod tests {
             text.contains("policy_reloads_total{result=\"success\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn reads_are_not_changes() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, Event, EventKind, ModifyKind, RenameMode,
+        };
+        let change = |kind| is_change(&Event::new(kind));
+        assert!(!change(EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!change(EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!change(EventKind::Access(AccessKind::Read)));
+        assert!(change(EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(change(EventKind::Modify(ModifyKind::Name(RenameMode::To))));
+        assert!(change(EventKind::Create(CreateKind::Any)));
+        assert!(change(EventKind::Any));
+        assert!(change(EventKind::Other));
     }
 }

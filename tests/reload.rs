@@ -347,3 +347,19 @@ async fn reload_under_load_never_fails_a_request() {
     assert_eq!(routes["reload"]["successes"], 100);
     assert_eq!(routes["reload"]["failures"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_the_policy_does_not_trigger_reloads() {
+    // The reload itself opens every file; if that counted as a change the
+    // server would reload forever. Nothing is written here, so after the first
+    // swap settles `last_attempt_at` must stay put. Waiting a fixed time is the
+    // only way to observe that nothing happens.
+    let t = TestServer::start(&[("a.yaml", &policy(1))], &[]).await;
+    std::fs::write(t.path("a.yaml"), policy(2)).unwrap();
+    t.wait_version(&version_of(&[("a.yaml", &policy(2))])).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let settled = t.routes().await;
+    let _ = t.decide("x").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(t.routes().await["reload"], settled["reload"]);
+}
