@@ -3,9 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod server_common;
 
-use common::{TestServer, metric, policy, version_of};
+use server_common::{TestServer, metric, policy, version_of};
 use policy_mesh::config::Env;
 use policy_mesh::server::{self, StartError};
 use serde_json::{Value, json};

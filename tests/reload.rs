@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod server_common;
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -11,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{TestServer, metric, policy, version_of, write_via_rename};
+use server_common::{TestServer, metric, policy, version_of, write_via_rename};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn write_in_place() {

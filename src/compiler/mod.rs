@@ -1,23 +1,270 @@
 //! The compiler: turns a validated [`PolicySet`] into a [`CompiledPolicy`].
-//! STUB: owned by the engine work.
+//!
+//! A decision must cost one scan of the input whatever the number of rules and
+//! keywords, so compiling gathers the matchers of every rule into two shared ones:
+//! all keywords, normalized and deduplicated, into one Aho-Corasick automaton
+//! ([`keywords`]), and all patterns into one regex set ([`patterns`]). Each
+//! automaton pattern id maps back to the rules that use it. The rule chain keeps
+//! only what a decision reads, with ids and reasons shared (`Arc<str>`) so a
+//! decision never copies a string.
+//!
+//! Compiling never panics: every problem becomes a [`LoadError`] at the offending
+//! keyword, pattern or rule, and every problem is reported, not only the first.
+
+mod keywords;
+mod patterns;
+
+use std::sync::Arc;
 
 use crate::decision::Provider;
-use crate::policy::{LoadErrors, PolicySet};
+use crate::normalize::normalize;
+use crate::policy::{
+    CharBounds, LoadError, LoadErrors, PolicySet, Route, RuleSpec, Scope, UsdBounds,
+};
+
+pub(crate) use keywords::KeywordMatcher;
+pub(crate) use patterns::PatternMatcher;
+pub use patterns::check_pattern;
 
 /// A policy ready to decide: one Aho-Corasick automaton, one regex set, the rule chain.
 #[derive(Debug)]
 pub struct CompiledPolicy {
     set: PolicySet,
     public_provider: Provider,
+    pub(crate) version: Arc<str>,
+    pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) keywords: Option<KeywordMatcher>,
+    pub(crate) patterns: Option<PatternMatcher>,
+    pub(crate) default: Outcome,
+    /// USD per 1M input tokens; `None`: no price, so no estimate.
+    pub(crate) price: Option<f64>,
+    pub(crate) chars_per_token: f64,
+}
+
+/// Where a decision sends a request and the reason code it reports.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub(crate) route: Route,
+    pub(crate) provider: Provider,
+    pub(crate) reason: Arc<str>,
+}
+
+/// One rule of the chain, as a decision reads it.
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) id: Arc<str>,
+    pub(crate) outcome: Outcome,
+    /// The rule has a `keywords` condition (its keywords are in the automaton).
+    pub(crate) keywords: bool,
+    /// The rule has a `patterns` condition (its patterns are in the regex set).
+    pub(crate) patterns: bool,
+    pub(crate) input_chars: Option<CharBounds>,
+    pub(crate) estimated_usd: Option<UsdBounds>,
+}
+
+/// A rule that a keyword or pattern of the shared matchers belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Index of the rule in the chain.
+    pub(crate) rule: usize,
+    /// Keywords only: the occurrence must not touch a word character.
+    pub(crate) word: bool,
+    /// The rule looks only at the last user message.
+    pub(crate) last_user_only: bool,
+}
+
+/// For each pattern id of a shared matcher, the rules it belongs to, stored flat.
+#[derive(Debug, Default)]
+pub(crate) struct TargetTable {
+    /// `targets[starts[id]..starts[id + 1]]` are the rules of pattern `id`.
+    starts: Vec<usize>,
+    targets: Vec<Target>,
+    /// Some rule with `scope: all` uses this matcher.
+    pub(crate) scope_all: bool,
+    /// Some rule with `scope: last_user` uses this matcher.
+    pub(crate) scope_last_user: bool,
+}
+
+impl TargetTable {
+    /// Builds the table from the targets of each pattern id, in id order. A rule
+    /// listing the same pattern twice gets one target.
+    fn new(per_pattern: Vec<Vec<Target>>) -> Self {
+        let mut table = TargetTable {
+            starts: Vec::with_capacity(per_pattern.len() + 1),
+            ..TargetTable::default()
+        };
+        table.starts.push(0);
+        for mut targets in per_pattern {
+            targets.dedup();
+            for t in &targets {
+                if t.last_user_only {
+                    table.scope_last_user = true;
+                } else {
+                    table.scope_all = true;
+                }
+            }
+            table.targets.extend(targets);
+            table.starts.push(table.targets.len());
+        }
+        table
+    }
+
+    /// The rules pattern `id` belongs to.
+    #[inline]
+    pub(crate) fn of(&self, id: usize) -> &[Target] {
+        match (self.starts.get(id), self.starts.get(id + 1)) {
+            (Some(&a), Some(&b)) => &self.targets[a..b],
+            _ => &[],
+        }
+    }
+
+    /// Whether this matcher needs to see a message: every message when a rule
+    /// with `scope: all` uses it, else only the last user message.
+    #[inline]
+    pub(crate) fn wants(&self, is_last_user: bool) -> bool {
+        self.scope_all || (self.scope_last_user && is_last_user)
+    }
+}
+
+/// Accumulates, for each deduplicated item (keyword or pattern), the rules that
+/// use it.
+struct Interner {
+    ids: std::collections::HashMap<String, usize>,
+    items: Vec<String>,
+    targets: Vec<Vec<Target>>,
+}
+
+impl Interner {
+    fn new() -> Self {
+        Interner {
+            ids: std::collections::HashMap::new(),
+            items: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, item: String, target: Target) {
+        let id = match self.ids.get(&item) {
+            Some(&id) => id,
+            None => {
+                let id = self.items.len();
+                self.ids.insert(item.clone(), id);
+                self.items.push(item);
+                self.targets.push(Vec::new());
+                id
+            }
+        };
+        self.targets[id].push(target);
+    }
 }
 
 impl CompiledPolicy {
-    /// Compiles a validated policy.
+    /// Compiles a validated policy. `public_provider` is what `route: public`
+    /// resolves to. Every problem is reported, each at the keyword, pattern or
+    /// rule it comes from.
     pub fn compile(
         set: PolicySet,
         public_provider: Provider,
     ) -> Result<CompiledPolicy, LoadErrors> {
+        let provider_of = |route: Route| match route {
+            Route::Local => Provider::Local,
+            Route::Public => public_provider,
+        };
+        let mut errors = Vec::new();
+        let mut keywords = Interner::new();
+        let mut patterns = Interner::new();
+        let mut rules = Vec::with_capacity(set.rules.len());
+        for (index, spec) in set.rules.iter().enumerate() {
+            let last_user_only = spec.scope == Scope::LastUser;
+            for keyword in &spec.keywords {
+                let normalized = normalize(&keyword.value);
+                if normalized.is_empty() {
+                    errors.push(LoadError::at_location(
+                        &keyword.at,
+                        empty_keyword_message(&keyword.value),
+                    ));
+                    continue;
+                }
+                keywords.add(
+                    normalized.into_owned(),
+                    Target {
+                        rule: index,
+                        word: spec.keyword_match == crate::policy::KeywordMatch::Word,
+                        last_user_only,
+                    },
+                );
+            }
+            for pattern in &spec.patterns {
+                patterns.add(
+                    pattern.value.clone(),
+                    Target {
+                        rule: index,
+                        word: false,
+                        last_user_only,
+                    },
+                );
+            }
+            rules.push(CompiledRule {
+                id: Arc::from(spec.id.as_str()),
+                outcome: Outcome {
+                    route: spec.route,
+                    provider: provider_of(spec.route),
+                    reason: Arc::from(spec.reason.as_str()),
+                },
+                keywords: !spec.keywords.is_empty(),
+                patterns: !spec.patterns.is_empty(),
+                input_chars: spec.input_chars,
+                estimated_usd: spec.estimated_usd,
+            });
+        }
+        let keyword_matcher = if keywords.items.is_empty() {
+            None
+        } else {
+            match KeywordMatcher::build(&keywords.items, TargetTable::new(keywords.targets)) {
+                Ok(m) => Some(m),
+                Err(message) => {
+                    errors.push(at_first_rule_with(
+                        &set.rules,
+                        |r| !r.keywords.is_empty(),
+                        message,
+                    ));
+                    None
+                }
+            }
+        };
+        let pattern_matcher = if patterns.items.is_empty() {
+            None
+        } else if !errors.is_empty() {
+            // The policy is already invalid: report the invalid patterns too, but
+            // building the set is pointless.
+            errors.extend(patterns::invalid_patterns(&set.rules));
+            None
+        } else {
+            match PatternMatcher::build(&patterns.items, TargetTable::new(patterns.targets)) {
+                Ok(m) => Some(m),
+                Err(()) => {
+                    errors.extend(patterns::explain_failure(&set.rules));
+                    None
+                }
+            }
+        };
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        let defaults = &set.defaults;
+        let default_route = defaults.provider.value;
         Ok(CompiledPolicy {
+            version: Arc::from(set.version.as_str()),
+            rules,
+            keywords: keyword_matcher,
+            patterns: pattern_matcher,
+            default: Outcome {
+                route: default_route,
+                provider: provider_of(default_route),
+                reason: Arc::from("default"),
+            },
+            price: defaults.input_usd_per_1m_tokens.value,
+            chars_per_token: defaults.chars_per_token.value,
             set,
             public_provider,
         })
@@ -30,29 +277,71 @@ impl CompiledPolicy {
 
     /// The version hash.
     pub fn version(&self) -> &str {
-        &self.set.version
+        &self.version
+    }
+
+    /// The version hash, shared: what every decision carries.
+    pub fn version_arc(&self) -> &Arc<str> {
+        &self.version
     }
 
     /// What `route: public` resolves to.
     pub fn public_provider(&self) -> Provider {
         self.public_provider
     }
+
+    /// Where `route` sends a request under this policy.
+    pub fn provider_for(&self, route: Route) -> Provider {
+        match route {
+            Route::Local => Provider::Local,
+            Route::Public => self.public_provider,
+        }
+    }
+
+    /// Number of rules in the chain.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Keywords as written in the rules, duplicates included (what `check` reports).
+    pub fn keyword_count(&self) -> usize {
+        self.set.keyword_count()
+    }
+
+    /// Distinct normalized keywords in the automaton.
+    pub fn distinct_keyword_count(&self) -> usize {
+        self.keywords.as_ref().map_or(0, KeywordMatcher::len)
+    }
+
+    /// Distinct patterns in the regex set.
+    pub fn distinct_pattern_count(&self) -> usize {
+        self.patterns.as_ref().map_or(0, PatternMatcher::len)
+    }
 }
 
-/// Checks one pattern as the compiler will build it; `Err` carries a plain-words message.
-/// STUB: owned by the engine work.
-pub fn check_pattern(pattern: &str) -> Result<(), String> {
-    regex::RegexBuilder::new(pattern)
-        .case_insensitive(true)
-        .build()
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// Checks one keyword as the compiler will normalize it; `Err` carries a
+/// plain-words message when nothing is left of it once normalized (only invisible
+/// characters, for example).
+pub fn check_keyword(keyword: &str) -> Result<(), String> {
+    if normalize(keyword).is_empty() {
+        Err(empty_keyword_message(keyword))
+    } else {
+        Ok(())
+    }
 }
 
-impl CompiledPolicy {
-    /// The decision with its trace, as `POST /v1/decide` returns it.
-    /// STUB: owned by the engine work.
-    pub fn explain(&self, messages: &[crate::chat::ChatMessage]) -> crate::decision::Explanation {
-        unimplemented!("{}", messages.len())
+fn empty_keyword_message(keyword: &str) -> String {
+    format!("keyword {keyword:?} is empty once normalized (it holds only invisible characters)")
+}
+
+/// An error about the matchers as a whole, placed at the first rule they concern.
+fn at_first_rule_with(
+    rules: &[RuleSpec],
+    concerns: impl Fn(&RuleSpec) -> bool,
+    message: String,
+) -> LoadError {
+    match rules.iter().find(|r| concerns(r)) {
+        Some(rule) => LoadError::at_location(&rule.at, message),
+        None => LoadError::whole("policy", message),
     }
 }

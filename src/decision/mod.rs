@@ -1,7 +1,29 @@
 //! The decision: which provider a chat request goes to, and why.
-//! STUB: owned by the engine work.
+//!
+//! [`CompiledPolicy::decide`] runs the rule chain of the policy-language spec:
+//! rules in order, each rule's conditions in the fixed order `keywords`, `patterns`,
+//! `input_chars`, `estimated_usd`, the first rule whose conditions all hold wins,
+//! else the default. [`CompiledPolicy::explain`] does the same and also records why
+//! each rule tried held or not, for `/v1/decide`; both share one implementation so
+//! they cannot disagree.
+//!
+//! Keywords and patterns are matched with one scan per message for all rules: the
+//! shared automaton and regex set mark, in two bitsets sized to the rule count,
+//! every rule with a match, and the chain then only reads bits. The scan runs the
+//! first time a rule needs it, so a policy whose first rule holds on length alone
+//! never normalizes the input. Bitsets and the normalization buffer live in a
+//! thread-local scratch space so that a decision does not allocate for them.
+
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
+
+use crate::chat::{ChatMessage, Role};
+use crate::compiler::{CompiledPolicy, Outcome};
+use crate::normalize::{normalize_general, normalize_into};
+use crate::policy::{CharBounds, Route, UsdBounds};
 
 /// A concrete provider a request is sent to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -26,7 +48,334 @@ impl Provider {
     }
 }
 
-/// A decision with its trace: the body of `POST /v1/decide`.
-/// STUB: owned by the engine work.
-#[derive(Debug, Clone, Serialize)]
-pub struct Explanation {}
+/// The reason code of a default decision.
+pub const DEFAULT_REASON: &str = "default";
+
+/// Where a chat request goes and why. Strings are shared with the compiled policy,
+/// so making or cloning a decision does not copy them.
+///
+/// Serializes as `{"provider", "route", "rule", "reason_codes", "policy_version"}`;
+/// the measured `input_chars` and `estimated_usd` are for callers (audit, logs) and
+/// are not part of that object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// `local` or `public`.
+    pub route: Route,
+    /// The provider the route resolves to.
+    pub provider: Provider,
+    /// The id of the rule that held; `None` for the default decision.
+    pub rule: Option<Arc<str>>,
+    /// The reason code: the rule's reason, or `default`.
+    pub reason: Arc<str>,
+    /// Version of the policy that decided.
+    pub policy_version: Arc<str>,
+    /// Unicode scalar values of the raw contents of every message.
+    pub input_chars: u64,
+    /// Estimated cost of the input on the public provider; `None` without a price.
+    pub estimated_usd: Option<f64>,
+}
+
+impl Decision {
+    /// The reason codes as the API reports them: exactly one code.
+    pub fn reason_codes(&self) -> [&str; 1] {
+        [&self.reason]
+    }
+
+    /// The rule id, or `None` for the default decision.
+    pub fn rule_id(&self) -> Option<&str> {
+        self.rule.as_deref()
+    }
+
+    /// Whether no rule held.
+    pub fn is_default(&self) -> bool {
+        self.rule.is_none()
+    }
+
+    fn serialize_fields<S: SerializeStruct>(&self, s: &mut S) -> Result<(), S::Error> {
+        s.serialize_field("provider", &self.provider)?;
+        s.serialize_field("route", &self.route)?;
+        s.serialize_field("rule", &self.rule.as_deref())?;
+        s.serialize_field("reason_codes", &self.reason_codes())?;
+        s.serialize_field("policy_version", &*self.policy_version)
+    }
+}
+
+impl Serialize for Decision {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Decision", 5)?;
+        self.serialize_fields(&mut s)?;
+        s.end()
+    }
+}
+
+/// A condition of a rule, in the order they are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// No keyword occurs in the messages in scope.
+    Keywords,
+    /// No pattern matches a message in scope.
+    Patterns,
+    /// The input length is outside the bounds.
+    InputChars,
+    /// The estimated cost is outside the bounds (or there is no price).
+    EstimatedUsd,
+}
+
+/// How one rule fared in a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEntry {
+    /// The rule id.
+    pub rule: Arc<str>,
+    /// Whether all its conditions held.
+    pub held: bool,
+    /// The first condition that failed, in checking order; `None` when it held.
+    pub failed_condition: Option<Condition>,
+}
+
+impl Serialize for TraceEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("TraceEntry", 3)?;
+        s.serialize_field("rule", &*self.rule)?;
+        s.serialize_field("held", &self.held)?;
+        s.serialize_field("failed_condition", &self.failed_condition)?;
+        s.end()
+    }
+}
+
+/// A decision with the trace of every rule tried, in order, up to the one that
+/// held (every rule when none did).
+///
+/// Serializes as the `POST /v1/decide` body: the decision's fields, then `trace`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// The decision, identical to what [`CompiledPolicy::decide`] returns.
+    pub decision: Decision,
+    /// One entry per rule evaluated.
+    pub trace: Vec<TraceEntry>,
+}
+
+impl Serialize for Explanation {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Explanation", 6)?;
+        self.decision.serialize_fields(&mut s)?;
+        s.serialize_field("trace", &self.trace)?;
+        s.end()
+    }
+}
+
+/// One bit per rule of the chain.
+#[derive(Debug, Default)]
+pub(crate) struct RuleBits(Vec<u64>);
+
+impl RuleBits {
+    /// All clear, sized for `rules` rules (reusing the allocation).
+    fn reset(&mut self, rules: usize) {
+        self.0.clear();
+        self.0.resize(rules.div_ceil(64), 0);
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, rule: usize) -> bool {
+        self.0
+            .get(rule / 64)
+            .is_some_and(|w| w & (1 << (rule % 64)) != 0)
+    }
+
+    #[inline]
+    pub(crate) fn set(&mut self, rule: usize) {
+        if let Some(w) = self.0.get_mut(rule / 64) {
+            *w |= 1 << (rule % 64);
+        }
+    }
+}
+
+/// Per-thread buffers reused by every decision.
+#[derive(Debug, Default)]
+struct Scratch {
+    keyword_hits: RuleBits,
+    pattern_hits: RuleBits,
+    text: String,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Which normalization the scan uses. Both give the same text; `General` exists so
+/// tests can show that decisions do not depend on the fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Normalization {
+    /// [`normalize_into`], with its ASCII fast path.
+    Fast,
+    /// [`normalize_general`], the straight pipeline.
+    #[cfg_attr(not(test), allow(dead_code))]
+    General,
+}
+
+impl CompiledPolicy {
+    /// Decides where `messages` go. Deterministic: the same messages and the same
+    /// policy always give the same decision.
+    pub fn decide(&self, messages: &[ChatMessage]) -> Decision {
+        self.evaluate(messages, Normalization::Fast, None)
+    }
+
+    /// Decides where `messages` go and says, rule by rule, why.
+    pub fn explain(&self, messages: &[ChatMessage]) -> Explanation {
+        let mut trace = Vec::new();
+        let decision = self.evaluate(messages, Normalization::Fast, Some(&mut trace));
+        Explanation { decision, trace }
+    }
+
+    /// The rule chain. `trace`, when given, receives one entry per rule tried.
+    pub(crate) fn evaluate(
+        &self,
+        messages: &[ChatMessage],
+        normalization: Normalization,
+        trace: Option<&mut Vec<TraceEntry>>,
+    ) -> Decision {
+        let mut trace = trace;
+        // The scratch space is only unavailable while the thread is being torn
+        // down, or if a decision were ever made from inside another: then use a
+        // fresh one rather than fail.
+        let reused = SCRATCH.try_with(|cell| {
+            cell.try_borrow_mut().ok().map(|mut scratch| {
+                self.run(messages, normalization, trace.as_deref_mut(), &mut scratch)
+            })
+        });
+        match reused {
+            Ok(Some(decision)) => decision,
+            _ => self.run(messages, normalization, trace, &mut Scratch::default()),
+        }
+    }
+
+    fn run(
+        &self,
+        messages: &[ChatMessage],
+        normalization: Normalization,
+        mut trace: Option<&mut Vec<TraceEntry>>,
+        scratch: &mut Scratch,
+    ) -> Decision {
+        let input_chars: u64 = messages
+            .iter()
+            .map(|m| m.content.chars().count() as u64)
+            .sum();
+        let estimated_usd = self
+            .price
+            .map(|price| input_chars as f64 / self.chars_per_token / 1_000_000.0 * price);
+        let mut scanned = false;
+        for (index, rule) in self.rules.iter().enumerate() {
+            if (rule.keywords || rule.patterns) && !scanned {
+                self.scan(messages, normalization, scratch);
+                scanned = true;
+            }
+            let failed = if rule.keywords && !scratch.keyword_hits.get(index) {
+                Some(Condition::Keywords)
+            } else if rule.patterns && !scratch.pattern_hits.get(index) {
+                Some(Condition::Patterns)
+            } else if !rule
+                .input_chars
+                .is_none_or(|b| chars_within(b, input_chars))
+            {
+                Some(Condition::InputChars)
+            } else if !rule
+                .estimated_usd
+                .is_none_or(|b| estimated_usd.is_some_and(|usd| usd_within(b, usd)))
+            {
+                Some(Condition::EstimatedUsd)
+            } else {
+                None
+            };
+            if let Some(trace) = trace.as_deref_mut() {
+                trace.push(TraceEntry {
+                    rule: rule.id.clone(),
+                    held: failed.is_none(),
+                    failed_condition: failed,
+                });
+            }
+            if failed.is_none() {
+                return self.decision(&rule.outcome, Some(&rule.id), input_chars, estimated_usd);
+            }
+        }
+        self.decision(&self.default, None, input_chars, estimated_usd)
+    }
+
+    fn decision(
+        &self,
+        outcome: &Outcome,
+        rule: Option<&Arc<str>>,
+        input_chars: u64,
+        estimated_usd: Option<f64>,
+    ) -> Decision {
+        Decision {
+            route: outcome.route,
+            provider: outcome.provider,
+            rule: rule.cloned(),
+            reason: outcome.reason.clone(),
+            policy_version: self.version.clone(),
+            input_chars,
+            estimated_usd,
+        }
+    }
+
+    /// Normalizes each message that some rule looks at, once, and runs the keyword
+    /// automaton and the regex set over it, marking the rules that match.
+    fn scan(&self, messages: &[ChatMessage], normalization: Normalization, scratch: &mut Scratch) {
+        let Scratch {
+            keyword_hits,
+            pattern_hits,
+            text: buffer,
+        } = scratch;
+        keyword_hits.reset(self.rules.len());
+        pattern_hits.reset(self.rules.len());
+        let last_user = messages.iter().rposition(|m| m.role == Role::User);
+        for (index, message) in messages.iter().enumerate() {
+            let is_last_user = last_user == Some(index);
+            let keywords = self
+                .keywords
+                .as_ref()
+                .filter(|k| k.targets.wants(is_last_user));
+            let patterns = self
+                .patterns
+                .as_ref()
+                .filter(|p| p.targets.wants(is_last_user));
+            if keywords.is_none() && patterns.is_none() {
+                continue;
+            }
+            let text = normalized(&message.content, normalization, buffer);
+            if let Some(k) = keywords {
+                k.scan(text, is_last_user, keyword_hits);
+            }
+            if let Some(p) = patterns {
+                p.scan(text, is_last_user, pattern_hits);
+            }
+        }
+    }
+}
+
+/// The normalized form of `raw`: `raw` itself when it is lowercase ASCII, else
+/// written into `buffer`.
+fn normalized<'a>(raw: &'a str, normalization: Normalization, buffer: &'a mut String) -> &'a str {
+    match normalization {
+        Normalization::Fast => {
+            if raw.is_ascii() && !raw.bytes().any(|b| b.is_ascii_uppercase()) {
+                return raw;
+            }
+            buffer.clear();
+            normalize_into(raw, buffer);
+        }
+        Normalization::General => *buffer = normalize_general(raw),
+    }
+    buffer
+}
+
+fn chars_within(bounds: CharBounds, chars: u64) -> bool {
+    bounds.min.is_none_or(|min| chars >= min) && bounds.max.is_none_or(|max| chars <= max)
+}
+
+fn usd_within(bounds: UsdBounds, usd: f64) -> bool {
+    bounds.min.is_none_or(|min| usd >= min) && bounds.max.is_none_or(|max| usd <= max)
+}
+
+#[cfg(test)]
+mod tests;

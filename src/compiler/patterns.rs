@@ -1,0 +1,175 @@
+//! The patterns of every rule in one regex set.
+//!
+//! Patterns are compiled case-insensitively with Unicode on, and run on the
+//! normalized text of one message at a time, so `^` and `$` are the start and end of
+//! a message (no multi-line mode). Identical patterns are compiled once. The size
+//! limits are raised well above the crate's defaults so that large policies
+//! compile; a policy that still does not fit is a load error, never a panic.
+
+use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
+
+use super::TargetTable;
+use crate::decision::RuleBits;
+use crate::policy::{LoadError, RuleSpec};
+
+/// Limit on the compiled size of one pattern, and of the whole set.
+const SIZE_LIMIT: usize = 256 << 20;
+/// Limit on the lazy DFA cache of the set (per thread searching it).
+const DFA_SIZE_LIMIT: usize = 32 << 20;
+
+/// The shared regex set and the rules each pattern belongs to.
+#[derive(Debug)]
+pub(crate) struct PatternMatcher {
+    set: RegexSet,
+    pub(crate) targets: TargetTable,
+}
+
+fn set_builder<I, S>(patterns: I) -> RegexSetBuilder
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut builder = RegexSetBuilder::new(patterns);
+    builder
+        .case_insensitive(true)
+        .unicode(true)
+        .multi_line(false)
+        .size_limit(SIZE_LIMIT)
+        .dfa_size_limit(DFA_SIZE_LIMIT);
+    builder
+}
+
+/// Checks one pattern as the compiler will build it (case-insensitive, Unicode,
+/// the same size limits). `Err` carries the regex error in plain words on one line,
+/// without the pattern itself (`unclosed group`), for the caller to place at the
+/// pattern's position.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .unicode(true)
+        .multi_line(false)
+        .size_limit(SIZE_LIMIT)
+        .dfa_size_limit(DFA_SIZE_LIMIT)
+        .build()
+        .map(drop)
+        .map_err(|e| describe(&e))
+}
+
+/// One line of plain words from a regex error. Syntax errors come as a
+/// multi-line drawing of the pattern with a caret, ending in `error: <what>`.
+fn describe(error: &regex::Error) -> String {
+    match error {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("error: "))
+            .unwrap_or_else(|| text.lines().next().unwrap_or("invalid regular expression"))
+            .to_owned(),
+        regex::Error::CompiledTooBig(limit) => {
+            format!("too big: once compiled it exceeds the limit of {limit} bytes")
+        }
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
+impl PatternMatcher {
+    /// Builds the set over distinct patterns. `Err(())`: see [`explain_failure`].
+    pub(crate) fn build(patterns: &[String], targets: TargetTable) -> Result<Self, ()> {
+        let set = set_builder(patterns).build().map_err(drop)?;
+        Ok(PatternMatcher { set, targets })
+    }
+
+    /// Number of distinct patterns.
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Marks in `hits` every rule with a pattern matching `text` (normalized).
+    /// Rules limited to the last user message are skipped unless `text` is that
+    /// message.
+    pub(crate) fn scan(&self, text: &str, is_last_user: bool, hits: &mut RuleBits) {
+        for id in self.set.matches(text).iter() {
+            for t in self.targets.of(id) {
+                if !t.last_user_only || is_last_user {
+                    hits.set(t.rule);
+                }
+            }
+        }
+    }
+}
+
+/// Why the set of `rules`' patterns failed to build: each invalid pattern at its
+/// position; when each pattern is fine alone but they are too big together, one
+/// error at the rule whose patterns push the set over the limit.
+pub(crate) fn explain_failure(rules: &[RuleSpec]) -> Vec<LoadError> {
+    let mut errors = invalid_patterns(rules);
+    if errors.is_empty() {
+        // Adding patterns only grows the set, so the first failing prefix of the
+        // rule chain ends at the culprit: find it by bisection.
+        let build = |n: usize| {
+            set_builder(
+                rules[..n]
+                    .iter()
+                    .flat_map(|r| r.patterns.iter().map(|p| &p.value)),
+            )
+            .build()
+        };
+        let (mut ok, mut failing) = (0, rules.len());
+        while failing - ok > 1 {
+            let mid = ok + (failing - ok) / 2;
+            if build(mid).is_ok() {
+                ok = mid;
+            } else {
+                failing = mid;
+            }
+        }
+        let why = match build(failing) {
+            Err(e) => describe(&e),
+            Ok(_) => "the regex set could not be built".to_owned(),
+        };
+        let message = format!(
+            "the patterns of the rules up to this one are too big to compile together: {why}"
+        );
+        errors.push(match failing.checked_sub(1).and_then(|i| rules.get(i)) {
+            Some(rule) => LoadError::at_location(&rule.at, message),
+            None => LoadError::whole("policy", message),
+        });
+    }
+    errors
+}
+
+/// Every pattern of `rules` that does not compile on its own, at its position.
+pub(crate) fn invalid_patterns(rules: &[RuleSpec]) -> Vec<LoadError> {
+    rules
+        .iter()
+        .flat_map(|rule| &rule.patterns)
+        .filter_map(|p| {
+            check_pattern(&p.value).err().map(|why| {
+                LoadError::at_location(&p.at, format!("invalid pattern {:?}: {why}", p.value))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_pattern_reports_one_plain_line() {
+        assert_eq!(check_pattern(r"\b\d{3}-\d{2}-\d{4}\b"), Ok(()));
+        let err = check_pattern("(abc").expect_err("unclosed group");
+        assert_eq!(err, "unclosed group");
+        let err = check_pattern("a{2,1}").expect_err("bad repetition");
+        assert!(!err.contains('\n') && !err.is_empty(), "{err}");
+        let err = check_pattern(r"\p{NoSuchClass}").expect_err("unknown class");
+        assert!(!err.contains('\n') && err.contains("Unicode"), "{err}");
+    }
+
+    #[test]
+    fn check_pattern_rejects_what_does_not_fit() {
+        // A bounded repetition of a Unicode class compiles to far more than the limit.
+        let err = check_pattern(r"(\w{1000}){1000}").expect_err("too big");
+        assert!(err.contains("too big"), "{err}");
+    }
+}
