@@ -5,10 +5,10 @@
 
 mod server_common;
 
-use server_common::{TestServer, metric, policy, version_of};
 use policy_mesh::config::Env;
 use policy_mesh::server::{self, StartError};
 use serde_json::{Value, json};
+use server_common::{TestServer, metric, policy, version_of};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -116,7 +116,7 @@ async fn routes_shows_the_live_policy_without_keyword_values() {
 async fn decide_explains_on_the_live_version() {
     let t = TestServer::start(&[("00-base.yaml", SENSITIVE)], &[]).await;
     let version = t.routes().await["version"].clone();
-    let d = t.decide("this is CONFIDENTIAL").await;
+    let d = t.decide("this is CONFIDENTIAL: 123-45-6789").await;
     assert_eq!(d["route"], "local");
     assert_eq!(d["provider"], "local");
     assert_eq!(d["rule"], "sensitive");
@@ -130,7 +130,11 @@ async fn decide_explains_on_the_live_version() {
     let d = t.decide("hello").await;
     assert_eq!(d["rule"], Value::Null);
     assert_eq!(d["reason_codes"], json!(["default"]));
-    assert_eq!(d["trace"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        d["trace"],
+        json!([{"rule": "sensitive", "held": false, "failed_condition": "keywords"},
+               {"rule": "big", "held": false, "failed_condition": "input_chars"}])
+    );
     // /v1/decide is not a chat decision: nothing is counted.
     assert!(!t.metrics().await.contains("policy_decisions_total{"));
 }
