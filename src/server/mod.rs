@@ -24,7 +24,6 @@ use tokio::sync::oneshot;
 pub use config::{ConfigError, ServerConfig};
 pub use error::ApiError;
 
-use crate::compiler::CompiledPolicy;
 use crate::config::Env;
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySource};
@@ -85,20 +84,6 @@ pub enum StartError {
     },
 }
 
-/// Loads the policy at `source` and compiles it with the public provider from
-/// `env`, reporting every error of both steps.
-fn load_compiled(source: &PolicySource, env: &Env) -> Result<CompiledPolicy, LoadErrors> {
-    let provider = crate::config::public_provider(env);
-    match (crate::policy::load(source, env), provider) {
-        (Ok(set), Ok(provider)) => CompiledPolicy::compile(set, provider),
-        (set, provider) => {
-            let mut errors = set.err().map(|e| e.0).unwrap_or_default();
-            errors.extend(provider.err());
-            Err(LoadErrors(errors))
-        }
-    }
-}
-
 /// A running server: its address, its live policy, and the means to stop it.
 #[derive(Debug)]
 pub struct Server {
@@ -149,7 +134,7 @@ pub async fn start(env: &Env) -> Result<Server, StartError> {
     let loader_env = env.clone();
     let loader_source = source.clone();
     let loader: crate::reload::Loader =
-        Box::new(move || load_compiled(&loader_source, &loader_env));
+        Box::new(move || crate::load_compiled(&loader_source, &loader_env));
     let live_metrics = Arc::clone(&metrics);
     let live = tokio::task::spawn_blocking(move || LivePolicy::start(loader, live_metrics))
         .await
