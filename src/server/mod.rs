@@ -213,7 +213,10 @@ pub fn init_tracing(env: &Env) -> Result<(), ConfigError> {
             });
         }
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // Colours only for a person at a terminal, never in files or collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     // `try_init` fails only when a subscriber is already set (tests, embedding).
     let _ = if json {
         builder.json().try_init()
