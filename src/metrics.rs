@@ -3,12 +3,29 @@
 //! Everything that touches the `prometheus` crate lives here, behind a small
 //! API of domain events (`reload_succeeded`, `decision`, …), so that the crate
 //! (unmaintained since 2025) can be swapped for `prometheus-client` without
-//! touching callers. Label values are always bounded: results, rule ids,
-//! reason codes and policy versions, never paths or messages.
+//! touching callers. Label values are always bounded: results, providers,
+//! statuses, rule ids, reason codes and policy versions, never paths or
+//! messages.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
-use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
+};
+
+use crate::decision::Provider;
+
+/// The buckets of `chat_request_latency_seconds`, in seconds: the seed's 0.01,
+/// 0.05, 0.1, 0.5, 1 and 5, with finer steps below (a local model on a fast
+/// machine answers in milliseconds) and longer ones above (up to the default
+/// `PROVIDER_TIMEOUT_SECONDS`).
+pub const CHAT_LATENCY_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+const PROVIDERS: [Provider; 3] = [Provider::Local, Provider::Openai, Provider::Anthropic];
 
 /// The content type of the text exposition format served on `/v1/metrics`.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -25,6 +42,9 @@ pub struct Metrics {
     /// removed when a new version goes live.
     info_version: Mutex<Option<String>>,
     decisions: IntCounterVec,
+    chat_requests: IntCounterVec,
+    chat_latency: HistogramVec,
+    audit_write_failures: IntCounter,
 }
 
 impl Default for Metrics {
@@ -69,12 +89,37 @@ impl Metrics {
             &["rule", "reason"],
         )
         .expect("valid metric definition");
+        let chat_requests = IntCounterVec::new(
+            Opts::new(
+                "chat_requests_total",
+                "Accepted /v1/chat requests, by provider and status (success or failure of the provider call).",
+            ),
+            &["provider", "status"],
+        )
+        .expect("valid metric definition");
+        let chat_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "chat_request_latency_seconds",
+                "Time from the routing decision to the provider's answer or failure, by provider.",
+            )
+            .buckets(CHAT_LATENCY_BUCKETS.to_vec()),
+            &["provider"],
+        )
+        .expect("valid metric definition");
+        let audit_write_failures = IntCounter::new(
+            "audit_write_failures_total",
+            "Audit events that could not be written (the chat response is unchanged).",
+        )
+        .expect("valid metric definition");
         for collector in [
             Box::new(reloads.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(last_reload_success.clone()),
             Box::new(last_reload_success_timestamp.clone()),
             Box::new(info.clone()),
             Box::new(decisions.clone()),
+            Box::new(chat_requests.clone()),
+            Box::new(chat_latency.clone()),
+            Box::new(audit_write_failures.clone()),
         ] {
             registry
                 .register(collector)
@@ -82,6 +127,12 @@ impl Metrics {
         }
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
+        }
+        for provider in PROVIDERS {
+            for status in ["success", "failure"] {
+                chat_requests.with_label_values(&[provider.as_str(), status]);
+            }
+            chat_latency.with_label_values(&[provider.as_str()]);
         }
         Metrics {
             registry,
@@ -91,6 +142,9 @@ impl Metrics {
             info,
             info_version: Mutex::new(None),
             decisions,
+            chat_requests,
+            chat_latency,
+            audit_write_failures,
         }
     }
 
@@ -139,6 +193,23 @@ impl Metrics {
             .inc();
     }
 
+    /// One accepted `/v1/chat` request: the provider called, whether it
+    /// answered, and the time from the decision to its answer or failure.
+    pub fn chat_request(&self, provider: Provider, success: bool, latency: Duration) {
+        let status = if success { "success" } else { "failure" };
+        self.chat_requests
+            .with_label_values(&[provider.as_str(), status])
+            .inc();
+        self.chat_latency
+            .with_label_values(&[provider.as_str()])
+            .observe(latency.as_secs_f64());
+    }
+
+    /// An audit event could not be written.
+    pub fn audit_write_failed(&self) {
+        self.audit_write_failures.inc();
+    }
+
     /// The text exposition of every family.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -185,6 +256,66 @@ mod tests {
             line_value(&text, "policy_last_reload_success_timestamp_seconds "),
             Some(2_000.0)
         );
+    }
+
+    #[test]
+    fn chat_families_start_at_zero_and_follow_requests() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert_eq!(line_value(&text, "audit_write_failures_total "), Some(0.0));
+        for provider in ["local", "openai", "anthropic"] {
+            for status in ["success", "failure"] {
+                let series =
+                    format!("chat_requests_total{{provider=\"{provider}\",status=\"{status}\"}}");
+                assert_eq!(line_value(&text, &series), Some(0.0), "{series}");
+            }
+        }
+        for le in ["0.001", "0.01", "0.05", "0.1", "0.5", "1", "5", "60"] {
+            let series =
+                format!("chat_request_latency_seconds_bucket{{provider=\"local\",le=\"{le}\"}}");
+            assert_eq!(line_value(&text, &series), Some(0.0), "{series}");
+        }
+
+        m.chat_request(Provider::Openai, true, Duration::from_millis(30));
+        m.chat_request(Provider::Openai, false, Duration::from_millis(700));
+        m.audit_write_failed();
+        let text = m.render();
+        assert_eq!(
+            line_value(
+                &text,
+                "chat_requests_total{provider=\"openai\",status=\"success\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                "chat_requests_total{provider=\"openai\",status=\"failure\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                "chat_request_latency_seconds_bucket{provider=\"openai\",le=\"0.05\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                "chat_request_latency_seconds_bucket{provider=\"openai\",le=\"1\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                "chat_request_latency_seconds_count{provider=\"openai\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(line_value(&text, "audit_write_failures_total "), Some(1.0));
     }
 
     #[test]

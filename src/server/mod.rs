@@ -2,12 +2,14 @@
 //! shutdown.
 //!
 //! [`app`] builds the router from an [`AppState`], so tests can drive it in
-//! process; [`start`] loads the policy, binds, starts the reloader and serves
-//! in the background (tests start it on `127.0.0.1:0`); [`run`] is the
+//! process; [`start`] reads the configuration, builds the provider clients,
+//! loads the policy, binds, opens the audit store, starts the reloader and
+//! serves in the background (tests start it on `127.0.0.1:0`); [`run`] is the
 //! binary's entry: logging, a runtime, signals, exit status.
 
 pub mod config;
 pub mod error;
+pub mod gateway;
 mod handlers;
 pub mod request;
 pub mod routes;
@@ -24,9 +26,11 @@ use tokio::sync::oneshot;
 pub use config::{ConfigError, ServerConfig};
 pub use error::ApiError;
 
+use crate::audit::{AuditConfig, AuditError, AuditStore};
 use crate::config::Env;
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySource};
+use crate::providers::{Providers, ProvidersError};
 use crate::reload::{LivePolicy, Reloader, Trigger};
 
 /// What every handler shares.
@@ -36,6 +40,13 @@ pub struct AppState {
     pub live: Arc<LivePolicy>,
     /// The exported metrics.
     pub metrics: Arc<Metrics>,
+    /// The provider clients `/v1/chat` calls.
+    pub providers: Providers,
+    /// Where `/v1/chat` writes its events and `/v1/audit/{id}` reads them;
+    /// `None` when `AUDIT_ENABLED` is off.
+    pub audit: Option<AuditStore>,
+    /// The audit settings: the prompt hash key (`Debug` redacts it).
+    pub audit_config: Arc<AuditConfig>,
 }
 
 /// The router: every endpoint, our error shape for unknown paths, other methods
@@ -45,6 +56,8 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/health", get(handlers::health))
         .route("/v1/routes", get(handlers::routes))
         .route("/v1/decide", post(handlers::decide))
+        .route("/v1/chat", post(gateway::chat))
+        .route("/v1/audit/{request_id}", get(gateway::audit_event))
         .route("/v1/metrics", get(handlers::metrics))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -63,6 +76,13 @@ pub enum StartError {
     /// A configuration variable is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A provider variable is invalid, or the HTTP client cannot be built.
+    #[error(transparent)]
+    Providers(#[from] ProvidersError),
+    /// An audit variable is invalid, or the store cannot be opened or
+    /// migrated (the message names `DATABASE_URL` without its password).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     /// The policy is invalid: every error line.
     #[error("{0}")]
     Policy(LoadErrors),
@@ -90,6 +110,7 @@ pub struct Server {
     addr: SocketAddr,
     live: Arc<LivePolicy>,
     reloader: Reloader,
+    audit: Option<AuditStore>,
     shutdown: Option<oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -111,7 +132,7 @@ impl Server {
     }
 
     /// Stops accepting connections, lets requests in flight finish, stops the
-    /// watcher.
+    /// watcher, and commits every audit event handed over.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -120,15 +141,21 @@ impl Server {
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         self.reloader.stop().await;
+        if let Some(audit) = &self.audit {
+            audit.shutdown().await;
+        }
         served
     }
 }
 
 /// Starts the gateway with the configuration in `env`: reads `BIND_ADDR`,
-/// `MAX_BODY_BYTES`, `POLICY_WATCH`, loads the policy (invalid: an error with
-/// every line), binds, watches the policy folder and serves in the background.
+/// `MAX_BODY_BYTES`, `POLICY_WATCH`, the provider and audit variables, loads
+/// the policy (invalid: an error with every line), binds, opens and migrates
+/// the audit store, watches the policy folder and serves in the background.
 pub async fn start(env: &Env) -> Result<Server, StartError> {
     let config = ServerConfig::from_env(env)?;
+    let providers = Providers::from_env(env)?;
+    let audit_config = AuditConfig::from_env(env)?;
     let source = PolicySource::from_env(env);
     let metrics = Arc::new(Metrics::new());
     let loader_env = env.clone();
@@ -153,16 +180,36 @@ pub async fn start(env: &Env) -> Result<Server, StartError> {
         addr: config.bind_addr,
         source,
     })?;
+    // After binding, so that a taken address fails before any file is made.
+    let audit = AuditStore::connect(&audit_config).await?;
+    match &audit {
+        Some(_) => tracing::info!(
+            database = %audit_config.redacted_url(),
+            "audit store ready"
+        ),
+        None => tracing::info!("audit is off (AUDIT_ENABLED=false)"),
+    }
     let folder = source.watch_dir();
-    let reloader = crate::reload::spawn_reloader(Arc::clone(&live), folder.clone(), config.watch)
-        .map_err(|source| StartError::Watch {
-        folder: folder.display().to_string(),
-        source,
-    })?;
+    let reloader =
+        match crate::reload::spawn_reloader(Arc::clone(&live), folder.clone(), config.watch) {
+            Ok(reloader) => reloader,
+            Err(source) => {
+                if let Some(audit) = &audit {
+                    audit.shutdown().await;
+                }
+                return Err(StartError::Watch {
+                    folder: folder.display().to_string(),
+                    source,
+                });
+            }
+        };
     let router = app(
         AppState {
             live: Arc::clone(&live),
             metrics,
+            providers,
+            audit: audit.clone(),
+            audit_config: Arc::new(audit_config),
         },
         config.max_body_bytes,
     );
@@ -184,6 +231,7 @@ pub async fn start(env: &Env) -> Result<Server, StartError> {
         addr,
         live,
         reloader,
+        audit,
         shutdown: Some(tx),
         serving,
     })

@@ -38,10 +38,13 @@ pub fn version_of(files: &[(&str, &str)]) -> String {
         .version
 }
 
-/// A server started in process on a temporary policy folder.
+/// A server started in process on a temporary policy folder, with its audit
+/// store in a temporary folder of its own (`audit.db` in [`TestServer::data`])
+/// unless the caller's variables say otherwise.
 pub struct TestServer {
     pub server: Server,
     pub dir: tempfile::TempDir,
+    pub data: tempfile::TempDir,
     pub client: reqwest::Client,
     pub base: String,
 }
@@ -63,7 +66,13 @@ impl TestServer {
         source: &[(&str, &str)],
         env: &[(&str, &str)],
     ) -> Self {
-        let mut pairs: Vec<(String, String)> = vec![("BIND_ADDR".into(), "127.0.0.1:0".into())];
+        // Not in the policy folder: the watcher would see every audit write.
+        let data = tempfile::tempdir().unwrap();
+        let database = format!("sqlite://{}", data.path().join("audit.db").display());
+        let mut pairs: Vec<(String, String)> = vec![
+            ("BIND_ADDR".into(), "127.0.0.1:0".into()),
+            ("DATABASE_URL".into(), database),
+        ];
         pairs.extend(source.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         pairs.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let server = server::start(&Env::from_pairs(pairs))
@@ -73,9 +82,15 @@ impl TestServer {
         TestServer {
             server,
             dir,
+            data,
             client: reqwest::Client::new(),
             base,
         }
+    }
+
+    /// The default audit database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data.path().join("audit.db")
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
