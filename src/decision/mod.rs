@@ -431,8 +431,15 @@ impl CompiledPolicy {
                 p.scan(text, is_last_user, pattern_hits);
             }
         }
+        // One huge request must not pin its size in every thread for good.
+        if buffer.capacity() > MAX_RETAINED_BUFFER {
+            *buffer = String::new();
+        }
     }
 }
+
+/// Largest normalization buffer kept between decisions.
+const MAX_RETAINED_BUFFER: usize = 256 << 10;
 
 /// The normalized form of `raw`: `raw` itself when it is lowercase ASCII, else
 /// written into `buffer`.
