@@ -441,17 +441,17 @@ impl CompiledPolicy {
 /// Largest normalization buffer kept between decisions.
 const MAX_RETAINED_BUFFER: usize = 256 << 10;
 
-/// The normalized form of `raw`: `raw` itself when it is lowercase ASCII, else
-/// written into `buffer`.
+/// The normalized form of `raw`, written into `buffer`.
 fn normalized<'a>(raw: &'a str, normalization: Normalization, buffer: &'a mut String) -> &'a str {
+    buffer.clear();
     match normalization {
-        Normalization::Fast => {
-            if raw.is_ascii() && !raw.bytes().any(|b| b.is_ascii_uppercase()) {
-                return raw;
-            }
-            buffer.clear();
-            normalize_into(raw, buffer);
+        // For ASCII, copying and lowercasing in bulk is cheaper than first looking
+        // for an uppercase letter byte by byte.
+        Normalization::Fast if raw.is_ascii() => {
+            buffer.push_str(raw);
+            buffer.make_ascii_lowercase();
         }
+        Normalization::Fast => normalize_into(raw, buffer),
         Normalization::General => *buffer = normalize_general(raw),
     }
     buffer
