@@ -9,13 +9,87 @@
 //!   one regex set and the ordered rule chain.
 //! - [`decision`]: deciding a chat request on a compiled policy, with a trace.
 //! - [`normalize`]: the Unicode normalization both sides of matching share.
+//! - [`reload`]: the live policy, swapped atomically on every valid change.
+//! - [`server`]: the HTTP gateway over the live policy.
+//! - [`metrics`]: the Prometheus metrics it exports.
 //! - [`cli`]: the `policy-mesh` command line.
+//!
+//! [`load_compiled`] is the one path from files to a policy ready to decide;
+//! start-up, hot reload and every command use it, so they accept and refuse the
+//! same policies with the same error lines.
 
+pub mod audit;
 pub mod chat;
 pub mod cli;
 pub mod compiler;
 pub mod config;
 pub mod decision;
+pub mod metrics;
 pub mod normalize;
 pub mod policy;
+pub mod reload;
 pub mod server;
+
+use compiler::CompiledPolicy;
+use config::Env;
+use decision::Provider;
+use policy::{LoadErrors, PolicySource};
+
+/// Reads, validates and compiles the policy at `source`, with the overlay and the
+/// public provider (`PUBLIC_LLM_PROVIDER`, `PUBLIC_LLM_URL`) from `env`.
+///
+/// Every error is reported at once: the policy's, then the public provider's.
+pub fn load_compiled(source: &PolicySource, env: &Env) -> Result<CompiledPolicy, LoadErrors> {
+    let provider = config::public_provider(env);
+    let set = policy::load(source, env);
+    match (set, provider) {
+        (Ok(set), Ok(provider)) => CompiledPolicy::compile(set, provider),
+        (Ok(set), Err(provider_error)) => {
+            // Compile anyway, with a stand-in provider, so that the policy's own
+            // errors are not hidden behind the variable's.
+            let mut errors = CompiledPolicy::compile(set, Provider::Openai)
+                .err()
+                .unwrap_or_default();
+            errors.0.push(provider_error);
+            Err(errors)
+        }
+        (Err(mut errors), provider) => {
+            if let Err(provider_error) = provider {
+                errors.0.push(provider_error);
+            }
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origins(source: &PolicySource, pairs: &[(&str, &str)]) -> Vec<String> {
+        let env = Env::from_pairs(pairs.iter().copied());
+        let errors = load_compiled(source, &env).expect_err("invalid");
+        errors.0.into_iter().map(|e| e.origin).collect()
+    }
+
+    #[test]
+    fn policy_and_provider_errors_are_reported_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("p.yaml");
+        std::fs::write(&file, "version: 3\n").expect("write");
+        let source = PolicySource::File(file.clone());
+        let shown = file.display().to_string();
+        assert_eq!(
+            origins(&source, &[("PUBLIC_LLM_PROVIDER", "azure")]),
+            [shown.as_str(), "PUBLIC_LLM_PROVIDER"]
+        );
+
+        std::fs::write(&file, "version: 1\n").expect("write");
+        assert_eq!(
+            origins(&source, &[("PUBLIC_LLM_URL", "ftp://example.com")]),
+            ["PUBLIC_LLM_URL"]
+        );
+        let compiled = load_compiled(&source, &Env::default()).expect("valid");
+        assert_eq!(compiled.public_provider(), Provider::Openai);
+    }
+}

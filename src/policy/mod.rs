@@ -5,6 +5,7 @@
 //! [`parse_policy`] does everything else, so reloads, tests and benchmarks share
 //! one path. Every problem found is reported, each as `path:line:column: message`.
 
+pub mod cases;
 mod error;
 pub mod overlay;
 pub mod schema;

@@ -1,0 +1,260 @@
+//! The `policy-mesh` command line: the gateway (`serve`, the default) and the
+//! tools an operator uses on a policy before serving it (`check`, `test`,
+//! `decide`, `schema`).
+//!
+//! Every command reads its configuration as `serve` does ([`Env::from_process`]:
+//! the environment over `.env`) and loads the policy through
+//! [`crate::load_compiled`], so a policy `check` accepts is one the gateway serves.
+//! Exit status: 0 success; 1 an invalid policy, variable, case file or request,
+//! or a failing case; 2 a command-line usage error.
+
+pub mod request;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::chat::ChatMessage;
+use crate::config::Env;
+use crate::policy::{LoadErrors, PolicySource, cases, schema};
+
+/// Exit status of a command-line usage error (clap's, and the spec's).
+const USAGE: u8 = 2;
+
+/// A local-first AI gateway that routes chat requests by a YAML policy.
+#[derive(Debug, Parser)]
+#[command(name = "policy-mesh", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; the gateway when left out.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Load and compile the policy; print a summary, or every error.
+    Check {
+        /// Policy folder or single policy file [default: POLICY_FILE, else POLICY_DIR, else policies/].
+        path: Option<PathBuf>,
+    },
+    /// Run the policy test cases in the policy's tests/ folder.
+    Test {
+        /// Policy folder or single policy file [default: POLICY_FILE, else POLICY_DIR, else policies/].
+        path: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of policy files.
+    Schema {
+        /// Print the schema of policy test case files instead.
+        #[arg(long)]
+        tests: bool,
+    },
+    /// Decide a chat request read as JSON from stdin, and print the decision with its trace.
+    Decide {
+        /// Policy folder or single policy file [default: POLICY_FILE, else POLICY_DIR, else policies/].
+        #[arg(long, value_name = "PATH")]
+        policies: Option<PathBuf>,
+        /// Decide one user message with this text instead of reading stdin.
+        #[arg(long, value_name = "TEXT")]
+        message: Option<String>,
+    },
+}
+
+/// Runs the command line of this process and returns its exit status.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` end up here too, with status 0.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(USAGE));
+        }
+    };
+    run(cli.command.unwrap_or(Command::Serve), Env::from_process())
+}
+
+/// Runs one command with the configuration `env`.
+pub fn run(command: Command, env: Env) -> ExitCode {
+    let source = |path: Option<PathBuf>| match path {
+        Some(path) => PolicySource::from_path(path),
+        None => PolicySource::from_env(&env),
+    };
+    match command {
+        Command::Serve => crate::server::run(env),
+        Command::Check { path } => check(&source(path), &env),
+        Command::Test { path } => test(&source(path), &env),
+        Command::Schema { tests } => print_stdout(&if tests {
+            cases::cases_schema_json()
+        } else {
+            schema::policy_schema_json()
+        }),
+        Command::Decide { policies, message } => decide(&source(policies), &env, message),
+    }
+}
+
+/// `check`: the summary line on stdout, or every error line on stderr.
+fn check(source: &PolicySource, env: &Env) -> ExitCode {
+    match crate::load_compiled(source, env) {
+        Ok(compiled) => {
+            let policy = compiled.policy();
+            print_stdout(&format!(
+                "ok: {}, {}, {}, version {}\n",
+                counted(policy.sources.len(), "file"),
+                counted(policy.rules.len(), "rule"),
+                counted(policy.keyword_count(), "keyword"),
+                compiled.version()
+            ))
+        }
+        Err(errors) => report(&errors),
+    }
+}
+
+/// `test`: one line per case and a summary on stdout; errors in case files on stderr.
+fn test(source: &PolicySource, env: &Env) -> ExitCode {
+    let compiled = match crate::load_compiled(source, env) {
+        Ok(compiled) => compiled,
+        Err(errors) => return report(&errors),
+    };
+    let loaded = cases::read_cases(&source.tests_dir());
+    for error in &loaded.errors {
+        eprintln!("{error}");
+    }
+    let mut summary = cases::Summary::default();
+    let mut lines = String::new();
+    for case in &loaded.cases {
+        let result = case.run(&compiled);
+        summary.add(&result);
+        lines.push_str(&format!("{result}\n"));
+    }
+    lines.push_str(&format!("{summary}\n"));
+    let printed = print_stdout(&lines);
+    if summary.failed > 0 || !loaded.errors.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        printed
+    }
+}
+
+/// `decide`: the `/v1/decide` body for a request from stdin or `--message`.
+fn decide(source: &PolicySource, env: &Env, message: Option<String>) -> ExitCode {
+    let messages = match message {
+        Some(text) => vec![ChatMessage::user(text)],
+        None => match read_request() {
+            Ok(messages) => messages,
+            Err(e) => {
+                eprintln!("invalid request: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let compiled = match crate::load_compiled(source, env) {
+        Ok(compiled) => compiled,
+        Err(errors) => return report(&errors),
+    };
+    match serde_json::to_string_pretty(&compiled.explain(&messages)) {
+        Ok(json) => print_stdout(&format!("{json}\n")),
+        Err(e) => {
+            eprintln!("cannot print the decision: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_request() -> Result<Vec<ChatMessage>, String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    request::parse_chat_request(&text)
+}
+
+/// `1 file`, `3 files`.
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// Every error line on stderr; exit status 1.
+fn report(errors: &LoadErrors) -> ExitCode {
+    for error in &errors.0 {
+        eprintln!("{error}");
+    }
+    ExitCode::FAILURE
+}
+
+/// Writes `text` to stdout. A closed pipe (`| head`) or a full disk is an error
+/// worth a line on stderr, not a panic as with `print!`.
+fn print_stdout(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("policy-mesh").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_as_specified() {
+        assert_eq!(parse(&[]).expect("parses").command, None);
+        assert_eq!(
+            parse(&["check", "p"]).expect("parses").command,
+            Some(Command::Check {
+                path: Some("p".into())
+            })
+        );
+        assert_eq!(
+            parse(&["decide", "--policies", "p", "--message", "hi"])
+                .expect("parses")
+                .command,
+            Some(Command::Decide {
+                policies: Some("p".into()),
+                message: Some("hi".into())
+            })
+        );
+        assert_eq!(
+            parse(&["schema"]).expect("parses").command,
+            Some(Command::Schema { tests: false })
+        );
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_help_exits_0() {
+        for args in [&["chek"][..], &["check", "a", "b"], &["schema", "x"]] {
+            assert_eq!(parse(args).expect_err("usage error").exit_code(), 2);
+        }
+        assert_eq!(parse(&["--help"]).expect_err("help").exit_code(), 0);
+    }
+
+    #[test]
+    fn counts_are_singular_or_plural() {
+        assert_eq!(counted(0, "rule"), "0 rules");
+        assert_eq!(counted(1, "file"), "1 file");
+        assert_eq!(counted(3, "keyword"), "3 keywords");
+    }
+
+    #[test]
+    fn the_clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
