@@ -18,6 +18,7 @@
 //! start-up, hot reload and every command use it, so they accept and refuse the
 //! same policies with the same error lines.
 
+pub mod audit;
 pub mod chat;
 pub mod cli;
 pub mod compiler;
@@ -26,6 +27,7 @@ pub mod decision;
 pub mod metrics;
 pub mod normalize;
 pub mod policy;
+pub mod providers;
 pub mod reload;
 pub mod server;
 
