@@ -8,7 +8,10 @@
 
 use std::sync::Mutex;
 
-use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
+};
 
 /// The content type of the text exposition format served on `/v1/metrics`.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -25,7 +28,20 @@ pub struct Metrics {
     /// removed when a new version goes live.
     info_version: Mutex<Option<String>>,
     decisions: IntCounterVec,
+    chat_requests: IntCounterVec,
+    chat_latency: HistogramVec,
+    audit_write_failures: IntCounter,
 }
+
+/// Latency buckets of `chat_request_latency_seconds`: the seed's 0.01, 0.05,
+/// 0.1, 0.5, 1 and 5 seconds, with finer and longer steps around them for
+/// local models that answer in tens of seconds.
+pub const CHAT_LATENCY_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The providers and statuses `chat_requests_total` is labelled with.
+const PROVIDERS: [&str; 3] = ["local", "openai", "anthropic"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -69,12 +85,37 @@ impl Metrics {
             &["rule", "reason"],
         )
         .expect("valid metric definition");
+        let chat_requests = IntCounterVec::new(
+            Opts::new(
+                "chat_requests_total",
+                "Accepted /v1/chat requests, by provider and status (success, failure).",
+            ),
+            &["provider", "status"],
+        )
+        .expect("valid metric definition");
+        let chat_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "chat_request_latency_seconds",
+                "Time from the routing decision to the provider's answer or failure, in seconds.",
+            )
+            .buckets(CHAT_LATENCY_BUCKETS.to_vec()),
+            &["provider"],
+        )
+        .expect("valid metric definition");
+        let audit_write_failures = IntCounter::new(
+            "audit_write_failures_total",
+            "Audit events that could not be written.",
+        )
+        .expect("valid metric definition");
         for collector in [
             Box::new(reloads.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(last_reload_success.clone()),
             Box::new(last_reload_success_timestamp.clone()),
             Box::new(info.clone()),
             Box::new(decisions.clone()),
+            Box::new(chat_requests.clone()),
+            Box::new(chat_latency.clone()),
+            Box::new(audit_write_failures.clone()),
         ] {
             registry
                 .register(collector)
@@ -82,6 +123,9 @@ impl Metrics {
         }
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
+            for provider in PROVIDERS {
+                chat_requests.with_label_values(&[provider, result]);
+            }
         }
         Metrics {
             registry,
@@ -91,6 +135,9 @@ impl Metrics {
             info,
             info_version: Mutex::new(None),
             decisions,
+            chat_requests,
+            chat_latency,
+            audit_write_failures,
         }
     }
 
@@ -139,6 +186,24 @@ impl Metrics {
             .inc();
     }
 
+    /// One accepted `/v1/chat` request: its provider (`local`, `openai`,
+    /// `anthropic`), whether the provider answered, and the seconds from the
+    /// decision to the answer or failure.
+    pub fn chat_request(&self, provider: &str, success: bool, latency_seconds: f64) {
+        let status = if success { "success" } else { "failure" };
+        self.chat_requests
+            .with_label_values(&[provider, status])
+            .inc();
+        self.chat_latency
+            .with_label_values(&[provider])
+            .observe(latency_seconds);
+    }
+
+    /// An audit event could not be written.
+    pub fn audit_write_failed(&self) {
+        self.audit_write_failures.inc();
+    }
+
     /// The text exposition of every family.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -184,6 +249,53 @@ mod tests {
         assert_eq!(
             line_value(&text, "policy_last_reload_success_timestamp_seconds "),
             Some(2_000.0)
+        );
+    }
+
+    #[test]
+    fn chat_and_audit_families() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert_eq!(line_value(&text, "audit_write_failures_total"), Some(0.0));
+        assert_eq!(
+            line_value(
+                &text,
+                "chat_requests_total{provider=\"anthropic\",status=\"failure\"}"
+            ),
+            Some(0.0)
+        );
+        m.chat_request("local", true, 0.07);
+        m.audit_write_failed();
+        let text = m.render();
+        assert_eq!(
+            line_value(
+                &text,
+                "chat_requests_total{provider=\"local\",status=\"success\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(line_value(&text, "audit_write_failures_total"), Some(1.0));
+        for le in ["0.01", "0.05", "0.1", "0.5", "1", "5"] {
+            assert!(
+                text.contains(&format!(
+                    "chat_request_latency_seconds_bucket{{provider=\"local\",le=\"{le}\"}}"
+                )),
+                "{le}: {text}"
+            );
+        }
+        assert_eq!(
+            line_value(
+                &text,
+                "chat_request_latency_seconds_bucket{provider=\"local\",le=\"0.05\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                "chat_request_latency_seconds_bucket{provider=\"local\",le=\"0.1\"}"
+            ),
+            Some(1.0)
         );
     }
 
