@@ -64,15 +64,31 @@ impl ApiError {
     }
 }
 
+/// `{"error": {"type", "message"}}`, in that order.
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorDetail {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: String,
+}
+
 /// The error attached to a response for the logging middleware.
 #[derive(Debug, Clone)]
 struct Logged(Arc<ApiError>);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": { "type": self.kind(), "message": self.to_string() }
-        });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: self.kind(),
+                message: self.to_string(),
+            },
+        };
         let mut response = (self.status_code(), axum::Json(body)).into_response();
         response.extensions_mut().insert(Logged(Arc::new(self)));
         response
