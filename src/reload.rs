@@ -94,8 +94,9 @@ pub struct LivePolicy {
 
 impl std::fmt::Debug for LivePolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The version only: the compiled policy may hold 100 000 keywords.
         f.debug_struct("LivePolicy")
-            .field("current", &self.current.load())
+            .field("version", &self.current.load().policy.version())
             .finish_non_exhaustive()
     }
 }
