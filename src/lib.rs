@@ -9,19 +9,26 @@
 //!   one regex set and the ordered rule chain.
 //! - [`decision`]: deciding a chat request on a compiled policy, with a trace.
 //! - [`normalize`]: the Unicode normalization both sides of matching share.
+//! - [`reload`]: the live policy, swapped atomically on every valid change.
+//! - [`server`]: the HTTP gateway over the live policy.
+//! - [`metrics`]: the Prometheus metrics it exports.
 //! - [`cli`]: the `policy-mesh` command line.
 //!
 //! [`load_compiled`] is the one path from files to a policy ready to decide;
 //! start-up, hot reload and every command use it, so they accept and refuse the
 //! same policies with the same error lines.
 
+pub mod audit;
 pub mod chat;
 pub mod cli;
 pub mod compiler;
 pub mod config;
 pub mod decision;
+pub mod metrics;
 pub mod normalize;
 pub mod policy;
+pub mod providers;
+pub mod reload;
 pub mod server;
 
 use compiler::CompiledPolicy;

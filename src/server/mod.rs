@@ -1,10 +1,312 @@
-//! The HTTP gateway. STUB: owned by the server work.
+//! The HTTP gateway: the router over the live policy, its start-up and its
+//! shutdown.
+//!
+//! [`app`] builds the router from an [`AppState`], so tests can drive it in
+//! process; [`start`] loads the policy, binds, starts the reloader and serves
+//! in the background (tests start it on `127.0.0.1:0`); [`run`] is the
+//! binary's entry: logging, a runtime, signals, exit status.
+
+pub mod config;
+pub mod error;
+mod handlers;
+pub mod request;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::sync::oneshot;
+
+pub use config::{ConfigError, ServerConfig};
+pub use error::ApiError;
 
 use crate::config::Env;
+use crate::metrics::Metrics;
+use crate::policy::{LoadErrors, PolicySource};
+use crate::reload::{LivePolicy, Reloader, Trigger};
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The policy serving, swapped by reloads.
+    pub live: Arc<LivePolicy>,
+    /// The exported metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router: every endpoint, our error shape for unknown paths, other methods
+/// and bodies over `max_body_bytes`.
+pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/health", get(handlers::health))
+        .route("/v1/routes", get(handlers::routes))
+        .route("/v1/decide", post(handlers::decide))
+        .route("/v1/metrics", get(handlers::metrics))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::Extension(request::BodyLimit(max_body_bytes)))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
+        .layer(axum::middleware::from_fn(error::log_errors))
+        .with_state(state)
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configuration variable is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The policy is invalid: every error line.
+    #[error("{0}")]
+    Policy(LoadErrors),
+    /// The listen address cannot be bound.
+    #[error("BIND_ADDR: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The policy folder cannot be watched.
+    #[error("cannot watch the policy folder {folder}: {source}")]
+    Watch {
+        /// The folder.
+        folder: String,
+        /// Why.
+        source: notify::Error,
+    },
+}
+
+/// A running server: its address, its live policy, and the means to stop it.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    live: Arc<LivePolicy>,
+    reloader: Reloader,
+    shutdown: Option<oneshot::Sender<()>>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// The address it listens on (the real port when `BIND_ADDR` asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The live policy.
+    pub fn live(&self) -> &Arc<LivePolicy> {
+        &self.live
+    }
+
+    /// Asks for a reload, as SIGHUP does.
+    pub fn reload(&self) {
+        self.reloader.request(Trigger::Signal);
+    }
+
+    /// Stops accepting connections, lets requests in flight finish, stops the
+    /// watcher.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let served = (&mut self.serving)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.reloader.stop().await;
+        served
+    }
+}
+
+/// Starts the gateway with the configuration in `env`: reads `BIND_ADDR`,
+/// `MAX_BODY_BYTES`, `POLICY_WATCH`, loads the policy (invalid: an error with
+/// every line), binds, watches the policy folder and serves in the background.
+pub async fn start(env: &Env) -> Result<Server, StartError> {
+    let config = ServerConfig::from_env(env)?;
+    let source = PolicySource::from_env(env);
+    let metrics = Arc::new(Metrics::new());
+    let loader_env = env.clone();
+    let loader_source = source.clone();
+    let loader: crate::reload::Loader =
+        Box::new(move || crate::load_compiled(&loader_source, &loader_env));
+    let live_metrics = Arc::clone(&metrics);
+    let live = tokio::task::spawn_blocking(move || LivePolicy::start(loader, live_metrics))
+        .await
+        .map_err(|e| {
+            StartError::Policy(crate::policy::LoadError::whole("policy", e.to_string()).into())
+        })?
+        .map_err(StartError::Policy)?;
+    let live = Arc::new(live);
+    let listener = tokio::net::TcpListener::bind(config.bind_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.bind_addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.bind_addr,
+        source,
+    })?;
+    let folder = source.watch_dir();
+    let reloader = crate::reload::spawn_reloader(Arc::clone(&live), folder.clone(), config.watch)
+        .map_err(|source| StartError::Watch {
+        folder: folder.display().to_string(),
+        source,
+    })?;
+    let router = app(
+        AppState {
+            live: Arc::clone(&live),
+            metrics,
+        },
+        config.max_body_bytes,
+    );
+    let (tx, rx) = oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!(
+        address = %addr,
+        version = live.snapshot().policy.version(),
+        policy = %source.path().display(),
+        "policy-mesh listening on {addr}"
+    );
+    Ok(Server {
+        addr,
+        live,
+        reloader,
+        shutdown: Some(tx),
+        serving,
+    })
+}
+
+/// Sets up logging from `RUST_LOG` (default `info`) and `LOG_FORMAT` (`json`
+/// for JSON lines, otherwise text). A second call changes nothing.
+pub fn init_tracing(env: &Env) -> Result<(), ConfigError> {
+    let filter = env.get("RUST_LOG").unwrap_or("info");
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|_| ConfigError {
+        variable: "RUST_LOG",
+        value: filter.to_owned(),
+        expected: "expected a log filter such as `info` or `policy_mesh=debug`",
+    })?;
+    let json = match env
+        .get("LOG_FORMAT")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ConfigError {
+                variable: "LOG_FORMAT",
+                value: other.to_owned(),
+                expected: "expected `text` or `json`",
+            });
+        }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // Colours only for a person at a terminal, never in files or collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    // `try_init` fails only when a subscriber is already set (tests, embedding).
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    Ok(())
+}
 
 /// Runs the gateway until SIGINT/SIGTERM; returns the process exit status
 /// (1 when start-up fails: invalid policy or configuration, address in use).
-pub fn run(env: Env) -> std::process::ExitCode {
-    let _ = env;
-    std::process::ExitCode::FAILURE
+pub fn run(env: Env) -> ExitCode {
+    if let Err(e) = init_tracing(&env) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match start(&env).await {
+            Ok(server) => server,
+            Err(e) => {
+                // Every line of a policy error, each on its own line.
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        #[cfg(unix)]
+        let hangups = forward_sighup(&server);
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        #[cfg(unix)]
+        if let Some(task) = hangups {
+            task.abort();
+        }
+        match server.shutdown().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "server failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// SIGHUP forces a reload.
+#[cfg(unix)]
+fn forward_sighup(server: &Server) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on signal is off");
+            return None;
+        }
+    };
+    let reload = server.reloader.sender();
+    Some(tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP received; reloading the policy");
+            let _ = reload.try_send(Trigger::Signal);
+        }
+    }))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
 }

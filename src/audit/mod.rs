@@ -1,0 +1,246 @@
+//! The audit store: one event per accepted chat request, in SQLite or
+//! PostgreSQL, so that an operator can see after the fact where a request went
+//! and why, without the store ever holding a prompt, a reply or a key.
+//!
+//! - [`AuditConfig`] reads `AUDIT_ENABLED`, `DATABASE_URL` and `AUDIT_HASH_KEY`.
+//! - [`AuditStore::connect`] opens the database chosen by the URL's scheme and
+//!   applies the embedded migrations (`migrations/sqlite`, `migrations/postgres`).
+//! - [`AuditStore::record`] hands an [`AuditEvent`] to a background writer that
+//!   commits whatever is queued in one transaction, and returns once the
+//!   caller's own event is committed (or failed), so a chat response sent after
+//!   it can always be followed by a successful [`AuditStore::get`].
+//! - [`prompt_hash`] and [`prompt_length`] fingerprint the prompt.
+//!
+//! A failed write is returned to the caller as an error and nothing else
+//! happens: the chat handler logs it with the request id and counts it in
+//! `audit_write_failures_total`; it never turns a chat into an error.
+//!
+//! ```no_run
+//! # async fn chat(messages: Vec<policy_mesh::chat::ChatMessage>) -> Result<(), policy_mesh::audit::AuditError> {
+//! use policy_mesh::audit::{self, AuditConfig, AuditEvent, AuditStatus, AuditStore};
+//! use policy_mesh::config::Env;
+//! use policy_mesh::decision::Provider;
+//!
+//! // At start-up: an error here names the variable (and never the password).
+//! let config = AuditConfig::from_env(&Env::from_process())?;
+//! let store = AuditStore::connect(&config).await?; // None when audit is off
+//!
+//! // Per chat request, after the provider answered or failed:
+//! if let Some(store) = &store {
+//!     let reason_codes = vec!["default".to_owned()];
+//!     let event = AuditEvent {
+//!         request_id: uuid::Uuid::new_v4(),
+//!         decision: audit::decision_string(Provider::Local, &reason_codes),
+//!         provider: Provider::Local,
+//!         rule: None,
+//!         reason_codes,
+//!         policy_version: "…".to_owned(),
+//!         status: AuditStatus::Success,
+//!         latency_ms: 12.5,
+//!         failure_category: None,
+//!         prompt_hash: audit::prompt_hash(&messages, config.hash_key()),
+//!         prompt_length: audit::prompt_length(&messages),
+//!         model: "llama3.2".to_owned(),
+//!         created_at: audit::now(),
+//!     };
+//!     if let Err(error) = store.record(event).await {
+//!         // Log it with the request id and count it; the chat response stands.
+//!         tracing::error!(%error, "The audit event could not be written.");
+//!     }
+//! }
+//!
+//! // At shutdown: commit what is queued and close the pool.
+//! if let Some(store) = &store {
+//!     store.shutdown().await;
+//! }
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod hash;
+mod store;
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::decision::Provider;
+
+pub use config::{AuditConfig, AuditDatabase, DEFAULT_DATABASE_URL, redact_url};
+pub use hash::{prompt_hash, prompt_length};
+pub use store::AuditStore;
+
+/// Whether the provider answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditStatus {
+    /// The provider returned a reply.
+    Success,
+    /// The provider failed; see [`AuditEvent::failure_category`].
+    Failure,
+}
+
+impl AuditStatus {
+    /// The word stored and shown: `success` or `failure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditStatus::Success => "success",
+            AuditStatus::Failure => "failure",
+        }
+    }
+}
+
+/// One chat request's audit event. Its JSON is exactly the field table of
+/// `GET /v1/audit/{request_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    /// The chat's request id.
+    pub request_id: Uuid,
+    /// `provider=<provider>,reason_codes=<code>`: see [`decision_string`].
+    pub decision: String,
+    /// The provider the request went to.
+    pub provider: Provider,
+    /// The rule that decided, `None` on a default decision.
+    pub rule: Option<String>,
+    /// The decision's reason codes (exactly one in practice).
+    pub reason_codes: Vec<String>,
+    /// The policy version (sha256 hex) that decided.
+    pub policy_version: String,
+    /// `success` or `failure`.
+    pub status: AuditStatus,
+    /// Milliseconds from the decision to the provider's answer or failure.
+    pub latency_ms: f64,
+    /// The failure category (`timeout`, `connect_error`, …) on a failure.
+    pub failure_category: Option<String>,
+    /// [`prompt_hash`] of the request's messages.
+    pub prompt_hash: String,
+    /// [`prompt_length`] of the request's messages.
+    pub prompt_length: u64,
+    /// The model sent to the provider (or that would have been).
+    pub model: String,
+    /// When the event was made; kept to the millisecond (see [`now`]).
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The audit `decision` string: `provider=<provider>,reason_codes=<codes>`,
+/// the codes joined by `,`.
+pub fn decision_string(provider: Provider, reason_codes: &[impl AsRef<str>]) -> String {
+    let codes: Vec<&str> = reason_codes.iter().map(AsRef::as_ref).collect();
+    format!(
+        "provider={},reason_codes={}",
+        provider.as_str(),
+        codes.join(",")
+    )
+}
+
+/// The current time at the precision the store keeps (milliseconds), so an
+/// event reads back exactly as it was recorded.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// Why the audit store could not be configured, opened, written or read.
+/// No variant's message holds a password or key.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// A configuration variable has an invalid value.
+    #[error("{variable}: {message}")]
+    Config {
+        /// The variable's name.
+        variable: &'static str,
+        /// What is wrong, with any password redacted.
+        message: String,
+    },
+    /// The database could not be opened (or its folder created).
+    #[error("cannot open the audit store at DATABASE_URL={url}: {source}")]
+    Open {
+        /// The redacted `DATABASE_URL`.
+        url: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The migrations could not be applied.
+    #[error("cannot migrate the audit store at DATABASE_URL={url}: {source}")]
+    Migrate {
+        /// The redacted `DATABASE_URL`.
+        url: String,
+        /// The cause.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// An event could not be committed. Shared because one failed
+    /// transaction may answer several callers.
+    #[error("audit write failed: {0}")]
+    Write(#[source] std::sync::Arc<sqlx::Error>),
+    /// An event could not be read back.
+    #[error("audit read failed: {0}")]
+    Read(#[source] sqlx::Error),
+    /// A stored row does not form a valid event.
+    #[error("audit event {request_id} is malformed: {message}")]
+    Malformed {
+        /// The event's id.
+        request_id: Uuid,
+        /// What is wrong.
+        message: String,
+    },
+    /// The store was shut down before the event was handed over.
+    #[error("the audit store is shut down")]
+    Closed,
+    /// The writer stopped without answering (it panicked).
+    #[error("the audit writer stopped before committing the event")]
+    WriterGone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn decision_string_is_the_seeds_format() {
+        assert_eq!(
+            decision_string(Provider::Local, &["sensitive_keyword_match"]),
+            "provider=local,reason_codes=sensitive_keyword_match"
+        );
+        assert_eq!(
+            decision_string(Provider::Openai, &["default".to_owned()]),
+            "provider=openai,reason_codes=default"
+        );
+    }
+
+    #[test]
+    fn created_at_serializes_as_rfc3339_utc_with_milliseconds() {
+        let event = AuditEvent {
+            request_id: Uuid::nil(),
+            decision: decision_string(Provider::Anthropic, &["default"]),
+            provider: Provider::Anthropic,
+            rule: None,
+            reason_codes: vec!["default".to_owned()],
+            policy_version: "v".to_owned(),
+            status: AuditStatus::Failure,
+            latency_ms: 1.5,
+            failure_category: Some("timeout".to_owned()),
+            prompt_hash: "h".to_owned(),
+            prompt_length: 3,
+            model: "m".to_owned(),
+            created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
+                + chrono::Duration::milliseconds(123),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["created_at"], "2026-11-24T10:00:00.123Z");
+        assert_eq!(json["status"], "failure");
+        assert_eq!(json["provider"], "anthropic");
+        assert_eq!(json["request_id"], "00000000-0000-0000-0000-000000000000");
+    }
+
+    #[test]
+    fn now_is_whole_milliseconds() {
+        assert_eq!(now().timestamp_subsec_nanos() % 1_000_000, 0);
+    }
+}

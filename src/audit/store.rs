@@ -1,0 +1,390 @@
+//! The audit store proper: a pool over SQLite or PostgreSQL (chosen at run
+//! time by `DATABASE_URL`, hence runtime queries rather than the compile-time
+//! checked macros), the embedded migrations, and the batching writer that keeps
+//! audit writes off the request path's critical section.
+//!
+//! Every write goes through one background task: it takes whatever events are
+//! queued (up to [`MAX_BATCH`]), commits them in one transaction and answers
+//! each caller on its own oneshot. Under load many requests share one commit
+//! instead of queueing on SQLite's single writer lock one by one; each caller
+//! still returns only once its own event is durable. When a batch fails, its
+//! events are retried one per transaction so that one bad event (a duplicate
+//! id) fails alone.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{AuditConfig, AuditDatabase, AuditError, AuditEvent, AuditStatus};
+use crate::decision::Provider;
+
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The most events committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Events waiting for the writer before `record` itself waits for room.
+const QUEUE_CAPACITY: usize = 4096;
+/// How long a SQLite connection waits for another process's write lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long opening the store, or any query, waits for a connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const INSERT_SQLITE: &str = "INSERT INTO audit_events (request_id, decision, provider, rule, \
+     reason_codes, policy_version, status, latency_ms, failure_category, prompt_hash, \
+     prompt_length, model, created_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+const INSERT_POSTGRES: &str = "INSERT INTO audit_events (request_id, decision, provider, rule, \
+     reason_codes, policy_version, status, latency_ms, failure_category, prompt_hash, \
+     prompt_length, model, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const SELECT_SQLITE: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
+     status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at \
+     FROM audit_events WHERE request_id = ?1";
+const SELECT_POSTGRES: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
+     status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at \
+     FROM audit_events WHERE request_id = $1";
+
+/// The audit store: cheap to clone, every clone sharing one pool and one
+/// writer. See the module docs of [`crate::audit`] for the guarantees.
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    backend: Backend,
+    commands: mpsc::Sender<Command>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Debug)]
+enum Command {
+    Write {
+        event: Box<AuditEvent>,
+        done: oneshot::Sender<Result<(), AuditError>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+impl AuditStore {
+    /// Opens the store `config` names and applies its migrations; `Ok(None)`
+    /// when audit is off. A SQLite file and its folders are created when
+    /// missing, and the file is put in WAL mode so reads never wait for the
+    /// writer. On PostgreSQL, replicas starting together are safe: the
+    /// migrator holds an advisory lock, so migrations run once and every
+    /// replica comes up. Errors name `DATABASE_URL` without its password.
+    ///
+    /// Must be called within a Tokio runtime: it spawns the writer task.
+    pub async fn connect(config: &AuditConfig) -> Result<Option<AuditStore>, AuditError> {
+        let Some(database) = config.database() else {
+            return Ok(None);
+        };
+        let url = config.redacted_url();
+        let open = |source: Box<dyn std::error::Error + Send + Sync>| AuditError::Open {
+            url: url.clone(),
+            source,
+        };
+        let migrate = |source| AuditError::Migrate {
+            url: url.clone(),
+            source,
+        };
+        let backend = match database {
+            AuditDatabase::Sqlite { path } => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    tokio::fs::create_dir_all(parent)
+                        .await
+                        .map_err(|e| open(e.into()))?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| open(e.into()))?;
+                SQLITE_MIGRATOR.run(&pool).await.map_err(migrate)?;
+                Backend::Sqlite(pool)
+            }
+            AuditDatabase::Postgres { url: raw } => {
+                let options = PgConnectOptions::from_str(raw).map_err(|e| open(e.into()))?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(|e| open(e.into()))?;
+                POSTGRES_MIGRATOR.run(&pool).await.map_err(migrate)?;
+                Backend::Postgres(pool)
+            }
+        };
+        let (commands, queue) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run_writer(backend.clone(), queue));
+        Ok(Some(AuditStore { backend, commands }))
+    }
+
+    /// Writes `event` and returns once it is committed, so that [`Self::get`]
+    /// finds it from then on. `created_at` is kept to the millisecond.
+    ///
+    /// An `Err` means the event is not stored: the caller logs it with the
+    /// request id and counts it (`audit_write_failures_total`). The store goes
+    /// on serving other writes. If the caller stops waiting, the event is
+    /// still written.
+    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let (done, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Write {
+                event: Box::new(event),
+                done,
+            })
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        answer.await.map_err(|_| AuditError::WriterGone)?
+    }
+
+    /// The event of `request_id`, or `None` when there is none.
+    pub async fn get(&self, request_id: Uuid) -> Result<Option<AuditEvent>, AuditError> {
+        let row: Option<EventRow> = match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query_as(SELECT_SQLITE)
+                    .bind(request_id.hyphenated().to_string())
+                    .fetch_optional(pool)
+                    .await
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query_as(SELECT_POSTGRES)
+                    .bind(request_id)
+                    .fetch_optional(pool)
+                    .await
+            }
+        }
+        .map_err(AuditError::Read)?;
+        row.map(|row| row.into_event(request_id)).transpose()
+    }
+
+    /// Stops accepting events, commits every event handed over before this
+    /// call, closes the pool, and returns when all of that is done. Later
+    /// [`Self::record`] calls, on any clone, fail with [`AuditError::Closed`].
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { done }).await.is_ok() {
+            // An Err means the writer already stopped: nothing is left to flush.
+            let _ = finished.await;
+        }
+    }
+}
+
+/// The writer task: drains the queue in batches until every sender is gone or
+/// a shutdown has been asked for and the queue is empty.
+async fn run_writer(backend: Backend, mut queue: mpsc::Receiver<Command>) {
+    let mut received = Vec::with_capacity(MAX_BATCH);
+    let mut shutdown_waiters = Vec::new();
+    while queue.recv_many(&mut received, MAX_BATCH).await > 0 {
+        let mut batch = Vec::with_capacity(received.len());
+        for command in received.drain(..) {
+            match command {
+                Command::Write { event, done } => batch.push((event, done)),
+                Command::Shutdown { done } => {
+                    // Refuse new events; those already queued are still
+                    // received, and written, before recv_many returns 0.
+                    queue.close();
+                    shutdown_waiters.push(done);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            write_batch(&backend, batch).await;
+        }
+    }
+    backend.close().await;
+    for done in shutdown_waiters {
+        let _ = done.send(());
+    }
+}
+
+type Pending = (Box<AuditEvent>, oneshot::Sender<Result<(), AuditError>>);
+
+async fn write_batch(backend: &Backend, batch: Vec<Pending>) {
+    let events: Vec<&AuditEvent> = batch.iter().map(|(event, _)| &**event).collect();
+    let result = backend.insert(&events).await;
+    drop(events);
+    match result {
+        Ok(()) => {
+            for (_, done) in batch {
+                // The caller may have stopped waiting; the event is stored anyway.
+                let _ = done.send(Ok(()));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            if let Some((_, done)) = batch.into_iter().next() {
+                let _ = done.send(Err(AuditError::Write(Arc::new(e))));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(
+                error = %e,
+                events = batch.len(),
+                "An audit batch failed; writing its events one by one."
+            );
+            for (event, done) in batch {
+                let result = backend
+                    .insert(&[&*event])
+                    .await
+                    .map_err(|e| AuditError::Write(Arc::new(e)));
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+impl Backend {
+    /// Inserts `events` in one transaction.
+    async fn insert(&self, events: &[&AuditEvent]) -> Result<(), sqlx::Error> {
+        match self {
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for event in events {
+                    let row = StoredFields::of(event)?;
+                    sqlx::query(INSERT_SQLITE)
+                        .bind(event.request_id.hyphenated().to_string())
+                        .bind(&event.decision)
+                        .bind(event.provider.as_str())
+                        .bind(&event.rule)
+                        .bind(row.reason_codes)
+                        .bind(&event.policy_version)
+                        .bind(event.status.as_str())
+                        .bind(event.latency_ms)
+                        .bind(&event.failure_category)
+                        .bind(&event.prompt_hash)
+                        .bind(row.prompt_length)
+                        .bind(&event.model)
+                        // Fixed-width UTC text, so text order is time order.
+                        .bind(row.created_at.to_rfc3339_opts(SecondsFormat::Millis, true))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for event in events {
+                    let row = StoredFields::of(event)?;
+                    sqlx::query(INSERT_POSTGRES)
+                        .bind(event.request_id)
+                        .bind(&event.decision)
+                        .bind(event.provider.as_str())
+                        .bind(&event.rule)
+                        .bind(row.reason_codes)
+                        .bind(&event.policy_version)
+                        .bind(event.status.as_str())
+                        .bind(event.latency_ms)
+                        .bind(&event.failure_category)
+                        .bind(&event.prompt_hash)
+                        .bind(row.prompt_length)
+                        .bind(&event.model)
+                        .bind(row.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await
+            }
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// The fields whose stored form differs from the event's.
+struct StoredFields {
+    /// JSON array text: one encoding both databases hold as plain text.
+    reason_codes: String,
+    prompt_length: i64,
+    created_at: DateTime<Utc>,
+}
+
+impl StoredFields {
+    fn of(event: &AuditEvent) -> Result<Self, sqlx::Error> {
+        Ok(StoredFields {
+            reason_codes: serde_json::to_string(&event.reason_codes)
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+            prompt_length: i64::try_from(event.prompt_length)
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+            created_at: event.created_at.trunc_subsecs(3),
+        })
+    }
+}
+
+/// A stored event as both databases return it (the id is the one asked for).
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    decision: String,
+    provider: String,
+    rule: Option<String>,
+    reason_codes: String,
+    policy_version: String,
+    status: String,
+    latency_ms: f64,
+    failure_category: Option<String>,
+    prompt_hash: String,
+    prompt_length: i64,
+    model: String,
+    created_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    fn into_event(self, request_id: Uuid) -> Result<AuditEvent, AuditError> {
+        let malformed = |message: String| AuditError::Malformed {
+            request_id,
+            message,
+        };
+        let provider = match self.provider.as_str() {
+            "local" => Provider::Local,
+            "openai" => Provider::Openai,
+            "anthropic" => Provider::Anthropic,
+            other => return Err(malformed(format!("unknown provider {other:?}"))),
+        };
+        let status = match self.status.as_str() {
+            "success" => AuditStatus::Success,
+            "failure" => AuditStatus::Failure,
+            other => return Err(malformed(format!("unknown status {other:?}"))),
+        };
+        let reason_codes = serde_json::from_str(&self.reason_codes)
+            .map_err(|e| malformed(format!("reason_codes: {e}")))?;
+        let prompt_length = u64::try_from(self.prompt_length)
+            .map_err(|e| malformed(format!("prompt_length: {e}")))?;
+        Ok(AuditEvent {
+            request_id,
+            decision: self.decision,
+            provider,
+            rule: self.rule,
+            reason_codes,
+            policy_version: self.policy_version,
+            status,
+            latency_ms: self.latency_ms,
+            failure_category: self.failure_category,
+            prompt_hash: self.prompt_hash,
+            prompt_length,
+            model: self.model,
+            created_at: self.created_at,
+        })
+    }
+}

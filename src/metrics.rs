@@ -1,0 +1,212 @@
+//! The Prometheus metrics the gateway exports on `GET /v1/metrics`.
+//!
+//! Everything that touches the `prometheus` crate lives here, behind a small
+//! API of domain events (`reload_succeeded`, `decision`, …), so that the crate
+//! (unmaintained since 2025) can be swapped for `prometheus-client` without
+//! touching callers. Label values are always bounded: results, rule ids,
+//! reason codes and policy versions, never paths or messages.
+
+use std::sync::Mutex;
+
+use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// The content type of the text exposition format served on `/v1/metrics`.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// The gateway's metric families, registered in one registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reloads: IntCounterVec,
+    last_reload_success: IntGauge,
+    last_reload_success_timestamp: Gauge,
+    info: IntGaugeVec,
+    /// The version `policy_info` currently reports at 1, so the old series can be
+    /// removed when a new version goes live.
+    info_version: Mutex<Option<String>>,
+    decisions: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family. Counters with labels start with their known label
+    /// values at 0, so dashboards see the series before the first event.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "policy_reloads_total",
+                "Policy reloads since start, by result (a reload that yields the live version is not counted).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric definition");
+        let last_reload_success = IntGauge::new(
+            "policy_last_reload_success",
+            "1 while the last policy reload succeeded (reload.status ok), 0 while it failed.",
+        )
+        .expect("valid metric definition");
+        let last_reload_success_timestamp = Gauge::new(
+            "policy_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful policy load (reload.last_success_at).",
+        )
+        .expect("valid metric definition");
+        let info = IntGaugeVec::new(
+            Opts::new("policy_info", "1 for the policy version that is serving."),
+            &["version"],
+        )
+        .expect("valid metric definition");
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "policy_decisions_total",
+                "Routing decisions of /v1/chat, by rule id (empty for the default) and reason code.",
+            ),
+            &["rule", "reason"],
+        )
+        .expect("valid metric definition");
+        for collector in [
+            Box::new(reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(last_reload_success.clone()),
+            Box::new(last_reload_success_timestamp.clone()),
+            Box::new(info.clone()),
+            Box::new(decisions.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
+        Metrics {
+            registry,
+            reloads,
+            last_reload_success,
+            last_reload_success_timestamp,
+            info,
+            info_version: Mutex::new(None),
+            decisions,
+        }
+    }
+
+    /// The policy `version` is serving since `at` (unix seconds), after the
+    /// start-up load or a successful reload.
+    pub fn policy_live(&self, version: &str, at: f64) {
+        self.last_reload_success.set(1);
+        self.last_reload_success_timestamp.set(at);
+        let mut current = self
+            .info_version
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Set the new series before removing the old one: a scrape in between
+        // sees two series rather than none; never two at 1 afterwards.
+        self.info.with_label_values(&[version]).set(1);
+        if let Some(old) = current.as_deref()
+            && old != version
+        {
+            let _ = self.info.remove_label_values(&[old]);
+        }
+        *current = Some(version.to_owned());
+    }
+
+    /// A reload swapped in a new version.
+    pub fn reload_succeeded(&self, version: &str, at: f64) {
+        self.reloads.with_label_values(&["success"]).inc();
+        self.policy_live(version, at);
+    }
+
+    /// A reload yielded the live version again: not counted, but it clears a
+    /// previous failure.
+    pub fn reload_unchanged(&self) {
+        self.last_reload_success.set(1);
+    }
+
+    /// A reload failed; the last good version keeps serving.
+    pub fn reload_failed(&self) {
+        self.reloads.with_label_values(&["failure"]).inc();
+        self.last_reload_success.set(0);
+    }
+
+    /// One `/v1/chat` decision: `rule` is `None` for the default decision.
+    pub fn decision(&self, rule: Option<&str>, reason: &str) {
+        self.decisions
+            .with_label_values(&[rule.unwrap_or(""), reason])
+            .inc();
+    }
+
+    /// The text exposition of every family.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on a malformed family, which `new` rules out.
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn reloads_and_info_follow_events() {
+        let m = Metrics::new();
+        m.policy_live("aaa", 1_000.0);
+        let text = m.render();
+        assert_eq!(
+            line_value(&text, "policy_reloads_total{result=\"success\"}"),
+            Some(0.0)
+        );
+        assert_eq!(line_value(&text, "policy_info{version=\"aaa\"}"), Some(1.0));
+
+        m.reload_failed();
+        let text = m.render();
+        assert_eq!(line_value(&text, "policy_last_reload_success "), Some(0.0));
+        assert_eq!(
+            line_value(&text, "policy_reloads_total{result=\"failure\"}"),
+            Some(1.0)
+        );
+
+        m.reload_succeeded("bbb", 2_000.0);
+        let text = m.render();
+        assert_eq!(line_value(&text, "policy_info{version=\"bbb\"}"), Some(1.0));
+        assert!(!text.contains("version=\"aaa\""), "{text}");
+        assert_eq!(line_value(&text, "policy_last_reload_success "), Some(1.0));
+        assert_eq!(
+            line_value(&text, "policy_last_reload_success_timestamp_seconds "),
+            Some(2_000.0)
+        );
+    }
+
+    #[test]
+    fn decisions_are_labelled_by_rule_and_reason() {
+        let m = Metrics::new();
+        m.decision(Some("sensitive"), "sensitive_keyword_match");
+        m.decision(None, "default");
+        m.decision(None, "default");
+        let text = m.render();
+        assert_eq!(
+            line_value(
+                &text,
+                "policy_decisions_total{reason=\"default\",rule=\"\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                "policy_decisions_total{reason=\"sensitive_keyword_match\",rule=\"sensitive\"}"
+            ),
+            Some(1.0)
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! The provider settings read from the environment: base URLs, keys, default
+//! models and the call timeout, validated once at start-up so that a bad value
+//! stops the process with a message naming the variable instead of failing on
+//! the first chat request.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::config::{self, Env};
+use crate::decision::Provider;
+
+/// Default base URL of the local (Ollama-compatible) provider.
+pub const DEFAULT_LOCAL_LLM_URL: &str = "http://localhost:11434";
+/// Default local model.
+pub const DEFAULT_LOCAL_LLM_MODEL: &str = "llama3.2";
+/// Default public model when the public provider is OpenAI.
+pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
+/// Default public model when the public provider is Anthropic.
+pub const DEFAULT_ANTHROPIC_MODEL: &str = "claude-3-5-haiku-latest";
+/// Default whole-call timeout, in seconds.
+pub const DEFAULT_PROVIDER_TIMEOUT_SECONDS: u64 = 60;
+
+/// A secret value (an API key). It has no `Display`, and its `Debug` prints
+/// `[redacted]`, so that printing a configuration can never leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// An invalid provider setting: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ProviderConfigError {
+    /// The offending variable (`PROVIDER_TIMEOUT_SECONDS`).
+    pub variable: String,
+    /// What is wrong, in plain words; never holds a key.
+    pub message: String,
+}
+
+impl ProviderConfigError {
+    fn new(variable: &str, message: impl Into<String>) -> Self {
+        ProviderConfigError {
+            variable: variable.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated provider settings. `Debug` redacts the keys and any
+/// password written in a URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    /// `LOCAL_LLM_URL` without a trailing `/`.
+    pub local_url: String,
+    /// `LOCAL_LLM_API_KEY`: sent as a bearer token only when set.
+    pub local_api_key: Option<Secret>,
+    /// `LOCAL_LLM_MODEL`.
+    pub local_model: String,
+    /// `PUBLIC_LLM_URL` without a trailing `/`.
+    pub public_url: String,
+    /// Which API `PUBLIC_LLM_URL` speaks (`PUBLIC_LLM_PROVIDER` or the guess
+    /// from the host).
+    pub public_provider: Provider,
+    /// `PUBLIC_LLM_API_KEY`: without it, every public call fails with
+    /// `auth_error` before any network traffic.
+    pub public_api_key: Option<Secret>,
+    /// `PUBLIC_LLM_MODEL`, or the public provider's default.
+    pub public_model: String,
+    /// `PROVIDER_TIMEOUT_SECONDS`: bounds each whole call (connect, headers,
+    /// body).
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("local_url", &redact_url(&self.local_url))
+            .field("local_api_key", &self.local_api_key)
+            .field("local_model", &self.local_model)
+            .field("public_url", &redact_url(&self.public_url))
+            .field("public_provider", &self.public_provider)
+            .field("public_api_key", &self.public_api_key)
+            .field("public_model", &self.public_model)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// `raw` with the password of its user info, if any, replaced.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Cannot fail: the URL has a host, since it has a password.
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+impl ProviderConfig {
+    /// Reads and validates the provider variables of `env`.
+    pub fn from_env(env: &Env) -> Result<Self, ProviderConfigError> {
+        let local_url = base_url(
+            "LOCAL_LLM_URL",
+            env.get("LOCAL_LLM_URL").unwrap_or(DEFAULT_LOCAL_LLM_URL),
+        )?;
+        let public_url = base_url(
+            "PUBLIC_LLM_URL",
+            env.get("PUBLIC_LLM_URL")
+                .unwrap_or(config::DEFAULT_PUBLIC_LLM_URL),
+        )?;
+        let public_provider = config::public_provider(env)
+            .map_err(|e| ProviderConfigError::new(&e.origin, e.message))?;
+        let local_api_key = api_key(env, "LOCAL_LLM_API_KEY")?;
+        let public_api_key = api_key(env, "PUBLIC_LLM_API_KEY")?;
+        let default_public_model = match public_provider {
+            Provider::Anthropic => DEFAULT_ANTHROPIC_MODEL,
+            Provider::Openai | Provider::Local => DEFAULT_OPENAI_MODEL,
+        };
+        Ok(ProviderConfig {
+            local_url,
+            local_api_key,
+            local_model: env
+                .get("LOCAL_LLM_MODEL")
+                .unwrap_or(DEFAULT_LOCAL_LLM_MODEL)
+                .to_owned(),
+            public_url,
+            public_provider,
+            public_api_key,
+            public_model: env
+                .get("PUBLIC_LLM_MODEL")
+                .unwrap_or(default_public_model)
+                .to_owned(),
+            timeout: timeout(env)?,
+        })
+    }
+
+    /// The model sent to `provider`: the request's own when it names one, else
+    /// the provider's configured default. This is also the audit's `model`.
+    pub fn model_for(&self, provider: Provider, requested: Option<&str>) -> String {
+        match requested {
+            Some(model) => model.to_owned(),
+            None => match provider {
+                Provider::Local => self.local_model.clone(),
+                Provider::Openai | Provider::Anthropic => self.public_model.clone(),
+            },
+        }
+    }
+}
+
+/// An `http(s)://host…` URL with any trailing `/` removed, so that endpoint
+/// paths can be appended to it as they are.
+fn base_url(variable: &str, value: &str) -> Result<String, ProviderConfigError> {
+    let parsed = url::Url::parse(value)
+        .map_err(|e| ProviderConfigError::new(variable, format!("invalid URL {value:?}: {e}")))?;
+    let shown = redact_url(value);
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ProviderConfigError::new(
+            variable,
+            format!("invalid URL {shown:?}: expected an http:// or https:// URL with a host"),
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(ProviderConfigError::new(
+            variable,
+            format!("invalid URL {shown:?}: a base URL takes no query or fragment"),
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// An optional key. It must be usable in an HTTP header; the message never
+/// quotes it.
+fn api_key(env: &Env, variable: &str) -> Result<Option<Secret>, ProviderConfigError> {
+    let Some(key) = env.get(variable) else {
+        return Ok(None);
+    };
+    if !key.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        return Err(ProviderConfigError::new(
+            variable,
+            "invalid value: a key may hold only visible ASCII characters and spaces",
+        ));
+    }
+    Ok(Some(Secret::new(key)))
+}
+
+fn timeout(env: &Env) -> Result<Duration, ProviderConfigError> {
+    const VAR: &str = "PROVIDER_TIMEOUT_SECONDS";
+    let Some(raw) = env.get(VAR) else {
+        return Ok(Duration::from_secs(DEFAULT_PROVIDER_TIMEOUT_SECONDS));
+    };
+    let invalid = || {
+        ProviderConfigError::new(
+            VAR,
+            format!("invalid value {raw:?}: expected a number of seconds > 0"),
+        )
+    };
+    let seconds: f64 = raw.trim().parse().map_err(|_| invalid())?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(invalid());
+    }
+    let duration = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| ProviderConfigError::new(VAR, format!("invalid value {raw:?}: too large")))?;
+    // A value so small that it rounds to zero would disable the timeout.
+    if duration.is_zero() {
+        return Err(invalid());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<ProviderConfig, ProviderConfigError> {
+        ProviderConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.local_url, DEFAULT_LOCAL_LLM_URL);
+        assert_eq!(c.local_api_key, None);
+        assert_eq!(c.local_model, DEFAULT_LOCAL_LLM_MODEL);
+        assert_eq!(c.public_url, config::DEFAULT_PUBLIC_LLM_URL);
+        assert_eq!(c.public_provider, Provider::Openai);
+        assert_eq!(c.public_api_key, None);
+        assert_eq!(c.public_model, DEFAULT_OPENAI_MODEL);
+        assert_eq!(c.timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn anthropic_gets_its_own_default_model() {
+        let c = config(&[("PUBLIC_LLM_URL", "https://api.anthropic.com/")]).unwrap();
+        assert_eq!(c.public_provider, Provider::Anthropic);
+        assert_eq!(c.public_model, DEFAULT_ANTHROPIC_MODEL);
+        assert_eq!(c.public_url, "https://api.anthropic.com");
+        let c = config(&[
+            ("PUBLIC_LLM_PROVIDER", "anthropic"),
+            ("PUBLIC_LLM_MODEL", "claude-sonnet-4-5"),
+        ])
+        .unwrap();
+        assert_eq!(c.public_model, "claude-sonnet-4-5");
+    }
+
+    #[test]
+    fn trailing_slashes_are_ignored_and_paths_kept() {
+        let c = config(&[
+            ("LOCAL_LLM_URL", "http://ollama:11434/"),
+            ("PUBLIC_LLM_URL", "https://proxy.example/openai/"),
+        ])
+        .unwrap();
+        assert_eq!(c.local_url, "http://ollama:11434");
+        assert_eq!(c.public_url, "https://proxy.example/openai");
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let c = config(&[
+            ("LOCAL_LLM_URL", ""),
+            ("LOCAL_LLM_API_KEY", ""),
+            ("PUBLIC_LLM_MODEL", ""),
+            ("PROVIDER_TIMEOUT_SECONDS", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.local_url, DEFAULT_LOCAL_LLM_URL);
+        assert_eq!(c.local_api_key, None);
+        assert_eq!(c.public_model, DEFAULT_OPENAI_MODEL);
+        assert_eq!(c.timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn fractional_timeouts_are_accepted() {
+        let c = config(&[("PROVIDER_TIMEOUT_SECONDS", "0.25")]).unwrap();
+        assert_eq!(c.timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (var, value) in [
+            ("PROVIDER_TIMEOUT_SECONDS", "0"),
+            ("PROVIDER_TIMEOUT_SECONDS", "-1"),
+            ("PROVIDER_TIMEOUT_SECONDS", "ten"),
+            ("PROVIDER_TIMEOUT_SECONDS", "NaN"),
+            ("PROVIDER_TIMEOUT_SECONDS", "inf"),
+            ("PROVIDER_TIMEOUT_SECONDS", "1e300"),
+            ("PROVIDER_TIMEOUT_SECONDS", "1e-12"),
+            ("LOCAL_LLM_URL", "not a url"),
+            ("LOCAL_LLM_URL", "ftp://host"),
+            ("LOCAL_LLM_URL", "http://host/?x=1"),
+            ("PUBLIC_LLM_URL", "localhost:11434"),
+            ("PUBLIC_LLM_PROVIDER", "azure"),
+            ("LOCAL_LLM_API_KEY", "line\nbreak"),
+            ("PUBLIC_LLM_API_KEY", "caf\u{e9}"),
+        ] {
+            let err = config(&[(var, value)]).expect_err(value);
+            assert_eq!(err.variable, var, "{value:?}");
+            assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn key_errors_do_not_quote_the_key() {
+        let err = config(&[("PUBLIC_LLM_API_KEY", "sk-canary-\u{7f}")]).unwrap_err();
+        assert!(!err.to_string().contains("sk-canary"), "{err}");
+    }
+
+    #[test]
+    fn debug_redacts_keys() {
+        let c = config(&[
+            ("LOCAL_LLM_API_KEY", "ollama-canary-4242"),
+            ("PUBLIC_LLM_API_KEY", "sk-canary-4242"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?} {c:#?}");
+        assert!(!debug.contains("canary-4242"), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
+        assert_eq!(
+            c.public_api_key.as_ref().map(Secret::expose),
+            Some("sk-canary-4242")
+        );
+    }
+
+    #[test]
+    fn debug_and_errors_redact_url_passwords() {
+        let c = config(&[("LOCAL_LLM_URL", "http://me:url-canary-pw@ollama:11434/")]).unwrap();
+        assert_eq!(c.local_url, "http://me:url-canary-pw@ollama:11434");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("url-canary-pw"), "{debug}");
+        assert!(debug.contains("http://me:redacted@ollama:11434"), "{debug}");
+        let err = config(&[("PUBLIC_LLM_URL", "https://me:url-canary-pw@proxy/?a=b")]).unwrap_err();
+        assert_eq!(err.variable, "PUBLIC_LLM_URL");
+        assert!(!err.to_string().contains("url-canary-pw"), "{err}");
+    }
+
+    #[test]
+    fn model_for_prefers_the_request() {
+        let c = config(&[("LOCAL_LLM_MODEL", "qwen3"), ("PUBLIC_LLM_MODEL", "gpt-5")]).unwrap();
+        assert_eq!(c.model_for(Provider::Local, None), "qwen3");
+        assert_eq!(c.model_for(Provider::Openai, None), "gpt-5");
+        assert_eq!(c.model_for(Provider::Anthropic, None), "gpt-5");
+        assert_eq!(c.model_for(Provider::Local, Some("phi4")), "phi4");
+        assert_eq!(c.model_for(Provider::Openai, Some("o3")), "o3");
+    }
+}

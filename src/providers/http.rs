@@ -1,0 +1,136 @@
+//! The one HTTP exchange every provider makes: POST a JSON body, sort the
+//! outcome into a failure category, and hand back the bytes of a 2xx body
+//! for the provider's own parser.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::config::ProviderConfigError;
+use super::error::ProviderError;
+
+/// The largest reply body read. A bigger one is refused rather than buffered,
+/// so that a misbehaving upstream cannot exhaust the gateway's memory.
+pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+/// One provider endpoint on the shared client, with its auth headers built
+/// once (and marked sensitive, so that no debug output of reqwest or hyper
+/// prints them).
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    client: reqwest::Client,
+    url: String,
+    headers: HeaderMap,
+    timeout: Duration,
+}
+
+impl Endpoint {
+    /// `base` is a base URL without a trailing `/`; `path` starts with `/`.
+    pub(crate) fn new(client: reqwest::Client, base: &str, path: &str, timeout: Duration) -> Self {
+        Endpoint {
+            client,
+            url: format!("{base}{path}"),
+            headers: HeaderMap::new(),
+            timeout,
+        }
+    }
+
+    /// Adds a header whose value is secret. `variable` names its source for
+    /// the (key-free) error.
+    pub(crate) fn with_secret_header(
+        mut self,
+        name: HeaderName,
+        value: &str,
+        variable: &str,
+    ) -> Result<Self, ProviderConfigError> {
+        let mut value = HeaderValue::from_str(value).map_err(|_| ProviderConfigError {
+            variable: variable.to_owned(),
+            message: "invalid value: not usable in an HTTP header".to_owned(),
+        })?;
+        value.set_sensitive(true);
+        self.headers.insert(name, value);
+        Ok(self)
+    }
+
+    /// Adds a plain header.
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// POSTs `body` and returns the body of a 2xx answer. Every other outcome
+    /// is a categorized [`ProviderError`]; the upstream body of an error is
+    /// never read, let alone relayed.
+    pub(crate) async fn post_json(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let mut response = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_send(&e, self.timeout))?;
+        if let Some(err) = ProviderError::from_status(response.status().as_u16()) {
+            return Err(err);
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ProviderError::from_body(&e, self.timeout))?
+        {
+            if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(ProviderError::bad_response(&format!(
+                    "is larger than {} MiB",
+                    MAX_REPLY_BYTES / (1024 * 1024)
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
+
+/// The JSON of a 2xx body, or the `bad_response` saying what is wrong with it.
+pub(crate) fn parse_json(body: &[u8]) -> Result<serde_json::Value, ProviderError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ProviderError::bad_response("is empty"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_eof() {
+            ProviderError::bad_response("was cut short")
+        } else {
+            ProviderError::bad_response("is not JSON")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::FailureCategory;
+
+    #[test]
+    fn parse_json_sorts_unusable_bodies() {
+        for (body, message) in [
+            (&b""[..], "provider's reply is empty"),
+            (b" \n", "provider's reply is empty"),
+            (b"<html>oops</html>", "provider's reply is not JSON"),
+            (
+                b"{\"message\": {\"content\": \"hi",
+                "provider's reply was cut short",
+            ),
+        ] {
+            let err = parse_json(body).unwrap_err();
+            assert_eq!(err.category(), FailureCategory::BadResponse);
+            assert_eq!(err.message(), message);
+        }
+        assert_eq!(
+            parse_json(b"{\"a\":1}").unwrap(),
+            serde_json::json!({"a": 1})
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! The provider layer: one call to the local model (Ollama) or the public one
+//! (OpenAI or Anthropic), with the request translated into the provider's
+//! wire format, the reply extracted, and every failure sorted into one of the
+//! chat API's six categories.
+//!
+//! It is a library of its own so that the `/v1/chat` handler stays thin:
+//! decide, [`Providers::call`], audit, respond. Each provider is a
+//! [`ChatProvider`] behind an `Arc<dyn …>`; its request translation and reply
+//! parsing are pure functions tested beside it. All of them share one
+//! `reqwest::Client`, so connections are pooled, TLS is rustls, proxy
+//! variables are honoured as reqwest does, redirects are not followed (a 3xx
+//! is a `bad_response`, and following one could carry a key to another
+//! host), and `PROVIDER_TIMEOUT_SECONDS` bounds every whole call.
+
+pub mod anthropic;
+mod config;
+mod error;
+mod http;
+pub mod ollama;
+pub mod openai;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use self::anthropic::Anthropic;
+pub use self::config::{
+    DEFAULT_ANTHROPIC_MODEL, DEFAULT_LOCAL_LLM_MODEL, DEFAULT_LOCAL_LLM_URL, DEFAULT_OPENAI_MODEL,
+    DEFAULT_PROVIDER_TIMEOUT_SECONDS, ProviderConfig, ProviderConfigError, Secret,
+};
+pub use self::error::{FailureCategory, ProviderError};
+pub use self::http::MAX_REPLY_BYTES;
+pub use self::ollama::Ollama;
+pub use self::openai::OpenAi;
+
+use crate::chat::ChatMessage;
+use crate::config::Env;
+use crate::decision::Provider;
+
+/// A boxed, sendable future: what [`ChatProvider::chat`] returns, so that the
+/// trait stays usable as `dyn ChatProvider`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What one provider call sends.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatRequest<'a> {
+    /// The model sent (see [`Providers::model_for`]).
+    pub model: &'a str,
+    /// The messages as received.
+    pub messages: &'a [ChatMessage],
+}
+
+/// A provider's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The reply text, unchanged.
+    pub content: String,
+}
+
+/// One provider's chat call: exactly one upstream request, no retry.
+pub trait ChatProvider: Send + Sync {
+    /// Sends `request` and returns the reply, or the categorized failure.
+    fn chat<'a>(&'a self, request: ChatRequest<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>>;
+}
+
+/// Why the provider layer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvidersError {
+    /// A provider variable is invalid.
+    #[error(transparent)]
+    Config(#[from] ProviderConfigError),
+    /// The HTTP client could not be built (TLS roots, proxy settings).
+    #[error("cannot build the HTTP client for the providers: {0}")]
+    Client(String),
+}
+
+/// The three providers on one shared HTTP client. Cloning is cheap (every
+/// part is behind an `Arc`), so handlers may hold it by value or in an `Arc`.
+#[derive(Clone)]
+pub struct Providers {
+    config: Arc<ProviderConfig>,
+    local: Arc<dyn ChatProvider>,
+    openai: Arc<dyn ChatProvider>,
+    anthropic: Arc<dyn ChatProvider>,
+}
+
+impl fmt::Debug for Providers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The configuration's Debug redacts the keys.
+        f.debug_struct("Providers")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Providers {
+    /// Reads the provider variables of `env` and builds the clients.
+    pub fn from_env(env: &Env) -> Result<Self, ProvidersError> {
+        Self::new(ProviderConfig::from_env(env)?)
+    }
+
+    /// Builds the shared client and the three providers. No network traffic
+    /// happens here.
+    pub fn new(config: ProviderConfig) -> Result<Self, ProvidersError> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("policy-mesh/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProvidersError::Client(e.to_string()))?;
+        let timeout = config.timeout;
+        let local = Ollama::new(
+            client.clone(),
+            &config.local_url,
+            config.local_api_key.as_ref(),
+            timeout,
+        )?;
+        let openai = OpenAi::new(
+            client.clone(),
+            &config.public_url,
+            config.public_api_key.as_ref(),
+            timeout,
+        )?;
+        let anthropic = Anthropic::new(
+            client,
+            &config.public_url,
+            config.public_api_key.as_ref(),
+            timeout,
+        )?;
+        Ok(Providers {
+            config: Arc::new(config),
+            local: Arc::new(local),
+            openai: Arc::new(openai),
+            anthropic: Arc::new(anthropic),
+        })
+    }
+
+    /// A registry of given providers, for embedding or for tests that need
+    /// no HTTP at all; [`Providers::model_for`] still follows `config`.
+    pub fn from_parts(
+        config: ProviderConfig,
+        local: Arc<dyn ChatProvider>,
+        openai: Arc<dyn ChatProvider>,
+        anthropic: Arc<dyn ChatProvider>,
+    ) -> Self {
+        Providers {
+            config: Arc::new(config),
+            local,
+            openai,
+            anthropic,
+        }
+    }
+
+    /// The validated settings (keys redacted in `Debug`).
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    /// The model sent to `provider` for a request naming `requested`; also
+    /// the audit's `model`, failure or not.
+    pub fn model_for(&self, provider: Provider, requested: Option<&str>) -> String {
+        self.config.model_for(provider, requested)
+    }
+
+    /// The client of `provider`.
+    pub fn provider(&self, provider: Provider) -> &Arc<dyn ChatProvider> {
+        match provider {
+            Provider::Local => &self.local,
+            Provider::Openai => &self.openai,
+            Provider::Anthropic => &self.anthropic,
+        }
+    }
+
+    /// Calls `provider` once with `messages` and the model of
+    /// [`Providers::model_for`]. A public provider without
+    /// `PUBLIC_LLM_API_KEY` fails with `auth_error` and makes no request.
+    pub async fn call(
+        &self,
+        provider: Provider,
+        model: Option<&str>,
+        messages: &[ChatMessage],
+    ) -> Result<Reply, ProviderError> {
+        let model = self.model_for(provider, model);
+        self.provider(provider)
+            .chat(ChatRequest {
+                model: &model,
+                messages,
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_registry_redacts_keys() {
+        let providers = Providers::from_env(&Env::from_pairs([
+            ("LOCAL_LLM_API_KEY", "ollama-canary-77"),
+            ("PUBLIC_LLM_API_KEY", "sk-canary-77"),
+        ]))
+        .unwrap();
+        let debug = format!("{providers:?}");
+        assert!(!debug.contains("canary-77"), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
+    }
+
+    #[test]
+    fn providers_and_their_calls_can_cross_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        fn sendable<T: Send>(_: &T) {}
+        shareable::<Providers>();
+        let providers = Providers::from_env(&Env::default()).unwrap();
+        let messages = [ChatMessage::user("hi")];
+        // An axum handler's future must be Send; this one is never polled.
+        let call = providers.call(Provider::Local, None, &messages);
+        sendable(&call);
+    }
+
+    /// Answers with the model and message count it was given.
+    struct Echo;
+
+    impl ChatProvider for Echo {
+        fn chat<'a>(
+            &'a self,
+            request: ChatRequest<'a>,
+        ) -> BoxFuture<'a, Result<Reply, ProviderError>> {
+            Box::pin(async move {
+                Ok(Reply {
+                    content: format!("{} {}", request.model, request.messages.len()),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn call_sends_the_resolved_model_to_the_chosen_provider() {
+        let config = ProviderConfig::from_env(&Env::from_pairs([
+            ("LOCAL_LLM_MODEL", "local-m"),
+            ("PUBLIC_LLM_MODEL", "public-m"),
+        ]))
+        .unwrap();
+        let failing = Providers::from_env(&Env::default()).unwrap().openai;
+        let providers = Providers::from_parts(config, Arc::new(Echo), failing.clone(), failing);
+        let two = [ChatMessage::user("a"), ChatMessage::user("b")];
+        let reply = providers.call(Provider::Local, None, &two).await.unwrap();
+        assert_eq!(reply.content, "local-m 2");
+        let reply = providers
+            .call(Provider::Local, Some("x"), &two[..1])
+            .await
+            .unwrap();
+        assert_eq!(reply.content, "x 1");
+        // The public ones have no key here: they fail without the network.
+        let err = providers
+            .call(Provider::Openai, None, &two)
+            .await
+            .unwrap_err();
+        assert_eq!(err.category(), FailureCategory::AuthError);
+    }
+
+    #[tokio::test]
+    async fn a_public_call_without_a_key_fails_before_the_network() {
+        // The URL is unroutable on purpose: reaching it would be a connect
+        // error, not an auth error.
+        for url in ["http://127.0.0.1:9", "https://api.anthropic.com"] {
+            let providers =
+                Providers::from_env(&Env::from_pairs([("PUBLIC_LLM_URL", url)])).unwrap();
+            for provider in [Provider::Openai, Provider::Anthropic] {
+                let err = providers
+                    .call(provider, None, &[ChatMessage::user("hi")])
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.category(), FailureCategory::AuthError, "{err}");
+            }
+        }
+    }
+}

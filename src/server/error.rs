@@ -1,0 +1,120 @@
+//! The API's one error type and its JSON shape,
+//! `{"error": {"type": "...", "message": "..."}}`.
+//!
+//! Handlers and extractors return [`ApiError`]; its response carries the error
+//! in an extension so that the logging middleware ([`log_errors`]) logs it once,
+//! with its details, instead of `into_response` doing so.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// Everything the API can answer with instead of a result.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Unknown path.
+    #[error("{0}")]
+    NotFound(String),
+    /// Known path, other method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The body is not well-formed JSON.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// Well-formed JSON of the wrong shape; the message names the field.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The body is over `MAX_BODY_BYTES`.
+    #[error("request body is larger than the limit of {limit} bytes (MAX_BODY_BYTES)")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Anything unexpected; the detail goes to the log, not to the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status of each kind of error.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `type` field of the body.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+/// The error attached to a response for the logging middleware.
+#[derive(Debug, Clone)]
+struct Logged(Arc<ApiError>);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": { "type": self.kind(), "message": self.to_string() }
+        });
+        let mut response = (self.status_code(), axum::Json(body)).into_response();
+        response.extensions_mut().insert(Logged(Arc::new(self)));
+        response
+    }
+}
+
+/// Logs each error response once: server errors at ERROR with their detail,
+/// client errors at DEBUG (they are the client's to fix, and may be many).
+pub async fn log_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if let Some(Logged(error)) = response.extensions().get::<Logged>() {
+        match &**error {
+            ApiError::Internal(detail) => {
+                tracing::error!(%method, %path, error = %detail, "request failed");
+            }
+            other => {
+                tracing::debug!(%method, %path, kind = other.kind(), error = %other, "request rejected");
+            }
+        }
+    }
+    response
+}
+
+/// `404 not_found` for every unknown path.
+pub async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no endpoint {method} {}", uri.path()))
+}
+
+/// `405 method_not_allowed` for a known path with another method.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} does not accept {method}", uri.path()))
+}
+
+/// `500 internal_error` for a handler that panicked: the client gets our error
+/// shape, the log gets the panic message, and the server goes on serving.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a handler panicked");
+    ApiError::Internal(format!("handler panicked: {detail}")).into_response()
+}

@@ -1,0 +1,39 @@
+//! The endpoint handlers: each loads one snapshot of the live policy and hands
+//! it to the core, nothing more.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::request::ChatBody;
+use super::routes::RoutesView;
+
+/// `GET /v1/health`.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /v1/routes`: the live policy and reload status from one snapshot.
+pub async fn routes(State(state): State<AppState>) -> Response {
+    let live = state.live.snapshot();
+    Json(RoutesView::new(&live)).into_response()
+}
+
+/// `POST /v1/decide`: the decision and its trace, without calling a provider
+/// or counting metrics.
+pub async fn decide(State(state): State<AppState>, ChatBody(request): ChatBody) -> Response {
+    // One snapshot for the whole request: a reload meanwhile does not affect it.
+    let live = state.live.snapshot();
+    Json(live.policy.explain(&request.messages)).into_response()
+}
+
+/// `GET /v1/metrics`: Prometheus text format 0.0.4.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
+}

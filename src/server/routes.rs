@@ -1,0 +1,310 @@
+//! The body of `GET /v1/routes`: the live compiled policy as an operator needs
+//! to see it, built from one [`Live`] snapshot so every field agrees.
+//!
+//! Conditions are summarized: keyword and pattern counts, never their values,
+//! which may themselves be sensitive.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::decision::Provider;
+use crate::policy::{CharBounds, KeywordMatch, Route, RuleSpec, Scope, Sourced, UsdBounds};
+use crate::reload::{Live, ReloadStatus};
+
+/// `GET /v1/routes`.
+#[derive(Debug, Serialize)]
+pub struct RoutesView<'a> {
+    version: &'a str,
+    loaded_at: String,
+    sources: Vec<SourceView<'a>>,
+    defaults: DefaultsView,
+    rules: Vec<RuleView<'a>>,
+    public_provider: Provider,
+    reload: ReloadView<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct SourceView<'a> {
+    path: &'a str,
+    sha256: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct DefaultsView {
+    provider: ValueView,
+    pricing: PricingView,
+}
+
+#[derive(Debug, Serialize)]
+struct PricingView {
+    input_usd_per_1m_tokens: ValueView,
+    chars_per_token: ValueView,
+}
+
+#[derive(Debug, Serialize)]
+struct ValueView {
+    value: Value,
+    source: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RuleView<'a> {
+    id: &'a str,
+    description: Option<&'a str>,
+    route: Route,
+    provider: Provider,
+    reason: &'a str,
+    file: &'a str,
+    line: usize,
+    conditions: ConditionsView,
+}
+
+#[derive(Debug, Serialize)]
+struct ConditionsView {
+    keywords: usize,
+    keyword_match: KeywordMatch,
+    patterns: usize,
+    scope: Scope,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_chars: Option<CharBounds>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated_usd: Option<UsdBounds>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReloadView<'a> {
+    status: ReloadStatus,
+    last_attempt_at: String,
+    last_success_at: String,
+    last_error: Option<&'a str>,
+    successes: u64,
+    failures: u64,
+}
+
+/// RFC 3339 in UTC with milliseconds: `2026-11-24T10:00:00.123Z`.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A number as written: integral values without a fraction (`4`, not `4.0`).
+fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        Value::from(x as i64)
+    } else {
+        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+    }
+}
+
+fn sourced<T>(s: &Sourced<T>, value: Value) -> ValueView {
+    ValueView {
+        value,
+        source: s.source.to_string(),
+    }
+}
+
+fn provider_of(route: Route, public: Provider) -> Provider {
+    match route {
+        Route::Local => Provider::Local,
+        Route::Public => public,
+    }
+}
+
+impl<'a> RoutesView<'a> {
+    /// The view of one snapshot.
+    pub fn new(live: &'a Live) -> Self {
+        let policy = live.policy.policy();
+        let public = live.policy.public_provider();
+        let d = &policy.defaults;
+        RoutesView {
+            version: live.policy.version(),
+            loaded_at: timestamp(live.loaded_at),
+            sources: policy
+                .sources
+                .iter()
+                .map(|s| SourceView {
+                    path: &s.path,
+                    sha256: &s.sha256,
+                })
+                .collect(),
+            defaults: DefaultsView {
+                provider: sourced(&d.provider, Value::from(d.provider.value.as_str())),
+                pricing: PricingView {
+                    input_usd_per_1m_tokens: sourced(
+                        &d.input_usd_per_1m_tokens,
+                        d.input_usd_per_1m_tokens.value.map_or(Value::Null, number),
+                    ),
+                    chars_per_token: sourced(&d.chars_per_token, number(d.chars_per_token.value)),
+                },
+            },
+            rules: policy.rules.iter().map(|r| rule(r, public)).collect(),
+            public_provider: public,
+            reload: ReloadView {
+                status: live.reload.status,
+                last_attempt_at: timestamp(live.reload.last_attempt_at),
+                last_success_at: timestamp(live.reload.last_success_at),
+                last_error: live.reload.last_error.as_deref(),
+                successes: live.reload.successes,
+                failures: live.reload.failures,
+            },
+        }
+    }
+}
+
+fn rule(r: &RuleSpec, public: Provider) -> RuleView<'_> {
+    RuleView {
+        id: &r.id,
+        description: r.description.as_deref(),
+        route: r.route,
+        provider: provider_of(r.route, public),
+        reason: &r.reason,
+        file: &r.at.path,
+        line: r.at.position.line,
+        conditions: ConditionsView {
+            keywords: r.keywords.len(),
+            keyword_match: r.keyword_match,
+            patterns: r.patterns.len(),
+            scope: r.scope,
+            input_chars: r.input_chars,
+            estimated_usd: r.estimated_usd,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::compiler::CompiledPolicy;
+    use crate::policy::{
+        EffectiveDefaults, Located, Location, PolicySet, Position, Provenance, SourceInfo,
+    };
+    use crate::reload::ReloadState;
+
+    fn live() -> Live {
+        let path: Arc<str> = "policies/10-sensitive.yaml".into();
+        let at = |line| Location {
+            path: Arc::clone(&path),
+            position: Position { line, column: 5 },
+        };
+        let defaults = EffectiveDefaults {
+            chars_per_token: Sourced {
+                value: 3.5,
+                source: Provenance::Env("POLICY_CHARS_PER_TOKEN"),
+            },
+            ..EffectiveDefaults::default()
+        };
+        let set = PolicySet {
+            sources: vec![SourceInfo {
+                path: Arc::clone(&path),
+                sha256: "ab".repeat(32),
+            }],
+            rules: vec![
+                RuleSpec {
+                    id: "sensitive".into(),
+                    description: Some("stays here".into()),
+                    route: Route::Local,
+                    reason: "sensitive_keyword_match".into(),
+                    at: at(5),
+                    keywords: ["top-secret-word", "classified-word"]
+                        .into_iter()
+                        .map(|k| Located {
+                            value: k.to_owned(),
+                            at: at(8),
+                        })
+                        .collect(),
+                    keyword_match: KeywordMatch::Word,
+                    patterns: Vec::new(),
+                    scope: Scope::LastUser,
+                    input_chars: Some(CharBounds {
+                        min: None,
+                        max: Some(1000),
+                    }),
+                    estimated_usd: None,
+                },
+                RuleSpec {
+                    id: "big".into(),
+                    description: None,
+                    route: Route::Public,
+                    reason: "big".into(),
+                    at: at(12),
+                    keywords: Vec::new(),
+                    keyword_match: KeywordMatch::Substring,
+                    patterns: vec![Located {
+                        value: "hidden-pattern".into(),
+                        at: at(13),
+                    }],
+                    scope: Scope::All,
+                    input_chars: None,
+                    estimated_usd: Some(UsdBounds {
+                        min: Some(0.09),
+                        max: None,
+                    }),
+                },
+            ],
+            defaults,
+            version: "f".repeat(64),
+        };
+        let t = DateTime::parse_from_rfc3339("2026-11-24T10:00:00.123456Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        Live {
+            policy: Arc::new(CompiledPolicy::compile(set, Provider::Anthropic).expect("compiles")),
+            loaded_at: t,
+            reload: ReloadState {
+                status: ReloadStatus::Error,
+                last_attempt_at: t,
+                last_success_at: t,
+                last_error: Some("a\nb".into()),
+                successes: 2,
+                failures: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn shape_matches_the_spec() {
+        let live = live();
+        let v = serde_json::to_value(RoutesView::new(&live)).expect("serializes");
+        let expected = serde_json::json!({
+            "version": "f".repeat(64),
+            "loaded_at": "2026-11-24T10:00:00.123Z",
+            "sources": [{"path": "policies/10-sensitive.yaml", "sha256": "ab".repeat(32)}],
+            "defaults": {
+                "provider": {"value": "local", "source": "builtin"},
+                "pricing": {
+                    "input_usd_per_1m_tokens": {"value": null, "source": "builtin"},
+                    "chars_per_token": {"value": 3.5, "source": "env:POLICY_CHARS_PER_TOKEN"}
+                }
+            },
+            "rules": [
+                {"id": "sensitive", "description": "stays here", "route": "local",
+                 "provider": "local", "reason": "sensitive_keyword_match",
+                 "file": "policies/10-sensitive.yaml", "line": 5,
+                 "conditions": {"keywords": 2, "keyword_match": "word", "patterns": 0,
+                                "scope": "last_user", "input_chars": {"max": 1000}}},
+                {"id": "big", "description": null, "route": "public",
+                 "provider": "anthropic", "reason": "big",
+                 "file": "policies/10-sensitive.yaml", "line": 12,
+                 "conditions": {"keywords": 0, "keyword_match": "substring", "patterns": 1,
+                                "scope": "all", "estimated_usd": {"min": 0.09}}}
+            ],
+            "public_provider": "anthropic",
+            "reload": {"status": "error", "last_attempt_at": "2026-11-24T10:00:00.123Z",
+                       "last_success_at": "2026-11-24T10:00:00.123Z", "last_error": "a\nb",
+                       "successes": 2, "failures": 1}
+        });
+        assert_eq!(v, expected);
+        let text = v.to_string();
+        for secret in ["top-secret-word", "classified-word", "hidden-pattern"] {
+            assert!(!text.contains(secret), "{secret} leaked");
+        }
+    }
+
+    #[test]
+    fn integral_numbers_have_no_fraction() {
+        assert_eq!(number(4.0).to_string(), "4");
+        assert_eq!(number(0.15).to_string(), "0.15");
+    }
+}

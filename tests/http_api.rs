@@ -1,0 +1,347 @@
+//! The HTTP API through the real server: response shapes, the error table, and
+//! start-up failures.
+
+#![allow(clippy::unwrap_used)]
+
+mod server_common;
+
+use policy_mesh::config::Env;
+use policy_mesh::server::{self, StartError};
+use serde_json::{Value, json};
+use server_common::{TestServer, metric, policy, version_of};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SENSITIVE: &str = "# yaml-language-server: $schema=../schema/policy.schema.json
+version: 1
+defaults:
+  provider: local
+  pricing:
+    input_usd_per_1m_tokens: 0.15
+rules:
+  - id: sensitive
+    description: Confidential prompts never leave the machine
+    when:
+      keywords: [internal, confidential, secret]
+      patterns: ['\\b\\d{3}-\\d{2}-\\d{4}\\b']
+      scope: last_user
+    route: local
+    reason: sensitive_keyword_match
+  - id: big
+    when:
+      input_chars: { min: 1001 }
+      estimated_usd: { max: 0.5 }
+    route: public
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_is_exactly_ok() {
+    let t = TestServer::start(&[("a.yaml", &policy(1))], &[]).await;
+    let response = t.get("/v1/health").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), r#"{"status":"ok"}"#);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_shows_the_live_policy_without_keyword_values() {
+    let t = TestServer::start(
+        &[("00-base.yaml", SENSITIVE)],
+        &[
+            ("POLICY_CHARS_PER_TOKEN", "3.5"),
+            ("PUBLIC_LLM_URL", "https://api.anthropic.com"),
+        ],
+    )
+    .await;
+    let r = t.routes().await;
+    let file = t.path("00-base.yaml").to_str().unwrap().to_owned();
+    let mut overlaid = policy_mesh::policy::load(
+        &policy_mesh::policy::PolicySource::Dir(t.dir.path().to_path_buf()),
+        &Env::from_pairs([("POLICY_CHARS_PER_TOKEN", "3.5")]),
+    )
+    .unwrap();
+    assert_eq!(r["version"], overlaid.version);
+    overlaid.version.clear();
+    let times = [
+        &r["loaded_at"],
+        &r["reload"]["last_attempt_at"],
+        &r["reload"]["last_success_at"],
+    ];
+    for t in times {
+        let t = t.as_str().unwrap();
+        // RFC 3339 in UTC with milliseconds.
+        assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{t}");
+        assert!(
+            t.ends_with('Z') && t.len() == "2026-11-24T10:00:00.123Z".len(),
+            "{t}"
+        );
+    }
+    assert_eq!(r["loaded_at"], r["reload"]["last_success_at"]);
+    assert_eq!(
+        r["sources"],
+        json!([{"path": file, "sha256": hex::encode(Sha256::digest(SENSITIVE.as_bytes()))}])
+    );
+    assert_eq!(
+        r["defaults"],
+        json!({"provider": {"value": "local", "source": format!("file:{file}")},
+               "pricing": {"input_usd_per_1m_tokens": {"value": 0.15, "source": format!("file:{file}")},
+                           "chars_per_token": {"value": 3.5, "source": "env:POLICY_CHARS_PER_TOKEN"}}})
+    );
+    assert_eq!(
+        r["rules"],
+        json!([
+            {"id": "sensitive", "description": "Confidential prompts never leave the machine",
+             "route": "local", "provider": "local", "reason": "sensitive_keyword_match",
+             "file": file, "line": 8,
+             "conditions": {"keywords": 3, "keyword_match": "substring", "patterns": 1,
+                            "scope": "last_user"}},
+            {"id": "big", "description": null, "route": "public", "provider": "anthropic",
+             "reason": "big", "file": file, "line": 16,
+             "conditions": {"keywords": 0, "keyword_match": "substring", "patterns": 0,
+                            "scope": "all", "input_chars": {"min": 1001},
+                            "estimated_usd": {"max": 0.5}}}
+        ])
+    );
+    assert_eq!(r["public_provider"], "anthropic");
+    assert_eq!(r["reload"]["status"], "ok");
+    assert_eq!(r["reload"]["last_error"], Value::Null);
+    assert_eq!(r["reload"]["successes"], 0);
+    assert_eq!(r["reload"]["failures"], 0);
+    let text = r.to_string();
+    for secret in ["internal", "confidential", "secret\"", "\\\\d{3}"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decide_explains_on_the_live_version() {
+    let t = TestServer::start(&[("00-base.yaml", SENSITIVE)], &[]).await;
+    let version = t.routes().await["version"].clone();
+    let d = t.decide("this is CONFIDENTIAL: 123-45-6789").await;
+    assert_eq!(d["route"], "local");
+    assert_eq!(d["provider"], "local");
+    assert_eq!(d["rule"], "sensitive");
+    assert_eq!(d["reason_codes"], json!(["sensitive_keyword_match"]));
+    assert_eq!(d["policy_version"], version);
+    assert_eq!(
+        d["trace"],
+        json!([{"rule": "sensitive", "held": true, "failed_condition": null}])
+    );
+
+    let d = t.decide("hello").await;
+    assert_eq!(d["rule"], Value::Null);
+    assert_eq!(d["reason_codes"], json!(["default"]));
+    assert_eq!(
+        d["trace"],
+        json!([{"rule": "sensitive", "held": false, "failed_condition": "keywords"},
+               {"rule": "big", "held": false, "failed_condition": "input_chars"}])
+    );
+    // /v1/decide is not a chat decision: nothing is counted.
+    assert!(!t.metrics().await.contains("policy_decisions_total{"));
+}
+
+async fn post_raw(t: &TestServer, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let response = t
+        .client
+        .post(format!("{}{path}", t.base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn assert_error(status: u16, body: &Value, want_status: u16, want_type: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["type"], want_type, "{body}");
+    assert!(
+        !body["error"]["message"].as_str().unwrap().is_empty(),
+        "{body}"
+    );
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    assert_eq!(body["error"].as_object().unwrap().len(), 2, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_answer_in_one_shape_and_the_server_keeps_serving() {
+    let t = TestServer::start(&[("a.yaml", &policy(1))], &[("MAX_BODY_BYTES", "4096")]).await;
+
+    let response = t.get("/v1/nope").await;
+    let status = response.status().as_u16();
+    assert_error(status, &response.json().await.unwrap(), 404, "not_found");
+
+    let response = t.get("/v1/decide").await;
+    let status = response.status().as_u16();
+    assert_error(
+        status,
+        &response.json().await.unwrap(),
+        405,
+        "method_not_allowed",
+    );
+    let response = t
+        .client
+        .post(format!("{}/v1/health", t.base))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    assert_error(
+        status,
+        &response.json().await.unwrap(),
+        405,
+        "method_not_allowed",
+    );
+
+    let deep = format!(
+        r#"{{"messages":[{{"role":"user","content":"x"}}],"x":{}{}}}"#,
+        "[".repeat(128),
+        "]".repeat(128)
+    );
+    for body in ["", "{", "{\"messages\": [", "\"\\ud800\"", &deep] {
+        let (status, json) = post_raw(&t, "/v1/decide", body.to_owned()).await;
+        assert_error(status, &json, 400, "invalid_json");
+    }
+    let (status, json) = post_raw(&t, "/v1/decide", b"{\"a\":\"\xff\"}".to_vec()).await;
+    assert_error(status, &json, 400, "invalid_json");
+
+    for (body, field) in [
+        ("[1]", "request body"),
+        (r#"{"messages":[]}"#, "messages"),
+        (
+            r#"{"messages":[{"role":"user","content":"a"},{"role":"robot","content":"b"}]}"#,
+            "messages[1].role",
+        ),
+        (
+            r#"{"messages":[{"role":"user","content":5}]}"#,
+            "messages[0].content",
+        ),
+        (
+            r#"{"messages":[{"role":"user","content":"a"}],"model":[]}"#,
+            "model",
+        ),
+    ] {
+        let (status, json) = post_raw(&t, "/v1/decide", body.to_owned()).await;
+        assert_error(status, &json, 422, "invalid_request");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{body}: {message}");
+    }
+
+    let big = format!(
+        r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "a".repeat(5000)
+    );
+    let (status, json) = post_raw(&t, "/v1/decide", big.clone()).await;
+    assert_error(status, &json, 413, "payload_too_large");
+
+    // Without Content-Length: a chunked body over the limit.
+    let mut stream = tokio::net::TcpStream::connect(t.server.addr())
+        .await
+        .unwrap();
+    let mut request = String::from(
+        "POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    );
+    for chunk in big.as_bytes().chunks(1000) {
+        request.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            chunk.len(),
+            std::str::from_utf8(chunk).unwrap()
+        ));
+    }
+    request.push_str("0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""type":"payload_too_large""#), "{answer}");
+
+    // Still serving, and a body just under the limit is fine.
+    assert_eq!(t.get("/v1/health").await.status(), 200);
+    let d = t.decide("needle-1").await;
+    assert_eq!(d["rule"], "rule-1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_prometheus_text() {
+    let t = TestServer::start(&[("a.yaml", &policy(1))], &[]).await;
+    let response = t.get("/v1/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4"
+    );
+    let text = response.text().await.unwrap();
+    let version = version_of(&[("a.yaml", &policy(1))]);
+    assert_eq!(
+        metric(&text, &format!("policy_info{{version=\"{version}\"}}")),
+        Some(1.0)
+    );
+    assert_eq!(metric(&text, "policy_last_reload_success"), Some(1.0));
+    assert_eq!(
+        metric(&text, "policy_reloads_total{result=\"success\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&text, "policy_reloads_total{result=\"failure\"}"),
+        Some(0.0)
+    );
+    let at = metric(&text, "policy_last_reload_success_timestamp_seconds").unwrap();
+    let success_at = t.routes().await["reload"]["last_success_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let success_at = chrono::DateTime::parse_from_rfc3339(&success_at).unwrap();
+    assert_eq!((at * 1000.0).round() as i64, success_at.timestamp_millis());
+}
+
+async fn start_error(pairs: &[(&str, &str)]) -> StartError {
+    let mut all = vec![("BIND_ADDR", "127.0.0.1:0")];
+    all.extend_from_slice(pairs);
+    server::start(&Env::from_pairs(all.iter().copied()))
+        .await
+        .expect_err("start-up fails")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_up_failures_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "version: 3\nrules:\n  - id: Bad Id\n    route: local\n",
+    )
+    .unwrap();
+    let folder = dir.path().to_str().unwrap();
+    match start_error(&[("POLICY_DIR", folder)]).await {
+        StartError::Policy(errors) => {
+            assert!(errors.0.len() >= 2, "{errors}");
+            for line in errors.lines().lines() {
+                assert!(line.contains("a.yaml:"), "{line}");
+            }
+        }
+        other => panic!("{other}"),
+    }
+
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a.yaml"), policy(1)).unwrap();
+    let folder = good.path().to_str().unwrap();
+    let err = start_error(&[("POLICY_DIR", folder), ("BIND_ADDR", "nowhere")]).await;
+    assert!(err.to_string().starts_with("BIND_ADDR"), "{err}");
+    let err = start_error(&[("POLICY_DIR", folder), ("MAX_BODY_BYTES", "0")]).await;
+    assert!(err.to_string().starts_with("MAX_BODY_BYTES"), "{err}");
+    let err = start_error(&[
+        ("POLICY_DIR", folder),
+        ("POLICY_INPUT_USD_PER_1M_TOKENS", "x"),
+    ])
+    .await;
+    assert!(
+        err.to_string().contains("POLICY_INPUT_USD_PER_1M_TOKENS"),
+        "{err}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    match start_error(&[("POLICY_DIR", folder), ("BIND_ADDR", &addr)]).await {
+        StartError::Bind { .. } => {}
+        other => panic!("{other}"),
+    }
+}

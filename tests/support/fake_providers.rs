@@ -1,0 +1,669 @@
+//! Fake upstream providers for tests: Ollama, OpenAI and Anthropic HTTP
+//! servers on `127.0.0.1:0` that speak the real wire formats, record every
+//! request they receive, and fail on demand.
+//!
+//! Include it from an integration test with
+//! `#[path = "support/fake_providers.rs"] mod fake_providers;`.
+//!
+//! The server is a small HTTP/1.1 implementation on a raw `TcpListener`
+//! rather than an axum app because several failure modes live below what a
+//! conforming server framework will do: closing a connection before any
+//! status line, declaring a `Content-Length` and sending less, stalling in
+//! the middle of a body. The listener is bound before [`FakeProvider::start`]
+//! returns, so a test can call it at once: no readiness wait is needed.
+//!
+//! A request whose JSON body has `"stream": true` is answered in the
+//! provider's streaming format (Ollama NDJSON, OpenAI and Anthropic SSE),
+//! one chunk per reply part, so streaming clients can be tested later.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// How long the slow modes wait before going on. Far beyond any timeout a
+/// test sets, and bounded so that nothing hangs if a test forgets one; the
+/// connection task is aborted when the fake is dropped anyway.
+pub const SLOW_DELAY: Duration = Duration::from_secs(20);
+
+/// Which API a fake speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `POST /api/chat`, reply in `message.content`.
+    Ollama,
+    /// `POST /v1/chat/completions`, reply in `choices[0].message.content`.
+    OpenAi,
+    /// `POST /v1/messages`, reply in the text blocks of `content`.
+    Anthropic,
+}
+
+impl Flavor {
+    /// The path the real API serves chat on.
+    pub fn chat_path(self) -> &'static str {
+        match self {
+            Flavor::Ollama => "/api/chat",
+            Flavor::OpenAi => "/v1/chat/completions",
+            Flavor::Anthropic => "/v1/messages",
+        }
+    }
+}
+
+/// How a fake answers the next requests. Switch with [`FakeProvider::set_mode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// A well-formed success in the provider's format.
+    Normal,
+    /// This status with the provider's error body, which quotes the
+    /// credentials received (as some real upstreams do) so tests can check
+    /// that no body is relayed. Not for 1xx: HTTP clients read past an
+    /// informational status and would wait for the final one.
+    Status(u16),
+    /// `307` to this URL.
+    Redirect(String),
+    /// Waits [`SLOW_DELAY`] before the status line, then answers normally.
+    Slow,
+    /// Sends the status, headers and half of a normal body, then waits
+    /// [`SLOW_DELAY`] before the rest.
+    StallBody,
+    /// `200` with an HTML body.
+    Garbage,
+    /// `200` with an empty body.
+    Empty,
+    /// `200` with well-formed JSON in the provider's shape but without the reply.
+    MissingReply,
+    /// `200` declaring a longer `Content-Length` than the half body it sends,
+    /// then closes the connection.
+    CutShort,
+    /// Reads the request, then closes the connection without a byte of response.
+    Close,
+    /// A well-formed success whose reply is this many `a`s (for size limits).
+    LargeReply(usize),
+}
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// `POST`.
+    pub method: String,
+    /// The request target (`/api/chat`).
+    pub path: String,
+    /// Every header, names lowercased, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("the request body is JSON")
+    }
+}
+
+struct Shared {
+    flavor: Flavor,
+    mode: Mutex<Mode>,
+    reply: Mutex<Vec<String>>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    connections: Mutex<usize>,
+}
+
+/// A running fake provider. Dropping it stops the server and every
+/// connection it holds.
+pub struct FakeProvider {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeProvider {
+    /// Binds `127.0.0.1:0` and serves `flavor` in [`Mode::Normal`].
+    pub async fn start(flavor: Flavor) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a fake provider");
+        let addr = listener.local_addr().expect("the fake's address");
+        let shared = Arc::new(Shared {
+            flavor,
+            mode: Mutex::new(Mode::Normal),
+            reply: Mutex::new(vec![
+                "Hello".to_owned(),
+                " from the fake ".to_owned(),
+                format!("{flavor:?}"),
+            ]),
+            requests: Mutex::new(Vec::new()),
+            connections: Mutex::new(0),
+        });
+        let task = tokio::spawn(serve(listener, shared.clone()));
+        FakeProvider { addr, shared, task }
+    }
+
+    /// A fake Ollama.
+    pub async fn ollama() -> Self {
+        Self::start(Flavor::Ollama).await
+    }
+
+    /// A fake OpenAI.
+    pub async fn openai() -> Self {
+        Self::start(Flavor::OpenAi).await
+    }
+
+    /// A fake Anthropic.
+    pub async fn anthropic() -> Self {
+        Self::start(Flavor::Anthropic).await
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`), as `LOCAL_LLM_URL` or
+    /// `PUBLIC_LLM_URL` takes it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The variables pointing the gateway at this fake: `LOCAL_LLM_URL` for
+    /// Ollama; `PUBLIC_LLM_URL` and `PUBLIC_LLM_PROVIDER` otherwise.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        match self.shared.flavor {
+            Flavor::Ollama => vec![("LOCAL_LLM_URL".into(), self.url())],
+            Flavor::OpenAi => vec![
+                ("PUBLIC_LLM_URL".into(), self.url()),
+                ("PUBLIC_LLM_PROVIDER".into(), "openai".into()),
+            ],
+            Flavor::Anthropic => vec![
+                ("PUBLIC_LLM_URL".into(), self.url()),
+                ("PUBLIC_LLM_PROVIDER".into(), "anthropic".into()),
+            ],
+        }
+    }
+
+    /// Which API it speaks.
+    pub fn flavor(&self) -> Flavor {
+        self.shared.flavor
+    }
+
+    /// How the next requests are answered.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+    }
+
+    /// The reply of [`Mode::Normal`], in parts: Anthropic sends one text
+    /// block per part, the streaming formats one chunk per part, the others
+    /// the parts joined.
+    pub fn set_reply<S: Into<String>>(&self, parts: impl IntoIterator<Item = S>) {
+        *self.shared.reply.lock().unwrap() = parts.into_iter().map(Into::into).collect();
+    }
+
+    /// The reply text a client should extract: the parts joined.
+    pub fn reply_text(&self) -> String {
+        self.shared.reply.lock().unwrap().concat()
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// How many requests were received so far.
+    pub fn request_count(&self) -> usize {
+        self.shared.requests.lock().unwrap().len()
+    }
+
+    /// How many TCP connections were accepted so far (to check pooling).
+    pub fn connection_count(&self) -> usize {
+        *self.shared.connections.lock().unwrap()
+    }
+
+    /// The only request received; panics unless there was exactly one.
+    pub fn single_request(&self) -> RecordedRequest {
+        let requests = self.requests();
+        assert_eq!(requests.len(), 1, "expected exactly one request");
+        requests.into_iter().next().unwrap()
+    }
+}
+
+/// A base URL on which nothing listens: a port bound and released at once.
+pub async fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+    let addr = listener.local_addr().expect("its address");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    // Connections live in the set, so aborting this task aborts them all.
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        *shared.connections.lock().unwrap() += 1;
+        connections.spawn(connection(stream, shared.clone()));
+    }
+}
+
+async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
+    let mut buf = Vec::new();
+    // Keep-alive: serve requests until the client closes or a mode closes.
+    while let Ok(Some(request)) = read_request(&mut stream, &mut buf).await {
+        let body = serde_json::from_slice::<Value>(&request.body).unwrap_or(Value::Null);
+        let credential = request
+            .header("authorization")
+            .or_else(|| request.header("x-api-key"))
+            .unwrap_or("none")
+            .to_owned();
+        let close_requested = request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        shared.requests.lock().unwrap().push(request);
+        let mode = shared.mode.lock().unwrap().clone();
+        let reply = shared.reply.lock().unwrap().clone();
+        let keep_open = respond(
+            &mut stream,
+            shared.flavor,
+            &mode,
+            &reply,
+            &body,
+            &credential,
+        )
+        .await
+        .unwrap_or(false);
+        if !keep_open || close_requested {
+            return;
+        }
+    }
+}
+
+/// Reads one request; `None` when the client closed between requests.
+async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<RecordedRequest>> {
+    const MAX_HEAD: usize = 64 * 1024;
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let head_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(invalid("request head too large"));
+        }
+        if !read_more(stream, buf).await? {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(invalid("closed inside a request head"))
+            };
+        }
+        // Not HTTP (a TLS handshake, say): answer 400 and close, as real
+        // HTTP servers do, so that the client fails at once.
+        if !buf[0].is_ascii_uppercase() {
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            return Err(invalid("not an HTTP request"));
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    buf.drain(..head_end + 4);
+    let mut lines = head.split("\r\n");
+    let mut request_line = lines.next().unwrap_or_default().split(' ');
+    let method = request_line.next().unwrap_or_default().to_owned();
+    let path = request_line.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut request = RecordedRequest {
+        method,
+        path,
+        headers,
+        body: Vec::new(),
+    };
+    if request.header("transfer-encoding").is_some() {
+        return Err(invalid(
+            "chunked request bodies are not supported by the fake",
+        ));
+    }
+    let length: usize = match request.header("content-length") {
+        Some(v) => v.parse().map_err(|_| invalid("bad content-length"))?,
+        None => 0,
+    };
+    while buf.len() < length {
+        if !read_more(stream, buf).await? {
+            return Err(invalid("closed inside a request body"));
+        }
+    }
+    request.body = buf.drain(..length).collect();
+    Ok(Some(request))
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = stream.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n > 0)
+}
+
+/// Answers one request; `Ok(true)` when the connection may serve another.
+async fn respond(
+    stream: &mut TcpStream,
+    flavor: Flavor,
+    mode: &Mode,
+    reply: &[String],
+    request: &Value,
+    credential: &str,
+) -> std::io::Result<bool> {
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned();
+    let streaming = request.get("stream").and_then(Value::as_bool) == Some(true);
+    match mode {
+        Mode::Normal if streaming => {
+            let content_type = match flavor {
+                Flavor::Ollama => "application/x-ndjson",
+                Flavor::OpenAi | Flavor::Anthropic => "text/event-stream",
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            for event in stream_events(flavor, &model, reply) {
+                let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+                stream.write_all(chunk.as_bytes()).await?;
+                stream.flush().await?;
+            }
+            stream.write_all(b"0\r\n\r\n").await?;
+            Ok(true)
+        }
+        Mode::Normal => {
+            write_response(stream, 200, &[], &success_body(flavor, &model, reply)).await?;
+            Ok(true)
+        }
+        Mode::Status(status) => {
+            let body = error_body(flavor, *status, credential);
+            write_response(stream, *status, &[], &body).await?;
+            Ok(true)
+        }
+        Mode::Redirect(location) => {
+            let body = json!({"redirect": location}).to_string();
+            write_response(stream, 307, &[("Location", location)], &body).await?;
+            Ok(true)
+        }
+        Mode::Slow => {
+            tokio::time::sleep(SLOW_DELAY).await;
+            write_response(stream, 200, &[], &success_body(flavor, &model, reply)).await?;
+            Ok(true)
+        }
+        Mode::StallBody => {
+            let body = success_body(flavor, &model, reply);
+            let (first, rest) = body.split_at(body.len() / 2);
+            let head = head(200, "application/json", body.len(), &[]);
+            stream
+                .write_all(format!("{head}{first}").as_bytes())
+                .await?;
+            stream.flush().await?;
+            tokio::time::sleep(SLOW_DELAY).await;
+            stream.write_all(rest.as_bytes()).await?;
+            Ok(true)
+        }
+        Mode::Garbage => {
+            let body = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+            let head = head(200, "text/html", body.len(), &[]);
+            stream.write_all(format!("{head}{body}").as_bytes()).await?;
+            Ok(true)
+        }
+        Mode::Empty => {
+            write_response(stream, 200, &[], "").await?;
+            Ok(true)
+        }
+        Mode::MissingReply => {
+            let body = missing_reply_body(flavor, &model);
+            write_response(stream, 200, &[], &body).await?;
+            Ok(true)
+        }
+        Mode::CutShort => {
+            let body = success_body(flavor, &model, reply);
+            let half = &body[..body.len() / 2];
+            let head = head(200, "application/json", body.len() + 100, &[]);
+            stream.write_all(format!("{head}{half}").as_bytes()).await?;
+            stream.flush().await?;
+            stream.shutdown().await?;
+            Ok(false)
+        }
+        Mode::Close => Ok(false),
+        Mode::LargeReply(len) => {
+            let reply = ["a".repeat(*len)];
+            write_response(stream, 200, &[], &success_body(flavor, &model, &reply)).await?;
+            Ok(true)
+        }
+    }
+}
+
+fn head(status: u16, content_type: &str, length: usize, extra: &[(&str, &str)]) -> String {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n",
+        reason(status)
+    );
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    status: u16,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<()> {
+    let head = head(status, "application/json", body.len(), extra);
+    stream.write_all(format!("{head}{body}").as_bytes()).await?;
+    stream.flush().await
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        307 => "Temporary Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        529 => "Overloaded",
+        _ => "Other",
+    }
+}
+
+const CREATED_AT: &str = "2026-11-25T10:00:00.000000Z";
+const CREATED_UNIX: u64 = 1_795_600_800;
+
+/// A success in the provider's non-streaming format.
+fn success_body(flavor: Flavor, model: &str, reply: &[String]) -> String {
+    let text = reply.concat();
+    let body = match flavor {
+        Flavor::Ollama => json!({
+            "model": model,
+            "created_at": CREATED_AT,
+            "message": {"role": "assistant", "content": text},
+            "done_reason": "stop",
+            "done": true,
+            "total_duration": 5_191_566_416_u64,
+            "load_duration": 2_154_458_u64,
+            "prompt_eval_count": 26,
+            "prompt_eval_duration": 383_809_000_u64,
+            "eval_count": 298,
+            "eval_duration": 4_799_921_000_u64
+        }),
+        Flavor::OpenAi => json!({
+            "id": "chatcmpl-fake0001",
+            "object": "chat.completion",
+            "created": CREATED_UNIX,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
+                "logprobs": null,
+                "finish_reason": "stop"
+            }],
+            "usage": {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29},
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake"
+        }),
+        Flavor::Anthropic => json!({
+            "id": "msg_fake0001",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": reply.iter().map(|part| json!({"type": "text", "text": part})).collect::<Vec<_>>(),
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": {"input_tokens": 19, "output_tokens": 10}
+        }),
+    };
+    body.to_string()
+}
+
+/// A 200 in the provider's shape with the reply field left out.
+fn missing_reply_body(flavor: Flavor, model: &str) -> String {
+    let body = match flavor {
+        Flavor::Ollama => json!({"model": model, "created_at": CREATED_AT, "done": true}),
+        Flavor::OpenAi => json!({
+            "id": "chatcmpl-fake0001", "object": "chat.completion",
+            "created": CREATED_UNIX, "model": model, "choices": []
+        }),
+        Flavor::Anthropic => json!({
+            "id": "msg_fake0001", "type": "message", "role": "assistant",
+            "model": model, "stop_reason": "end_turn"
+        }),
+    };
+    body.to_string()
+}
+
+/// The provider's error body, quoting the credential it was sent.
+fn error_body(flavor: Flavor, status: u16, credential: &str) -> String {
+    let message = format!("request rejected with {status}; credential received: {credential}");
+    let body = match flavor {
+        Flavor::Ollama => json!({"error": message}),
+        Flavor::OpenAi => json!({"error": {
+            "message": message, "type": "invalid_request_error",
+            "param": null, "code": "invalid_api_key"
+        }}),
+        Flavor::Anthropic => json!({"type": "error", "error": {
+            "type": "authentication_error", "message": message
+        }}),
+    };
+    body.to_string()
+}
+
+/// The provider's streaming events, one per chunk of the response.
+fn stream_events(flavor: Flavor, model: &str, reply: &[String]) -> Vec<String> {
+    match flavor {
+        Flavor::Ollama => {
+            let mut lines: Vec<String> = reply
+                .iter()
+                .map(|part| {
+                    json!({"model": model, "created_at": CREATED_AT,
+                           "message": {"role": "assistant", "content": part}, "done": false})
+                    .to_string()
+                        + "\n"
+                })
+                .collect();
+            lines.push(
+                json!({"model": model, "created_at": CREATED_AT,
+                       "message": {"role": "assistant", "content": ""},
+                       "done_reason": "stop", "done": true, "eval_count": reply.len()})
+                .to_string()
+                    + "\n",
+            );
+            lines
+        }
+        Flavor::OpenAi => {
+            let chunk = |delta: Value, finish: Value| {
+                let data = json!({"id": "chatcmpl-fake0001", "object": "chat.completion.chunk",
+                    "created": CREATED_UNIX, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+                format!("data: {data}\n\n")
+            };
+            let mut events = vec![chunk(
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            )];
+            events.extend(
+                reply
+                    .iter()
+                    .map(|part| chunk(json!({"content": part}), Value::Null)),
+            );
+            events.push(chunk(json!({}), json!("stop")));
+            events.push("data: [DONE]\n\n".to_owned());
+            events
+        }
+        Flavor::Anthropic => {
+            let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+            let mut events = vec![
+                event(
+                    "message_start",
+                    json!({"type": "message_start", "message": {
+                    "id": "msg_fake0001", "type": "message", "role": "assistant",
+                    "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 19, "output_tokens": 1}}}),
+                ),
+                event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+                ),
+                event("ping", json!({"type": "ping"})),
+            ];
+            events.extend(reply.iter().map(|part| {
+                event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": part}}),
+                )
+            }));
+            events.push(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ));
+            events.push(event(
+                "message_delta",
+                json!({"type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": reply.len()}}),
+            ));
+            events.push(event("message_stop", json!({"type": "message_stop"})));
+            events
+        }
+    }
+}
