@@ -6,7 +6,7 @@
 //   chromium      the Chromium executable
 //   screenshots   the folder for one PNG per state
 //   policyFile    the policy file to edit
-//   chat          { message, provider, reply }: what to send and expect
+//   chats         [{ message, provider, reply }]: chats to send, in order, and what each gets
 //   decide        { message, rules }: a dry run and the rule ids its trace lists
 //   edit          { text, ruleId }: a valid new policy and a rule it adds
 //   broken        { text, line }: an invalid policy and the line its error names
@@ -87,34 +87,44 @@ try {
   const ui = await fetch(`${config.base}/ui`);
   check(ui.ok && (await ui.text()).includes('id="chat-form"'), `GET /ui answered ${ui.status}`);
 
-  step = "a chat sent with Enter shows its provider, rule, version and reply";
   // A marker on the window: it survives everything but a page load.
   await page.evaluate(() => { window.__sameDocument = true; });
-  await page.focus("#chat-message");
-  await page.keyboard.type(config.chat.message);
-  await page.keyboard.press("Enter");
-  await page.waitForSelector("#chat-reply, #chat-error", { timeout: DEADLINE_MS });
-  const error = await text(page, "#chat-error");
-  check(error === null, `the chat failed: ${error}`);
-  const provider = await text(page, '#chat-result [data-field="provider"]');
-  check(provider === config.chat.provider, `provider shown: ${provider}, expected ${config.chat.provider}`);
-  const reply = await text(page, "#chat-reply");
-  check(reply === config.chat.reply, `reply shown: ${reply}`);
-  const version = await text(page, '#chat-result [data-field="version"]');
-  check(version === initial.version, `policy version shown: ${version}`);
-  const requestId = await text(page, '#chat-result [data-field="request-id"]');
-  await shot(page, "1-chat");
+  for (const [i, chat] of config.chats.entries()) {
+    step = `chat ${i + 1}, sent with Enter, shows its provider, version and reply`;
+    const before = await text(page, '#chat-result [data-field="request-id"]');
+    await page.fill("#chat-message", "");
+    await page.focus("#chat-message");
+    await page.keyboard.type(chat.message);
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(
+      (previous) => {
+        if (document.getElementById("chat-error")) return true;
+        const id = document.querySelector('#chat-result [data-field="request-id"]');
+        return id !== null && id.textContent !== previous && document.getElementById("chat-reply") !== null;
+      },
+      before, { timeout: DEADLINE_MS });
+    const error = await text(page, "#chat-error");
+    check(error === null, `the chat failed: ${error}`);
+    const provider = await text(page, '#chat-result [data-field="provider"]');
+    check(provider === chat.provider, `provider shown: ${provider}, expected ${chat.provider}`);
+    const reply = await text(page, "#chat-reply");
+    check(reply === chat.reply, `reply shown: ${reply}`);
+    const version = await text(page, '#chat-result [data-field="version"]');
+    check(version === initial.version, `policy version shown: ${version}`);
+    const requestId = await text(page, '#chat-result [data-field="request-id"]');
+    await shot(page, `1-chat-${i + 1}`);
 
-  step = "the audit event of that request shows";
-  await page.waitForFunction(
-    (id) => {
-      const node = document.querySelector('#audit-result [data-field="request-id"]');
-      return node !== null && node.textContent === id;
-    },
-    requestId, { timeout: DEADLINE_MS });
-  const audited = await text(page, '#audit-result [data-field="provider"]');
-  check(audited === config.chat.provider, `audit provider: ${audited}`);
-  await shot(page, "2-audit");
+    step = `the audit event of chat ${i + 1} shows`;
+    await page.waitForFunction(
+      (id) => {
+        const node = document.querySelector('#audit-result [data-field="request-id"]');
+        return node !== null && node.textContent === id;
+      },
+      requestId, { timeout: DEADLINE_MS });
+    const audited = await text(page, '#audit-result [data-field="provider"]');
+    check(audited === chat.provider, `audit provider: ${audited}`);
+    await shot(page, `2-audit-${i + 1}`);
+  }
 
   step = "a dry run lists the rules tried";
   await page.fill("#decide-message", config.decide.message);
