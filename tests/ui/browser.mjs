@@ -83,6 +83,21 @@ try {
   check(JSON.stringify(rows) === JSON.stringify(initial.rules.map((r) => r.id)),
     `rules shown ${JSON.stringify(rows)}, /v1/routes has ${JSON.stringify(initial.rules.map((r) => r.id))}`);
 
+  step = "every control has a label and every result region is announced";
+  const unlabelled = await page.$$eval("input, textarea, select",
+    (nodes) => nodes.filter((n) => n.labels === null || n.labels.length === 0).map((n) => n.id || n.outerHTML));
+  check(unlabelled.length === 0, `controls without a label: ${unlabelled.join(", ")}`);
+  for (const id of ["chat-result", "decide-result", "audit-result"]) {
+    const live = await page.getAttribute(`#${id}`, "aria-live");
+    check(live === "polite", `#${id} has aria-live=${live}`);
+  }
+  check(await page.getAttribute("#reload-error", "role") === "alert", "the reload error is not an alert");
+  // Tab reaches the message box from the system prompt: a keyboard user can get there.
+  await page.focus("#chat-system");
+  await page.keyboard.press("Tab");
+  const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
+  check(focused === "chat-message", `Tab from the system prompt went to ${focused}`);
+
   step = "/ui serves the same page";
   const ui = await fetch(`${config.base}/ui`);
   check(ui.ok && (await ui.text()).includes('id="chat-form"'), `GET /ui answered ${ui.status}`);
