@@ -143,7 +143,7 @@ async function loadAudit(id) {
         ["Reason codes", (a.reason_codes || []).join(", "), "reason"],
         ["Status", a.status, "status"],
         ["Failure", a.failure_category === null ? "none" : a.failure_category, "failure"],
-        ["Provider latency", `${a.latency_ms} ms`, "latency"],
+        ["Provider latency", `${Number(a.latency_ms).toFixed(1)} ms`, "latency"],
         ["Model", a.model, "model"],
         ["Prompt length", `${a.prompt_length} characters`, "length"],
         ["Prompt hash", code(a.prompt_hash), "hash"],
