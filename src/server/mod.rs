@@ -9,8 +9,10 @@
 pub mod config;
 pub mod error;
 mod handlers;
+pub mod openapi;
 pub mod request;
 pub mod routes;
+mod ui;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -46,6 +48,8 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/routes", get(handlers::routes))
         .route("/v1/decide", post(handlers::decide))
         .route("/v1/metrics", get(handlers::metrics))
+        .merge(ui::routes())
+        .merge(openapi::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
