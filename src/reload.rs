@@ -94,8 +94,9 @@ pub struct LivePolicy {
 
 impl std::fmt::Debug for LivePolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The version only: the compiled policy may hold 100 000 keywords.
         f.debug_struct("LivePolicy")
-            .field("current", &self.current.load())
+            .field("version", &self.current.load().policy.version())
             .finish_non_exhaustive()
     }
 }
@@ -254,8 +255,23 @@ fn is_change(event: &notify::Event) -> bool {
 
 /// Keeps the watcher running; dropping it stops the watcher.
 enum WatchGuard {
-    Native(#[allow(dead_code)] RecommendedWatcher),
+    Native(RecommendedWatcher),
     Poll(#[allow(dead_code)] PollWatcher),
+}
+
+impl WatchGuard {
+    /// Watches the folder again when it was deleted and created anew, since
+    /// its watch ended with the old folder. For a folder still watched this
+    /// changes nothing (inotify returns the same watch), so it is safe after
+    /// every reload. Polling needs nothing: each scan looks the path up again.
+    fn rewatch(&mut self, dir: &std::path::Path) {
+        if let WatchGuard::Native(watcher) = self
+            && dir.is_dir()
+            && let Err(e) = notify::Watcher::watch(watcher, dir, RecursiveMode::NonRecursive)
+        {
+            tracing::warn!(folder = %dir.display(), error = %e, "cannot watch the policy folder");
+        }
+    }
 }
 
 /// The handle of a running reloader: ask for reloads, and stop it by dropping
@@ -337,7 +353,7 @@ pub fn spawn_reloader(
     let task = tokio::spawn(async move {
         // The guard lives as long as this task: aborting the task drops it and
         // stops the watcher.
-        let _guard = guard;
+        let mut guard = guard;
         while let Some(first) = rx.recv().await {
             let mut trigger = first;
             let burst = tokio::time::Instant::now();
@@ -363,6 +379,9 @@ pub fn spawn_reloader(
             if let Err(e) = tokio::task::spawn_blocking(move || live.reload()).await {
                 tracing::error!(error = %e, "policy reload task failed");
             }
+            // The folder itself may have been replaced, with only SIGHUP to
+            // tell us: watch whatever folder is there now.
+            guard.rewatch(&dir);
         }
     });
     Ok(Reloader {

@@ -578,3 +578,23 @@ fn version_is_shared_by_every_decision() {
     assert_eq!(policy.rule_count(), 2);
     assert_eq!(policy.keyword_count(), 3);
 }
+
+#[test]
+fn keywords_are_found_anywhere_in_long_messages() {
+    let policy = compile(vec![
+        rule("word", Route::Local)
+            .keywords(&["confidential"])
+            .word(),
+        rule("sub", Route::Local).keywords(&["zq"]),
+    ]);
+    let filler = "lorem ipsum dolor sit amet, ".repeat(80);
+    for at in (0..filler.len()).step_by(5) {
+        let mut text = filler.clone();
+        text.insert_str(at, " CONFIDENTIAL ");
+        assert_eq!(rule_for(&policy, &text).as_deref(), Some("word"), "at {at}");
+        let mut text = filler.clone();
+        text.insert_str(at, "zQ");
+        assert_eq!(rule_for(&policy, &text).as_deref(), Some("sub"), "at {at}");
+    }
+    assert_eq!(rule_for(&policy, &filler), None);
+}

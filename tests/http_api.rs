@@ -285,6 +285,7 @@ async fn metrics_are_prometheus_text() {
         metric(&text, "policy_reloads_total{result=\"failure\"}"),
         Some(0.0)
     );
+    assert_eq!(metric(&text, "audit_write_failures_total"), Some(0.0));
     let at = metric(&text, "policy_last_reload_success_timestamp_seconds").unwrap();
     let success_at = t.routes().await["reload"]["last_success_at"]
         .as_str()

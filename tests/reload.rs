@@ -363,3 +363,18 @@ async fn reading_the_policy_does_not_trigger_reloads() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(t.routes().await["reload"], settled["reload"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replaced_folder_is_watched_again_after_a_forced_reload() {
+    let t = TestServer::start(&[("a.yaml", &policy(1))], &[]).await;
+    let folder = t.dir.path().to_path_buf();
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("a.yaml"), policy(2)).unwrap();
+    // The old watch ended with the old folder; a forced reload (SIGHUP) picks
+    // up the new one and watches it.
+    t.server.reload();
+    t.wait_version(&version_of(&[("a.yaml", &policy(2))])).await;
+    std::fs::write(folder.join("a.yaml"), policy(3)).unwrap();
+    t.wait_version(&version_of(&[("a.yaml", &policy(3))])).await;
+}

@@ -16,7 +16,7 @@ mod patterns;
 
 use std::sync::Arc;
 
-use crate::decision::Provider;
+use crate::decision::{Provider, RuleBits};
 use crate::normalize::normalize;
 use crate::policy::{
     CharBounds, LoadError, LoadErrors, PolicySet, Route, RuleSpec, Scope, UsdBounds,
@@ -35,6 +35,10 @@ pub struct CompiledPolicy {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) keywords: Option<KeywordMatcher>,
     pub(crate) patterns: Option<PatternMatcher>,
+    /// The rules with a `keywords` condition.
+    pub(crate) needs_keywords: RuleBits,
+    /// The rules with a `patterns` condition.
+    pub(crate) needs_patterns: RuleBits,
     pub(crate) default: Outcome,
     /// USD per 1M input tokens; `None`: no price, so no estimate.
     pub(crate) price: Option<f64>,
@@ -255,6 +259,8 @@ impl CompiledPolicy {
         let default_route = defaults.provider.value;
         Ok(CompiledPolicy {
             version: Arc::from(set.version.as_str()),
+            needs_keywords: RuleBits::from_fn(rules.len(), |i| rules[i].keywords),
+            needs_patterns: RuleBits::from_fn(rules.len(), |i| rules[i].patterns),
             rules,
             keywords: keyword_matcher,
             patterns: pattern_matcher,

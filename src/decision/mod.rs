@@ -169,6 +169,27 @@ impl Serialize for Explanation {
 pub(crate) struct RuleBits(Vec<u64>);
 
 impl RuleBits {
+    /// Sized for `rules` rules, with the bits of the rules where `f` holds set.
+    pub(crate) fn from_fn(rules: usize, f: impl Fn(usize) -> bool) -> Self {
+        let mut bits = RuleBits::default();
+        bits.reset(rules);
+        for rule in (0..rules).filter(|&r| f(r)) {
+            bits.set(rule);
+        }
+        bits
+    }
+
+    /// Number of 64-bit words.
+    pub(crate) fn words(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Word `w` (rules `64 * w ..`), zero past the end.
+    #[inline]
+    pub(crate) fn word(&self, w: usize) -> u64 {
+        self.0.get(w).copied().unwrap_or(0)
+    }
+
     /// All clear, sized for `rules` rules (reusing the allocation).
     fn reset(&mut self, rules: usize) {
         self.0.clear();
@@ -268,24 +289,13 @@ impl CompiledPolicy {
             if (rule.keywords || rule.patterns) && !scanned {
                 self.scan(messages, normalization, scratch);
                 scanned = true;
+                if trace.is_none() {
+                    // Nothing to record: go straight to the rules whose keyword
+                    // and pattern conditions hold.
+                    return self.first_candidate(index, scratch, input_chars, estimated_usd);
+                }
             }
-            let failed = if rule.keywords && !scratch.keyword_hits.get(index) {
-                Some(Condition::Keywords)
-            } else if rule.patterns && !scratch.pattern_hits.get(index) {
-                Some(Condition::Patterns)
-            } else if !rule
-                .input_chars
-                .is_none_or(|b| chars_within(b, input_chars))
-            {
-                Some(Condition::InputChars)
-            } else if !rule
-                .estimated_usd
-                .is_none_or(|b| estimated_usd.is_some_and(|usd| usd_within(b, usd)))
-            {
-                Some(Condition::EstimatedUsd)
-            } else {
-                None
-            };
+            let failed = self.first_failed(index, scratch, input_chars, estimated_usd);
             if let Some(trace) = trace.as_deref_mut() {
                 trace.push(TraceEntry {
                     rule: rule.id.clone(),
@@ -295,6 +305,77 @@ impl CompiledPolicy {
             }
             if failed.is_none() {
                 return self.decision(&rule.outcome, Some(&rule.id), input_chars, estimated_usd);
+            }
+        }
+        self.decision(&self.default, None, input_chars, estimated_usd)
+    }
+
+    /// The first condition of rule `index` that fails, in checking order, once the
+    /// scan (if the rule needs it) has run.
+    #[inline]
+    fn first_failed(
+        &self,
+        index: usize,
+        scratch: &Scratch,
+        input_chars: u64,
+        estimated_usd: Option<f64>,
+    ) -> Option<Condition> {
+        let rule = self.rules.get(index)?;
+        if rule.keywords && !scratch.keyword_hits.get(index) {
+            Some(Condition::Keywords)
+        } else if rule.patterns && !scratch.pattern_hits.get(index) {
+            Some(Condition::Patterns)
+        } else if !rule
+            .input_chars
+            .is_none_or(|b| chars_within(b, input_chars))
+        {
+            Some(Condition::InputChars)
+        } else if !rule
+            .estimated_usd
+            .is_none_or(|b| estimated_usd.is_some_and(|usd| usd_within(b, usd)))
+        {
+            Some(Condition::EstimatedUsd)
+        } else {
+            None
+        }
+    }
+
+    /// The decision of the rule chain from rule `from` on, after the scan: only
+    /// the rules whose keyword and pattern conditions hold (or that have none) are
+    /// looked at, found 64 at a time in the bitsets, so a long chain of keyword
+    /// rules that did not match costs a few word operations.
+    fn first_candidate(
+        &self,
+        from: usize,
+        scratch: &Scratch,
+        input_chars: u64,
+        estimated_usd: Option<f64>,
+    ) -> Decision {
+        for w in from / 64..self.needs_keywords.words() {
+            let keywords_hold = !self.needs_keywords.word(w) | scratch.keyword_hits.word(w);
+            let patterns_hold = !self.needs_patterns.word(w) | scratch.pattern_hits.word(w);
+            let mut candidates = keywords_hold & patterns_hold;
+            if w == from / 64 {
+                candidates &= u64::MAX << (from % 64);
+            }
+            while candidates != 0 {
+                let index = w * 64 + candidates.trailing_zeros() as usize;
+                candidates &= candidates - 1;
+                // Bits past the last rule are set; the chain ends there.
+                let Some(rule) = self.rules.get(index) else {
+                    break;
+                };
+                if self
+                    .first_failed(index, scratch, input_chars, estimated_usd)
+                    .is_none()
+                {
+                    return self.decision(
+                        &rule.outcome,
+                        Some(&rule.id),
+                        input_chars,
+                        estimated_usd,
+                    );
+                }
             }
         }
         self.decision(&self.default, None, input_chars, estimated_usd)
@@ -350,20 +431,27 @@ impl CompiledPolicy {
                 p.scan(text, is_last_user, pattern_hits);
             }
         }
+        // One huge request must not pin its size in every thread for good.
+        if buffer.capacity() > MAX_RETAINED_BUFFER {
+            *buffer = String::new();
+        }
     }
 }
 
-/// The normalized form of `raw`: `raw` itself when it is lowercase ASCII, else
-/// written into `buffer`.
+/// Largest normalization buffer kept between decisions.
+const MAX_RETAINED_BUFFER: usize = 256 << 10;
+
+/// The normalized form of `raw`, written into `buffer`.
 fn normalized<'a>(raw: &'a str, normalization: Normalization, buffer: &'a mut String) -> &'a str {
+    buffer.clear();
     match normalization {
-        Normalization::Fast => {
-            if raw.is_ascii() && !raw.bytes().any(|b| b.is_ascii_uppercase()) {
-                return raw;
-            }
-            buffer.clear();
-            normalize_into(raw, buffer);
+        // For ASCII, copying and lowercasing in bulk is cheaper than first looking
+        // for an uppercase letter byte by byte.
+        Normalization::Fast if raw.is_ascii() => {
+            buffer.push_str(raw);
+            buffer.make_ascii_lowercase();
         }
+        Normalization::Fast => normalize_into(raw, buffer),
         Normalization::General => *buffer = normalize_general(raw),
     }
     buffer

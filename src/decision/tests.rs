@@ -47,7 +47,13 @@ fn rule(id: &str, keywords: &[&str], word: bool, patterns: &[&str], scope: Scope
 }
 
 /// Keywords and patterns whose matching depends on every normalization step.
-fn unicode_policy() -> CompiledPolicy {
+fn unicode_policy() -> &'static CompiledPolicy {
+    static POLICY: std::sync::LazyLock<CompiledPolicy> =
+        std::sync::LazyLock::new(build_unicode_policy);
+    &POLICY
+}
+
+fn build_unicode_policy() -> CompiledPolicy {
     let rules = vec![
         rule("ligature", &["ﬁle"], true, &[], Scope::All),
         rule("sharp-s", &["STRAẞE"], false, &[], Scope::LastUser),
@@ -104,8 +110,8 @@ proptest! {
     #[test]
     fn fast_and_general_normalization_decide_alike(m in messages()) {
         let policy = unicode_policy();
-        let fast = explain_with(&policy, &m, Normalization::Fast);
-        let general = explain_with(&policy, &m, Normalization::General);
+        let fast = explain_with(policy, &m, Normalization::Fast);
+        let general = explain_with(policy, &m, Normalization::General);
         prop_assert_eq!(&fast, &general);
         prop_assert_eq!(&policy.decide(&m), &fast.decision);
     }
@@ -117,8 +123,8 @@ proptest! {
         let policy = unicode_policy();
         let m: Vec<_> = contents.into_iter().map(ChatMessage::user).collect();
         prop_assert_eq!(
-            explain_with(&policy, &m, Normalization::Fast),
-            explain_with(&policy, &m, Normalization::General)
+            explain_with(policy, &m, Normalization::Fast),
+            explain_with(policy, &m, Normalization::General)
         );
     }
 }
@@ -151,4 +157,180 @@ fn bits_grow_and_clear() {
     // Out of range: ignored, never a panic.
     bits.set(500);
     assert!(!bits.get(500));
+}
+
+/// The semantics of the policy language written as plainly as possible, one rule
+/// and one message at a time: the oracle for the compiled engine.
+mod oracle {
+    use super::*;
+    use crate::normalize::normalize_general;
+
+    fn occurs(text: &str, keyword: &str, word: bool) -> bool {
+        let is_word = |c: char| c.is_alphanumeric() || c == '_';
+        text.char_indices().any(|(i, _)| {
+            text[i..].starts_with(keyword)
+                && (!word
+                    || (!text[..i].chars().next_back().is_some_and(is_word)
+                        && !text[i + keyword.len()..]
+                            .chars()
+                            .next()
+                            .is_some_and(is_word)))
+        })
+    }
+
+    /// The trace: each rule tried and its first failed condition.
+    pub(super) fn trace(
+        rules: &[RuleSpec],
+        price: Option<f64>,
+        messages: &[ChatMessage],
+    ) -> Vec<(String, Option<Condition>)> {
+        let chars: u64 = messages
+            .iter()
+            .map(|m| m.content.chars().count() as u64)
+            .sum();
+        let usd = price.map(|p| chars as f64 / 4.0 / 1_000_000.0 * p);
+        let last_user = messages.iter().rposition(|m| m.role == Role::User);
+        let mut out = Vec::new();
+        for rule in rules {
+            let texts: Vec<String> = messages
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| rule.scope == Scope::All || Some(*i) == last_user)
+                .map(|(_, m)| normalize_general(&m.content))
+                .collect();
+            let word = rule.keyword_match == KeywordMatch::Word;
+            let keywords = rule.keywords.is_empty()
+                || rule.keywords.iter().any(|k| {
+                    let k = normalize_general(&k.value);
+                    texts.iter().any(|t| occurs(t, &k, word))
+                });
+            let patterns = rule.patterns.is_empty()
+                || rule.patterns.iter().any(|p| {
+                    let re = regex::RegexBuilder::new(&p.value)
+                        .case_insensitive(true)
+                        .build()
+                        .expect("valid");
+                    texts.iter().any(|t| re.is_match(t))
+                });
+            let within = |min: Option<f64>, max: Option<f64>, v: f64| {
+                min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m)
+            };
+            let failed = if !keywords {
+                Some(Condition::Keywords)
+            } else if !patterns {
+                Some(Condition::Patterns)
+            } else if !rule.input_chars.is_none_or(|b| {
+                within(
+                    b.min.map(|m| m as f64),
+                    b.max.map(|m| m as f64),
+                    chars as f64,
+                )
+            }) {
+                Some(Condition::InputChars)
+            } else if !rule
+                .estimated_usd
+                .is_none_or(|b| usd.is_some_and(|u| within(b.min, b.max, u)))
+            {
+                Some(Condition::EstimatedUsd)
+            } else {
+                None
+            };
+            out.push((rule.id.clone(), failed));
+            if failed.is_none() {
+                break;
+            }
+        }
+        out
+    }
+}
+
+fn random_rule() -> impl Strategy<Value = RuleSpec> {
+    let keyword = prop_oneof![
+        Just("ab"),
+        Just("ba"),
+        Just("secret"),
+        Just("ß"),
+        Just("ss"),
+        Just("é"),
+        Just("e\u{301}"),
+        Just("Ａ"),
+        Just("a"),
+        Just("k"),
+        Just("ｂ\u{200b}a"),
+    ];
+    let pattern = prop_oneof![
+        Just("^a"),
+        Just("b$"),
+        Just("s+e"),
+        Just(r"\bse"),
+        Just("é")
+    ];
+    (
+        proptest::collection::vec(keyword, 0..3),
+        any::<bool>(),
+        proptest::collection::vec(pattern, 0..2),
+        any::<bool>(),
+        proptest::option::of((0u64..6, 0u64..30)),
+        proptest::option::of((0.0f64..2e-6, 0.0f64..8e-6)),
+    )
+        .prop_map(|(keywords, word, patterns, last_user, chars, usd)| {
+            let scope = if last_user {
+                Scope::LastUser
+            } else {
+                Scope::All
+            };
+            let mut r = rule("r", &keywords, word, &patterns, scope);
+            r.input_chars = chars.map(|(min, extra)| crate::policy::CharBounds {
+                min: Some(min),
+                max: Some(min + extra),
+            });
+            r.estimated_usd = usd.map(|(min, extra)| crate::policy::UsdBounds {
+                min: Some(min),
+                max: Some(min + extra),
+            });
+            r
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Random chains of up to 150 rules (several bitset words) decide as the
+    /// oracle does, with the same trace, through `decide` and `explain` alike.
+    #[test]
+    fn the_engine_agrees_with_the_oracle(
+        specs in proptest::collection::vec(random_rule(), 0..150),
+        price in proptest::option::of(0.5f64..2.0),
+        m in messages(),
+    ) {
+        let specs: Vec<RuleSpec> = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                r.id = format!("r{i}");
+                r.reason = r.id.clone();
+                r
+            })
+            .collect();
+        let mut defaults = EffectiveDefaults::default();
+        defaults.input_usd_per_1m_tokens.value = price;
+        let set = PolicySet {
+            sources: Vec::new(),
+            rules: specs.clone(),
+            defaults,
+            version: "v".to_owned(),
+        };
+        let policy = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
+        let expected = oracle::trace(&specs, price, &m);
+        let explained = policy.explain(&m);
+        let trace: Vec<_> = explained
+            .trace
+            .iter()
+            .map(|t| (t.rule.to_string(), t.failed_condition))
+            .collect();
+        prop_assert_eq!(&trace, &expected);
+        let winner = expected.last().filter(|(_, failed)| failed.is_none()).map(|(id, _)| id.clone());
+        prop_assert_eq!(explained.decision.rule.as_deref(), winner.as_deref());
+        prop_assert_eq!(policy.decide(&m), explained.decision);
+    }
 }

@@ -64,15 +64,31 @@ impl ApiError {
     }
 }
 
+/// `{"error": {"type", "message"}}`, in that order.
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorDetail {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: String,
+}
+
 /// The error attached to a response for the logging middleware.
 #[derive(Debug, Clone)]
 struct Logged(Arc<ApiError>);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": { "type": self.kind(), "message": self.to_string() }
-        });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: self.kind(),
+                message: self.to_string(),
+            },
+        };
         let mut response = (self.status_code(), axum::Json(body)).into_response();
         response.extensions_mut().insert(Logged(Arc::new(self)));
         response
@@ -117,4 +133,58 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("a handler panicked");
     ApiError::Internal(format!("handler panicked: {detail}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn every_error_has_the_same_shape() {
+        for (error, status, kind) in [
+            (ApiError::NotFound("x".into()), 404, "not_found"),
+            (
+                ApiError::MethodNotAllowed("x".into()),
+                405,
+                "method_not_allowed",
+            ),
+            (ApiError::InvalidJson("x".into()), 400, "invalid_json"),
+            (ApiError::InvalidRequest("x".into()), 422, "invalid_request"),
+            (
+                ApiError::PayloadTooLarge { limit: 10 },
+                413,
+                "payload_too_large",
+            ),
+            (ApiError::Internal("x".into()), 500, "internal_error"),
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status);
+            let body = body(response).await;
+            assert_eq!(body["error"]["type"], kind);
+            assert!(
+                !body["error"]["message"]
+                    .as_str()
+                    .expect("message")
+                    .is_empty()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_answers_500_without_its_detail() {
+        let response = panic_response(Box::new("secret detail"));
+        assert_eq!(response.status().as_u16(), 500);
+        let body = body(response).await;
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"type": "internal_error", "message": "internal error"}})
+        );
+    }
 }

@@ -107,7 +107,7 @@ async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
     state.metrics.decision(decision.rule_id(), &decision.reason);
     state
         .metrics
-        .chat_request(provider, result.is_ok(), latency);
+        .chat_request(provider.as_str(), result.is_ok(), latency.as_secs_f64());
     log_chat(request_id, &decision, &result, latency);
     respond(request_id, &decision, result)
 }

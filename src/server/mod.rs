@@ -11,8 +11,10 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 mod handlers;
+pub mod openapi;
 pub mod request;
 pub mod routes;
+mod ui;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -59,6 +61,8 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/chat", post(gateway::chat))
         .route("/v1/audit/{request_id}", get(gateway::audit_event))
         .route("/v1/metrics", get(handlers::metrics))
+        .merge(ui::routes())
+        .merge(openapi::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -84,7 +84,9 @@ fn message(i: usize, item: Value) -> Result<ChatMessage, ApiError> {
             _ => {
                 return Err(invalid(
                     &format!("messages[{i}].role"),
-                    &format!("expected \"user\", \"assistant\" or \"system\", got {s:?}"),
+                    // The value is not quoted back: it is the client's text and
+                    // error messages reach the log.
+                    "expected \"user\", \"assistant\" or \"system\", got another string",
                 ));
             }
         },

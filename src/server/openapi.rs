@@ -1,0 +1,624 @@
+//! The API description: `GET /openapi.json` (OpenAPI 3.1, built by `utoipa`
+//! from the types below) and `GET /docs`, an interactive Swagger UI compiled
+//! into the binary (`utoipa-swagger-ui`'s `vendored` feature), so both work
+//! offline.
+//!
+//! The schemas describe the JSON on the wire. Several of the types that
+//! produce it serialize by hand (decisions, traces) or borrow from a policy
+//! snapshot (`/v1/routes`), so the wire shapes are declared here once, as
+//! types, and the tests hold them to the real responses: every response the
+//! gateway sends in the black-box tests validates against its schema, and
+//! every route the router serves is in the document.
+
+use axum::Router;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Where the document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+/// Where the interactive page is served.
+pub const DOCS_PATH: &str = "/docs";
+
+/// The routes of the document and the page, for any router state.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::from(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, ApiDoc::openapi()))
+}
+
+/// The OpenAPI document of the whole API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Policy Mesh",
+        description = "A local-first AI gateway: each chat request is routed by a YAML policy to a local model or a cloud provider, and every decision says which rule made it and why.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        health, chat, decide, routes_view, audit, metrics, ui_page, ui_root, ui_css, ui_js, docs_page,
+        openapi_json
+    ),
+    components(schemas(
+        Health, ChatRequest, ChatMessage, Role, ChatResponse, Decision, TraceStep, Condition,
+        Provider, Route, Routes, Source, Defaults, DefaultProvider, Pricing, PricingValue, Rule,
+        Conditions, KeywordMatch, Scope, CharBounds, UsdBounds, Reload, ReloadStatus, AuditEvent,
+        AuditStatus, FailureCategory, ErrorBody, ErrorDetail, ErrorType
+    )),
+    tags(
+        (name = "chat", description = "Chat through the gateway, and dry runs of the policy"),
+        (name = "policy", description = "The live policy"),
+        (name = "audit", description = "One event per chat request, without the prompt"),
+        (name = "operations", description = "Health and metrics"),
+        (name = "ui", description = "The operator page and this description"),
+    )
+)]
+pub struct ApiDoc;
+
+// ---------------------------------------------------------------------------
+// Schemas
+
+/// `GET /v1/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process serves.
+    #[schema(pattern = "^ok$")]
+    pub status: String,
+}
+
+/// A chat request, for `/v1/chat` and `/v1/decide`. Other fields are ignored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatRequest {
+    /// At least one message.
+    #[schema(min_items = 1)]
+    pub messages: Vec<ChatMessage>,
+    /// The model to ask for; absent or `null`: the chosen provider's default
+    /// (`LOCAL_LLM_MODEL` or `PUBLIC_LLM_MODEL`).
+    pub model: Option<String>,
+}
+
+/// One message of a chat.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatMessage {
+    /// Who wrote it.
+    pub role: Role,
+    /// The text; may be empty.
+    pub content: String,
+}
+
+/// The author of a message.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The user.
+    User,
+    /// A previous reply.
+    Assistant,
+    /// Instructions to the model.
+    System,
+}
+
+/// Which provider a request goes to.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// The Ollama-compatible server at `LOCAL_LLM_URL`.
+    Local,
+    /// OpenAI (or a compatible server) at `PUBLIC_LLM_URL`.
+    Openai,
+    /// Anthropic at `PUBLIC_LLM_URL`.
+    Anthropic,
+}
+
+/// A route as the policy writes it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// The local provider.
+    Local,
+    /// The public provider.
+    Public,
+}
+
+/// `POST /v1/chat`: the decision and the reply, or the provider's failure.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatResponse {
+    /// A new UUID v4 for this request, also in the `X-Request-Id` header.
+    #[schema(format = "uuid")]
+    pub request_id: String,
+    /// The provider the request went to.
+    pub provider: Provider,
+    /// Exactly one code: the rule's reason, or `default`.
+    pub reason_codes: Vec<String>,
+    /// The id of the rule that decided; `null` on a default decision.
+    pub rule: Option<String>,
+    /// The policy version (SHA-256 hex) that decided.
+    pub policy_version: String,
+    /// The reply, unchanged; `null` when the provider failed.
+    pub content: Option<String>,
+    /// `null`, or `<category>: <message>` in the gateway's own words when the
+    /// provider failed (`server_error: provider answered HTTP 500`).
+    pub error: Option<String>,
+}
+
+/// `POST /v1/decide`: the decision and the rules tried.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Decision {
+    /// The provider the request would go to.
+    pub provider: Provider,
+    /// The route: `local` or `public`.
+    pub route: Route,
+    /// The id of the rule that decided; `null` on a default decision.
+    pub rule: Option<String>,
+    /// Exactly one code: the rule's reason, or `default`.
+    pub reason_codes: Vec<String>,
+    /// The policy version (SHA-256 hex) that decided.
+    pub policy_version: String,
+    /// One entry per rule evaluated, in order, up to the rule that held
+    /// (every rule when none did).
+    pub trace: Vec<TraceStep>,
+}
+
+/// How one rule fared.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TraceStep {
+    /// The rule id.
+    pub rule: String,
+    /// Whether all its conditions held.
+    pub held: bool,
+    /// The first condition that failed; `null` when the rule held.
+    pub failed_condition: Option<Condition>,
+}
+
+/// A condition of a rule, in the order they are checked.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// No keyword occurs in the messages in scope.
+    Keywords,
+    /// No pattern matches a message in scope.
+    Patterns,
+    /// The input length is outside the bounds.
+    InputChars,
+    /// The estimated cost is outside the bounds.
+    EstimatedUsd,
+}
+
+/// `GET /v1/routes`: the live compiled policy, from one snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Routes {
+    /// The policy version (SHA-256 hex).
+    pub version: String,
+    /// When this version was loaded (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub loaded_at: String,
+    /// The policy files in load order.
+    pub sources: Vec<Source>,
+    /// The effective defaults and where each came from.
+    pub defaults: Defaults,
+    /// The rules in evaluation order. Conditions are counted, never shown.
+    pub rules: Vec<Rule>,
+    /// Where `public` routes go.
+    pub public_provider: Provider,
+    /// The state of hot reload.
+    pub reload: Reload,
+}
+
+/// One policy file.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Source {
+    /// The file as read (the policy folder joined with its name).
+    pub path: String,
+    /// SHA-256 hex of its bytes.
+    pub sha256: String,
+}
+
+/// The effective defaults.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Defaults {
+    /// Where a request goes when no rule holds.
+    pub provider: DefaultProvider,
+    /// The public provider's pricing, for `estimated_usd`.
+    pub pricing: Pricing,
+}
+
+/// `defaults.provider` and its origin.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DefaultProvider {
+    /// The route.
+    pub value: Route,
+    /// `builtin`, `file:<path>` or `env:<NAME>`.
+    pub source: String,
+}
+
+/// `defaults.pricing`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pricing {
+    /// USD per million input tokens; `null` when no price is set.
+    pub input_usd_per_1m_tokens: PricingValue,
+    /// Characters per token.
+    pub chars_per_token: PricingValue,
+}
+
+/// A pricing default and its origin.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PricingValue {
+    /// The number, or `null` when unset.
+    pub value: Option<f64>,
+    /// `builtin`, `file:<path>` or `env:<NAME>`.
+    pub source: String,
+}
+
+/// A rule of the live policy.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rule {
+    /// The rule id.
+    pub id: String,
+    /// Its description; `null` when absent.
+    pub description: Option<String>,
+    /// Its route.
+    pub route: Route,
+    /// The provider that route means now.
+    pub provider: Provider,
+    /// Its reason code.
+    pub reason: String,
+    /// The file that holds it.
+    pub file: String,
+    /// The line where it starts (1-based).
+    #[schema(minimum = 1)]
+    pub line: u64,
+    /// Its conditions, summarized.
+    pub conditions: Conditions,
+}
+
+/// A rule's conditions: counts of keywords and patterns, never their values.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Conditions {
+    /// How many keywords.
+    pub keywords: u64,
+    /// How keywords match.
+    pub keyword_match: KeywordMatch,
+    /// How many patterns.
+    pub patterns: u64,
+    /// Which messages keywords and patterns look at.
+    pub scope: Scope,
+    /// The input length bounds, when the rule has them.
+    pub input_chars: Option<CharBounds>,
+    /// The estimated cost bounds, when the rule has them.
+    pub estimated_usd: Option<UsdBounds>,
+}
+
+/// How keywords match.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeywordMatch {
+    /// Anywhere, even inside a longer word.
+    Substring,
+    /// Not next to a letter, digit or `_`.
+    Word,
+}
+
+/// Which messages keywords and patterns look at.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every message of every role.
+    All,
+    /// The last message whose role is `user`.
+    LastUser,
+}
+
+/// Inclusive bounds on input characters, each optional.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CharBounds {
+    /// Lower bound.
+    pub min: Option<u64>,
+    /// Upper bound.
+    pub max: Option<u64>,
+}
+
+/// Inclusive bounds on the estimated cost in USD, each optional.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsdBounds {
+    /// Lower bound.
+    pub min: Option<f64>,
+    /// Upper bound.
+    pub max: Option<f64>,
+}
+
+/// The state of hot reload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reload {
+    /// Whether the last attempt succeeded.
+    pub status: ReloadStatus,
+    /// When the last attempt finished.
+    #[schema(format = DateTime)]
+    pub last_attempt_at: String,
+    /// When a policy was last loaded successfully.
+    #[schema(format = DateTime)]
+    pub last_success_at: String,
+    /// `null`, or the error lines of the last failed attempt joined by `\n`,
+    /// each `path:line:column: message`.
+    pub last_error: Option<String>,
+    /// Reloads since start that swapped in a new version.
+    pub successes: u64,
+    /// Reloads since start that failed.
+    pub failures: u64,
+}
+
+/// Whether the last reload attempt succeeded.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadStatus {
+    /// It did (or there was none since start).
+    Ok,
+    /// It failed; the last good policy keeps serving.
+    Error,
+}
+
+/// `GET /v1/audit/{request_id}`: one chat request's audit event. Never the
+/// prompt or the reply.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEvent {
+    /// The chat's request id.
+    #[schema(format = "uuid")]
+    pub request_id: String,
+    /// `provider=<provider>,reason_codes=<code>`.
+    pub decision: String,
+    /// The provider the request went to.
+    pub provider: Provider,
+    /// The rule that decided; `null` on a default decision.
+    pub rule: Option<String>,
+    /// As in the chat response.
+    pub reason_codes: Vec<String>,
+    /// The policy version that decided.
+    pub policy_version: String,
+    /// Whether the provider answered.
+    pub status: AuditStatus,
+    /// Milliseconds from the decision to the provider's answer or failure.
+    pub latency_ms: f64,
+    /// The failure category; `null` on success.
+    pub failure_category: Option<FailureCategory>,
+    /// SHA-256 (HMAC-SHA256 with `AUDIT_HASH_KEY`) of the messages' contents
+    /// joined by `\n`: 64 lowercase hex digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub prompt_hash: String,
+    /// Characters of all messages together.
+    pub prompt_length: u64,
+    /// The model sent to the provider (or that would have been).
+    pub model: String,
+    /// When the event was made (RFC 3339).
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+/// Whether the provider answered.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditStatus {
+    /// It answered.
+    Success,
+    /// It failed.
+    Failure,
+}
+
+/// Why a provider call failed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCategory {
+    /// No complete answer within `PROVIDER_TIMEOUT_SECONDS`.
+    Timeout,
+    /// No HTTP response.
+    ConnectError,
+    /// HTTP 401 or 403, or no `PUBLIC_LLM_API_KEY`.
+    AuthError,
+    /// Any other 4xx.
+    ClientError,
+    /// Any 5xx.
+    ServerError,
+    /// Anything else: a body that is empty, cut short, not JSON, or lacks the reply.
+    BadResponse,
+}
+
+/// Every API error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The error's kind and message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The kind, one per status.
+    #[serde(rename = "type")]
+    pub kind: ErrorType,
+    /// In plain words; names the offending field for `invalid_request`.
+    pub message: String,
+}
+
+/// The kinds of API error.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// 400: the body is not well-formed JSON.
+    InvalidJson,
+    /// 422: well-formed JSON of the wrong shape.
+    InvalidRequest,
+    /// 413: the body is over `MAX_BODY_BYTES`.
+    PayloadTooLarge,
+    /// 404: unknown path, or no such audit event.
+    NotFound,
+    /// 405: known path, other method.
+    MethodNotAllowed,
+    /// 500: anything unexpected.
+    InternalError,
+}
+
+// ---------------------------------------------------------------------------
+// Operations. `utoipa::path` describes an operation through a function; these
+// exist only to carry the descriptions (the handlers live in `handlers` and
+// `ui`), and the tests check both lists agree.
+
+#[utoipa::path(get, path = "/v1/health", tag = "operations",
+    responses((status = 200, description = "The process serves", body = Health)))]
+#[allow(dead_code)]
+fn health() {}
+
+#[utoipa::path(post, path = "/v1/chat", tag = "chat",
+    description = "Decides, calls the chosen provider once (no retry, no fallback), writes the audit event, records metrics and answers.",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The provider answered", body = ChatResponse,
+            headers(("X-Request-Id" = String, description = "The request id"))),
+        (status = 502, description = "The provider failed (`error` says how)", body = ChatResponse),
+        (status = 504, description = "The provider timed out", body = ChatResponse),
+        (status = 400, description = "Not well-formed JSON", body = ErrorBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
+        (status = 422, description = "Wrong shape; the message names the field", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn chat() {}
+
+#[utoipa::path(post, path = "/v1/decide", tag = "chat",
+    description = "The decision and the rules tried, without calling a provider, writing audit or counting metrics.",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The decision", body = Decision),
+        (status = 400, description = "Not well-formed JSON", body = ErrorBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
+        (status = 422, description = "Wrong shape; the message names the field", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn decide() {}
+
+#[utoipa::path(get, path = "/v1/routes", tag = "policy",
+    responses((status = 200, description = "The live policy and its reload status", body = Routes)))]
+#[allow(dead_code)]
+fn routes_view() {}
+
+#[utoipa::path(get, path = "/v1/audit/{request_id}", tag = "audit",
+    params(("request_id" = String, Path, description = "The chat's request id (a UUID)")),
+    responses(
+        (status = 200, description = "The audit event", body = AuditEvent),
+        (status = 404, description = "No such event, not a UUID, or audit is off", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn audit() {}
+
+#[utoipa::path(get, path = "/v1/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String,
+        content_type = "text/plain; version=0.0.4")))]
+#[allow(dead_code)]
+fn metrics() {}
+
+#[utoipa::path(get, path = "/", tag = "ui",
+    responses((status = 200, description = "The operator page", body = String, content_type = "text/html")))]
+#[allow(dead_code)]
+fn ui_root() {}
+
+#[utoipa::path(get, path = "/ui", tag = "ui",
+    responses((status = 200, description = "The operator page", body = String, content_type = "text/html")))]
+#[allow(dead_code)]
+fn ui_page() {}
+
+#[utoipa::path(get, path = "/ui/app.css", tag = "ui",
+    responses((status = 200, description = "The operator page's style sheet", body = String, content_type = "text/css")))]
+#[allow(dead_code)]
+fn ui_css() {}
+
+#[utoipa::path(get, path = "/ui/app.js", tag = "ui",
+    responses((status = 200, description = "The operator page's script", body = String, content_type = "text/javascript")))]
+#[allow(dead_code)]
+fn ui_js() {}
+
+#[utoipa::path(get, path = "/docs", tag = "ui",
+    responses((status = 303, description = "Redirects to `/docs/`, the interactive page (Swagger UI), served from the binary")))]
+#[allow(dead_code)]
+fn docs_page() {}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "ui",
+    responses((status = 200, description = "This document", body = Object)))]
+#[allow(dead_code)]
+fn openapi_json() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// `(METHOD, path)` with path parameters renamed `{}`: the names are the
+    /// handlers' business.
+    fn operation(method: &str, path: &str) -> (String, String) {
+        let unnamed = regex::Regex::new(r"\{[^}]*\}")
+            .expect("valid")
+            .replace_all(path, "{}");
+        (method.to_ascii_uppercase(), unnamed.into_owned())
+    }
+
+    /// Every `.route("path", method(…))` in the router's source, and this
+    /// module's own two paths.
+    fn served() -> BTreeSet<(String, String)> {
+        let route = regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*(get|post|put|patch|delete)\("#)
+            .expect("valid");
+        let mut served: BTreeSet<_> = [include_str!("mod.rs"), include_str!("ui.rs")]
+            .into_iter()
+            .flat_map(|source| {
+                route
+                    .captures_iter(source)
+                    .map(|c| operation(&c[2], &c[1]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        served.insert(operation("get", OPENAPI_PATH));
+        served.insert(operation("get", DOCS_PATH));
+        served
+    }
+
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        let paths = doc["paths"].as_object().expect("paths");
+        paths
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("a path item")
+                    .keys()
+                    .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+                    .map(|method| operation(method, path))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_route_the_router_serves_is_documented() {
+        let served = served();
+        // The parse must find the router's routes, or the check is empty.
+        assert!(
+            served.contains(&operation("get", "/v1/routes")),
+            "{served:?}"
+        );
+        assert!(served.contains(&operation("get", "/ui")), "{served:?}");
+        let documented = documented();
+        let missing: Vec<_> = served.difference(&documented).collect();
+        assert!(missing.is_empty(), "served but not documented: {missing:?}");
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_every_schema_it_refers_to() {
+        let text = ApiDoc::openapi().to_json().expect("serializes");
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1"))
+        );
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        let refs = regex::Regex::new(r##""\$ref":"#/components/schemas/([^"]+)""##).expect("valid");
+        let mut seen = 0;
+        for c in refs.captures_iter(&text) {
+            seen += 1;
+            assert!(schemas.contains_key(&c[1]), "no schema {}", &c[1]);
+        }
+        assert!(seen > 10, "the document refers to {seen} schemas");
+    }
+}

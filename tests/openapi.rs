@@ -1,0 +1,193 @@
+//! The API description against the running server: `/openapi.json` is the
+//! document the code builds, `/docs` works with nothing but the gateway, and
+//! every response the gateway sends matches the schema the document gives for
+//! its path, method and status.
+
+#![allow(clippy::unwrap_used)]
+
+mod server_common;
+
+use policy_mesh::server::openapi::ApiDoc;
+use serde_json::{Value, json};
+use server_common::TestServer;
+use utoipa::OpenApi;
+
+const POLICY: &str = "version: 1
+defaults:
+  provider: public
+  pricing:
+    input_usd_per_1m_tokens: 2.5
+rules:
+  - id: sensitive
+    description: Confidential prompts stay local
+    when:
+      keywords: [confidential, secret]
+      keyword_match: word
+      scope: last_user
+    route: local
+    reason: sensitive_keyword_match
+  - id: cheap
+    when:
+      patterns: ['^hi']
+      input_chars: { min: 1, max: 1000 }
+      estimated_usd: { max: 0.5 }
+    route: local
+";
+
+fn document() -> Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap()
+}
+
+/// Checks `body` against the schema the document gives for this response;
+/// fails when the document has none.
+fn conforms(doc: &Value, path: &str, method: &str, status: u16, body: &Value) {
+    let schema = &doc["paths"][path][method]["responses"][status.to_string()]["content"]["application/json"]
+        ["schema"];
+    assert!(
+        schema.is_object(),
+        "the document has no JSON schema for {method} {path} {status}"
+    );
+    matches_schema(doc, schema, body, &format!("{method} {path} {status}"));
+}
+
+/// Validates `body` against `schema`, whose `$ref`s point into the document's components.
+fn matches_schema(doc: &Value, schema: &Value, body: &Value, what: &str) {
+    let mut root = schema.clone();
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:#?}\n{body:#}");
+}
+
+fn error_schema() -> Value {
+    json!({"$ref": "#/components/schemas/ErrorBody"})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_served_is_the_one_the_code_builds() {
+    let t = TestServer::start(&[("p.yaml", POLICY)], &[]).await;
+    let response = t.get("/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let served: Value = response.json().await.unwrap();
+    assert_eq!(served, document());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_docs_page_needs_nothing_but_the_gateway() {
+    let t = TestServer::start(&[("p.yaml", POLICY)], &[]).await;
+    // `/docs` redirects to `/docs/`; reqwest follows.
+    let response = t.get("/docs").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.url().path(), "/docs/");
+    let page = response.text().await.unwrap();
+    assert!(page.to_lowercase().contains("swagger"), "{page}");
+    let asset = regex::Regex::new(r#"(?:src|href)="([^"]+)""#).unwrap();
+    let assets: Vec<String> = asset
+        .captures_iter(&page)
+        .map(|c| c[1].to_owned())
+        .collect();
+    assert!(assets.len() >= 2, "the page loads {assets:?}");
+    for asset in &assets {
+        assert!(
+            !asset.contains("://") && !asset.starts_with("//"),
+            "the page loads {asset} from elsewhere"
+        );
+        let path = format!("/docs/{}", asset.trim_start_matches("./"));
+        let response = t.get(&path).await;
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    // The initializer points the page at our document.
+    let init = t
+        .get("/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_match_the_documented_schemas() {
+    let doc = document();
+    let t = TestServer::start(&[("p.yaml", POLICY)], &[]).await;
+
+    let health: Value = t.get("/v1/health").await.json().await.unwrap();
+    conforms(&doc, "/v1/health", "get", 200, &health);
+
+    let routes = t.routes().await;
+    assert_eq!(routes["rules"].as_array().unwrap().len(), 2);
+    conforms(&doc, "/v1/routes", "get", 200, &routes);
+
+    for text in ["a secret plan", "hi there", "x"] {
+        let decision = t.decide(text).await;
+        conforms(&doc, "/v1/decide", "post", 200, &decision);
+    }
+
+    let post = |body: &'static str| {
+        t.client
+            .post(format!("{}/v1/decide", t.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let response = post("{not json").await.unwrap();
+    assert_eq!(response.status(), 400);
+    conforms(
+        &doc,
+        "/v1/decide",
+        "post",
+        400,
+        &response.json().await.unwrap(),
+    );
+    let response = post(r#"{"messages": []}"#).await.unwrap();
+    assert_eq!(response.status(), 422);
+    conforms(
+        &doc,
+        "/v1/decide",
+        "post",
+        422,
+        &response.json().await.unwrap(),
+    );
+
+    // Errors of paths and methods the document does not have still take the
+    // documented error shape.
+    let response = t.get("/v1/nowhere").await;
+    assert_eq!(response.status(), 404);
+    matches_schema(
+        &doc,
+        &error_schema(),
+        &response.json().await.unwrap(),
+        "404",
+    );
+    let response = t.get("/v1/decide").await;
+    assert_eq!(response.status(), 405);
+    matches_schema(
+        &doc,
+        &error_schema(),
+        &response.json().await.unwrap(),
+        "405",
+    );
+}
+
+#[test]
+fn a_schema_mismatch_is_caught() {
+    // The check above must be able to fail: a decision without its trace, or
+    // with a provider the API does not have, is refused.
+    let doc = document();
+    let schema = json!({"$ref": "#/components/schemas/Decision"});
+    let mut root = schema.clone();
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let good = json!({"provider": "local", "route": "local", "rule": null,
+        "reason_codes": ["default"], "policy_version": "ab", "trace": []});
+    assert!(validator.is_valid(&good));
+    let mut no_trace = good.clone();
+    no_trace.as_object_mut().unwrap().remove("trace");
+    assert!(!validator.is_valid(&no_trace));
+    let mut bad_provider = good.clone();
+    bad_provider["provider"] = json!("azure");
+    assert!(!validator.is_valid(&bad_provider));
+}
