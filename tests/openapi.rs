@@ -5,8 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/fake_providers.rs"]
+mod fake_providers;
 mod server_common;
 
+use fake_providers::{FakeProvider, Mode};
 use policy_mesh::server::openapi::ApiDoc;
 use serde_json::{Value, json};
 use server_common::TestServer;
@@ -169,6 +172,86 @@ async fn responses_match_the_documented_schemas() {
         &error_schema(),
         &response.json().await.unwrap(),
         "405",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_and_audit_responses_match_the_documented_schemas() {
+    let doc = document();
+    let local = FakeProvider::ollama().await;
+    let public = FakeProvider::openai().await;
+    public.set_mode(Mode::Status(500));
+    let mut vars = local.env_vars();
+    vars.extend(public.env_vars());
+    vars.push(("PUBLIC_LLM_API_KEY".into(), "test-key".into()));
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let t = TestServer::start(&[("p.yaml", POLICY)], &env).await;
+    let chat = |body: Value| {
+        t.client
+            .post(format!("{}/v1/chat", t.base))
+            .json(&body)
+            .send()
+    };
+    let audit = |id: String| t.client.get(format!("{}/v1/audit/{id}", t.base)).send();
+
+    // Local, and a success.
+    let response = chat(json!({"messages": [{"role": "user", "content": "a secret plan"}]}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let ok: Value = response.json().await.unwrap();
+    assert_eq!(ok["request_id"], header.as_str());
+    conforms(&doc, "/v1/chat", "post", 200, &ok);
+    let response = audit(header).await.unwrap();
+    assert_eq!(response.status(), 200);
+    conforms(
+        &doc,
+        "/v1/audit/{request_id}",
+        "get",
+        200,
+        &response.json().await.unwrap(),
+    );
+
+    // Public, and the provider fails.
+    let response = chat(json!({"messages": [{"role": "user", "content": "x"}], "model": null}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let failed: Value = response.json().await.unwrap();
+    assert_eq!(failed["provider"], "openai");
+    conforms(&doc, "/v1/chat", "post", 502, &failed);
+    let response = audit(failed["request_id"].as_str().unwrap().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let event: Value = response.json().await.unwrap();
+    assert_eq!(event["failure_category"], "server_error");
+    conforms(&doc, "/v1/audit/{request_id}", "get", 200, &event);
+
+    // Rejected requests and unknown events.
+    let response = chat(json!({"messages": [{"role": "robot", "content": "x"}]}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    conforms(
+        &doc,
+        "/v1/chat",
+        "post",
+        422,
+        &response.json().await.unwrap(),
+    );
+    let response = audit(uuid::Uuid::new_v4().to_string()).await.unwrap();
+    assert_eq!(response.status(), 404);
+    conforms(
+        &doc,
+        "/v1/audit/{request_id}",
+        "get",
+        404,
+        &response.json().await.unwrap(),
     );
 }
 
