@@ -91,7 +91,7 @@ impl AuditStore {
     /// WAL: a commit is atomic and survives the process crashing, and the
     /// file is never corrupted, but a power loss or OS crash may undo the
     /// last commits. It spares an `fsync` per commit, which otherwise
-    /// bounds the gateway's throughput (docs/performance-chat.md). On PostgreSQL, replicas starting together are safe: the
+    /// bounds the gateway's throughput (docs/performance.md, "Chat gateway overhead"). On PostgreSQL, replicas starting together are safe: the
     /// migrator holds an advisory lock, so migrations run once and every
     /// replica comes up. Errors name `DATABASE_URL` without its password.
     ///
