@@ -71,7 +71,7 @@ pub use hash::{prompt_hash, prompt_length};
 pub use store::AuditStore;
 
 /// Whether the provider answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuditStatus {
     /// The provider returned a reply.

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// Why a provider call failed; the word before the `:` of a chat response's
 /// `error`, the audit's `failure_category` and a bounded metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureCategory {
     /// No complete answer within `PROVIDER_TIMEOUT_SECONDS`.

@@ -13,6 +13,9 @@
 use axum::Router;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
+
+use crate::audit::AuditStatus;
+use crate::providers::FailureCategory;
 use utoipa_swagger_ui::SwaggerUi;
 
 /// Where the document is served.
@@ -388,34 +391,6 @@ pub struct AuditEvent {
     /// When the event was made (RFC 3339).
     #[schema(format = DateTime)]
     pub created_at: String,
-}
-
-/// Whether the provider answered.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AuditStatus {
-    /// It answered.
-    Success,
-    /// It failed.
-    Failure,
-}
-
-/// Why a provider call failed.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureCategory {
-    /// No complete answer within `PROVIDER_TIMEOUT_SECONDS`.
-    Timeout,
-    /// No HTTP response.
-    ConnectError,
-    /// HTTP 401 or 403, or no `PUBLIC_LLM_API_KEY`.
-    AuthError,
-    /// Any other 4xx.
-    ClientError,
-    /// Any 5xx.
-    ServerError,
-    /// Anything else: a body that is empty, cut short, not JSON, or lacks the reply.
-    BadResponse,
 }
 
 /// Every API error.
