@@ -104,11 +104,7 @@ impl ChatProvider for Anthropic {
                 .endpoint
                 .as_ref()
                 .ok_or_else(ProviderError::missing_public_key)?;
-            let body = request_body(request.model, request.messages);
-            let bytes = endpoint.post_json(&body).await?;
-            Ok(Reply {
-                content: parse_reply(&bytes)?,
-            })
+            endpoint.chat(request, request_body, parse_reply).await
         })
     }
 }

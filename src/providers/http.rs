@@ -58,6 +58,22 @@ impl Endpoint {
         self
     }
 
+    /// One chat exchange in a provider's wire format: `request_body` builds what
+    /// is sent, `parse_reply` reads the reply text out of a 2xx answer.
+    pub(crate) async fn chat(
+        &self,
+        request: super::ChatRequest<'_>,
+        request_body: fn(&str, &[crate::chat::ChatMessage]) -> serde_json::Value,
+        parse_reply: fn(&[u8]) -> Result<String, ProviderError>,
+    ) -> Result<super::Reply, ProviderError> {
+        let bytes = self
+            .post_json(&request_body(request.model, request.messages))
+            .await?;
+        Ok(super::Reply {
+            content: parse_reply(&bytes)?,
+        })
+    }
+
     /// POSTs `body` and returns the body of a 2xx answer. Every other outcome
     /// is a categorized [`ProviderError`]; the upstream body of an error is
     /// never read, let alone relayed.

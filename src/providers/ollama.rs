@@ -49,13 +49,7 @@ impl Ollama {
 
 impl ChatProvider for Ollama {
     fn chat<'a>(&'a self, request: ChatRequest<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
-        Box::pin(async move {
-            let body = request_body(request.model, request.messages);
-            let bytes = self.endpoint.post_json(&body).await?;
-            Ok(Reply {
-                content: parse_reply(&bytes)?,
-            })
-        })
+        Box::pin(async move { self.endpoint.chat(request, request_body, parse_reply).await })
     }
 }
 
