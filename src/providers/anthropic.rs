@@ -1,4 +1,5 @@
-//! The Anthropic public provider: `POST /v1/messages`, not streamed. Its API
+//! The Anthropic public provider: `POST /v1/messages`, whole or streamed as
+//! server-sent events. Its API
 //! takes system instructions apart from the conversation and requires a
 //! `max_tokens`, so the request is translated rather than passed through.
 
@@ -7,7 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::config::{ProviderConfigError, Secret};
 use super::http::{Endpoint, parse_json};
-use super::{BoxFuture, ChatProvider, ChatRequest, ProviderError, Reply};
+use super::stream::{self, Decoder, StreamEvent, Usage, count, frame_json};
+use super::{BoxFuture, ChatProvider, ChatRequest, ProviderError, Reply, ReplyStream};
 use crate::chat::{ChatMessage, Role};
 
 /// The `anthropic-version` header sent with every call.
@@ -21,8 +23,12 @@ pub const MAX_TOKENS: u32 = 4096;
 
 /// The JSON body of a chat call: the system messages' contents, in order,
 /// joined by `\n` as `system` (left out when there are none), the other
-/// messages in order.
-pub fn request_body(model: &str, messages: &[ChatMessage]) -> Value {
+/// messages in order, and the generation settings under Anthropic's names
+/// (`stop_sequences`, `metadata.user_id`; the client's token limit instead
+/// of [`MAX_TOKENS`] when it gave one).
+pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
+    let messages = request.messages;
+    let o = request.options;
     let system: Vec<&str> = messages
         .iter()
         .filter(|m| m.role == Role::System)
@@ -31,20 +37,49 @@ pub fn request_body(model: &str, messages: &[ChatMessage]) -> Value {
     let conversation: Vec<&ChatMessage> =
         messages.iter().filter(|m| m.role != Role::System).collect();
     let mut body = Map::new();
-    body.insert("model".into(), json!(model));
-    body.insert("max_tokens".into(), json!(MAX_TOKENS));
+    body.insert("model".into(), json!(request.model));
+    body.insert(
+        "max_tokens".into(),
+        json!(o.max_output_tokens().unwrap_or(u64::from(MAX_TOKENS))),
+    );
     if !system.is_empty() {
         body.insert("system".into(), json!(system.join("\n")));
     }
     body.insert("messages".into(), json!(conversation));
+    if let Some(t) = o.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = o.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if !o.stop.is_empty() {
+        body.insert("stop_sequences".into(), json!(o.stop));
+    }
+    if let Some(user) = &o.user {
+        body.insert("metadata".into(), json!({"user_id": user}));
+    }
+    if stream {
+        body.insert("stream".into(), json!(true));
+    }
     Value::Object(body)
 }
 
+/// Anthropic's `stop_reason` in OpenAI's words.
+fn finish_reason(stop_reason: &str) -> String {
+    match stop_reason {
+        "max_tokens" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    }
+    .to_owned()
+}
+
 /// The reply of a 2xx body: the `text` of every `text` block of `content`,
-/// concatenated in order. Other blocks (thinking, tool use) are skipped; a
-/// `content` with no text block gives an empty reply, as the model said
-/// nothing.
-pub fn parse_reply(body: &[u8]) -> Result<String, ProviderError> {
+/// concatenated in order, with the stop reason and token counts. Other
+/// blocks (thinking, tool use) are skipped; a `content` with no text block
+/// gives an empty reply, as the model said nothing.
+pub fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
     let missing = || ProviderError::bad_response("has no content");
     let value = parse_json(body)?;
     let blocks = value
@@ -61,7 +96,76 @@ pub fn parse_reply(body: &[u8]) -> Result<String, ProviderError> {
             reply.push_str(text);
         }
     }
-    Ok(reply)
+    let usage = (|| {
+        Some(Usage {
+            prompt_tokens: count(&value, "/usage/input_tokens")?,
+            completion_tokens: count(&value, "/usage/output_tokens")?,
+        })
+    })();
+    Ok(Reply {
+        content: reply,
+        finish_reason: value
+            .get("stop_reason")
+            .and_then(Value::as_str)
+            .map(finish_reason),
+        usage,
+    })
+}
+
+/// Reads Anthropic's event stream: the input count from `message_start`,
+/// `text_delta` pieces, the stop reason and output count from
+/// `message_delta`, and `message_stop` to end. `ping` and the block
+/// boundaries carry nothing; an `error` event is the server giving up.
+#[derive(Debug, Default)]
+pub(crate) struct EventDecoder {
+    input_tokens: Option<u64>,
+}
+
+impl Decoder for EventDecoder {
+    fn frame(
+        &mut self,
+        event: Option<&str>,
+        data: &str,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<bool, ProviderError> {
+        let value = frame_json(data)?;
+        // The data's own `type` names the event as well as the event line.
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .or(event)
+            .unwrap_or("");
+        match kind {
+            "message_start" => {
+                self.input_tokens = count(&value, "/message/usage/input_tokens");
+            }
+            "content_block_delta" => {
+                if value.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta")
+                    && let Some(text) = value.pointer("/delta/text").and_then(Value::as_str)
+                    && !text.is_empty()
+                {
+                    out.push(StreamEvent::Text(text.to_owned()));
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = value.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    out.push(StreamEvent::Finish(finish_reason(reason)));
+                }
+                if let (Some(prompt_tokens), Some(completion_tokens)) =
+                    (self.input_tokens, count(&value, "/usage/output_tokens"))
+                {
+                    out.push(StreamEvent::Usage(Usage {
+                        prompt_tokens,
+                        completion_tokens,
+                    }));
+                }
+            }
+            "message_stop" => return Ok(true),
+            "error" => return Err(ProviderError::in_stream()),
+            _ => {}
+        }
+        Ok(false)
+    }
 }
 
 /// A client for `POST {PUBLIC_LLM_URL}/v1/messages`.
@@ -97,14 +201,36 @@ impl Anthropic {
     }
 }
 
+impl Anthropic {
+    fn endpoint(&self) -> Result<&Endpoint, ProviderError> {
+        self.endpoint
+            .as_ref()
+            .ok_or_else(ProviderError::missing_public_key)
+    }
+}
+
 impl ChatProvider for Anthropic {
     fn chat<'a>(&'a self, request: ChatRequest<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(async move {
-            let endpoint = self
-                .endpoint
-                .as_ref()
-                .ok_or_else(ProviderError::missing_public_key)?;
-            endpoint.chat(request, request_body, parse_reply).await
+            self.endpoint()?
+                .chat(&request, request_body, parse_reply)
+                .await
+        })
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        request: ChatRequest<'a>,
+    ) -> BoxFuture<'a, Result<ReplyStream, ProviderError>> {
+        Box::pin(async move {
+            self.endpoint()?
+                .chat_stream(
+                    &request,
+                    request_body,
+                    stream::sse_frames,
+                    EventDecoder::default(),
+                )
+                .await
         })
     }
 }
@@ -112,13 +238,29 @@ impl ChatProvider for Anthropic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::FailureCategory;
+    use crate::providers::stream::tests::{run, text};
+    use crate::providers::{FailureCategory, GenerationOptions};
 
     fn msg(role: Role, content: &str) -> ChatMessage {
         ChatMessage {
             role,
             content: content.into(),
         }
+    }
+
+    fn body_with(model: &str, messages: &[ChatMessage], options: &GenerationOptions) -> Value {
+        request_body(
+            &ChatRequest {
+                model,
+                messages,
+                options,
+            },
+            false,
+        )
+    }
+
+    fn body(model: &str, messages: &[ChatMessage]) -> Value {
+        body_with(model, messages, &GenerationOptions::default())
     }
 
     #[test]
@@ -131,7 +273,7 @@ mod tests {
             msg(Role::User, "again"),
         ];
         assert_eq!(
-            request_body("claude-3-5-haiku-latest", &messages),
+            body("claude-3-5-haiku-latest", &messages),
             json!({"model": "claude-3-5-haiku-latest", "max_tokens": MAX_TOKENS,
                    "system": "be brief\nanswer in French",
                    "messages": [{"role": "user", "content": "hi"},
@@ -142,10 +284,39 @@ mod tests {
 
     #[test]
     fn system_is_left_out_when_there_is_none_but_kept_when_empty() {
-        let body = request_body("m", &[msg(Role::User, "hi")]);
-        assert!(body.get("system").is_none(), "{body}");
-        let body = request_body("m", &[msg(Role::System, ""), msg(Role::User, "hi")]);
-        assert_eq!(body["system"], json!(""));
+        let b = body("m", &[msg(Role::User, "hi")]);
+        assert!(b.get("system").is_none(), "{b}");
+        let b = body("m", &[msg(Role::System, ""), msg(Role::User, "hi")]);
+        assert_eq!(b["system"], json!(""));
+    }
+
+    #[test]
+    fn settings_take_anthropic_names() {
+        let options = GenerationOptions {
+            temperature: Some(0.3),
+            top_p: Some(0.8),
+            max_tokens: Some(64),
+            max_completion_tokens: None,
+            stop: vec!["END".into()],
+            user: Some("u1".into()),
+            include_usage: false,
+        };
+        let mut b = body_with("m", &[msg(Role::User, "hi")], &options);
+        assert_eq!(b["max_tokens"], json!(64));
+        assert_eq!(b["temperature"], json!(0.3));
+        assert_eq!(b["top_p"], json!(0.8));
+        assert_eq!(b["stop_sequences"], json!(["END"]));
+        assert_eq!(b["metadata"], json!({"user_id": "u1"}));
+        assert!(b.get("stream").is_none());
+        b = request_body(
+            &ChatRequest {
+                model: "m",
+                messages: &[msg(Role::User, "hi")],
+                options: &options,
+            },
+            true,
+        );
+        assert_eq!(b["stream"], json!(true));
     }
 
     #[test]
@@ -156,10 +327,19 @@ mod tests {
               {"type":"text","text":"Hello, "},
               {"type":"tool_use","id":"t","name":"f","input":{}},
               {"type":"text","text":"world"}],
-            "stop_reason":"end_turn","stop_sequence":null,
+            "stop_reason":"max_tokens","stop_sequence":null,
             "usage":{"input_tokens":3,"output_tokens":2}}"#;
-        assert_eq!(parse_reply(body).unwrap(), "Hello, world");
-        assert_eq!(parse_reply(br#"{"content":[]}"#).unwrap(), "");
+        let reply = parse_reply(body).unwrap();
+        assert_eq!(reply.content, "Hello, world");
+        assert_eq!(reply.finish_reason.as_deref(), Some("length"));
+        assert_eq!(
+            reply.usage,
+            Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 2
+            })
+        );
+        assert_eq!(parse_reply(br#"{"content":[]}"#).unwrap().content, "");
     }
 
     #[test]
@@ -173,5 +353,82 @@ mod tests {
             let err = parse_reply(body).unwrap_err();
             assert_eq!(err.category(), FailureCategory::BadResponse, "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn events_become_text_finish_and_usage_up_to_message_stop() {
+        let events = run(
+            EventDecoder::default(),
+            vec![
+                (
+                    Some("message_start"),
+                    r#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":19,"output_tokens":1}}}"#,
+                ),
+                (
+                    Some("content_block_start"),
+                    r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+                ),
+                (Some("ping"), r#"{"type":"ping"}"#),
+                (
+                    Some("content_block_delta"),
+                    r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi "}}"#,
+                ),
+                (
+                    Some("content_block_delta"),
+                    r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{"}}"#,
+                ),
+                (
+                    Some("content_block_delta"),
+                    r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"there"}}"#,
+                ),
+                (Some("content_block_stop"), r#"{"type":"content_block_stop","index":0}"#),
+                (
+                    Some("message_delta"),
+                    r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2}}"#,
+                ),
+                (Some("message_stop"), r#"{"type":"message_stop"}"#),
+            ],
+        )
+        .await;
+        assert_eq!(text(&events), "Hi there");
+        let tail: Vec<_> = events[2..].iter().map(|e| e.clone().unwrap()).collect();
+        assert_eq!(
+            tail,
+            vec![
+                StreamEvent::Finish("stop".into()),
+                StreamEvent::Usage(Usage {
+                    prompt_tokens: 19,
+                    completion_tokens: 2
+                })
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_error_event_or_a_missing_message_stop_fails() {
+        let events = run(
+            EventDecoder::default(),
+            vec![(
+                Some("error"),
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            )],
+        )
+        .await;
+        assert_eq!(
+            events[0].as_ref().unwrap_err().category(),
+            FailureCategory::ServerError
+        );
+        let events = run(
+            EventDecoder::default(),
+            vec![(
+                Some("content_block_delta"),
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}"#,
+            )],
+        )
+        .await;
+        assert_eq!(
+            events.last().unwrap().as_ref().unwrap_err().category(),
+            FailureCategory::BadResponse
+        );
     }
 }

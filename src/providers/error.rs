@@ -24,17 +24,21 @@ pub enum FailureCategory {
     /// Any other status, or a 2xx whose body is empty, cut short, not JSON or
     /// lacks the reply.
     BadResponse,
+    /// The client closed the connection before a streamed reply ended; the
+    /// upstream request was dropped. Only a stream ends this way.
+    Cancelled,
 }
 
 impl FailureCategory {
-    /// Every category, in the order of the API's table.
-    pub const ALL: [FailureCategory; 6] = [
+    /// Every category, in the order of the API's table, then `cancelled`.
+    pub const ALL: [FailureCategory; 7] = [
         FailureCategory::Timeout,
         FailureCategory::ConnectError,
         FailureCategory::AuthError,
         FailureCategory::ClientError,
         FailureCategory::ServerError,
         FailureCategory::BadResponse,
+        FailureCategory::Cancelled,
     ];
 
     /// The word used in responses, audit and metrics.
@@ -46,6 +50,7 @@ impl FailureCategory {
             FailureCategory::ClientError => "client_error",
             FailureCategory::ServerError => "server_error",
             FailureCategory::BadResponse => "bad_response",
+            FailureCategory::Cancelled => "cancelled",
         }
     }
 }
@@ -144,6 +149,42 @@ impl ProviderError {
             return Self::timed_out(timeout);
         }
         Self::bad_response("was cut short")
+    }
+
+    /// A streamed reply that sent nothing for `idle`.
+    pub(crate) fn stalled(idle: std::time::Duration) -> Self {
+        Self::new(
+            FailureCategory::Timeout,
+            format!(
+                "the provider's stream sent nothing for {} s",
+                idle.as_secs_f64()
+            ),
+        )
+    }
+
+    /// A reply over [`super::MAX_REPLY_BYTES`].
+    pub(crate) fn too_large() -> Self {
+        Self::bad_response(&format!(
+            "is larger than {} MiB",
+            super::MAX_REPLY_BYTES / (1024 * 1024)
+        ))
+    }
+
+    /// An error event inside a streamed reply that had begun. Its text is the
+    /// upstream's, so it is not relayed.
+    pub(crate) fn in_stream() -> Self {
+        Self::new(
+            FailureCategory::ServerError,
+            "provider reported an error in the middle of the stream",
+        )
+    }
+
+    /// The client went away before a streamed reply ended.
+    pub fn cancelled() -> Self {
+        Self::new(
+            FailureCategory::Cancelled,
+            "the client closed the connection before the stream ended",
+        )
     }
 
     pub(crate) fn timed_out(timeout: std::time::Duration) -> Self {

@@ -59,19 +59,66 @@ impl Endpoint {
     }
 
     /// One chat exchange in a provider's wire format: `request_body` builds what
-    /// is sent, `parse_reply` reads the reply text out of a 2xx answer.
+    /// is sent, `parse_reply` reads the reply out of a 2xx answer.
     pub(crate) async fn chat(
         &self,
-        request: super::ChatRequest<'_>,
-        request_body: fn(&str, &[crate::chat::ChatMessage]) -> serde_json::Value,
-        parse_reply: fn(&[u8]) -> Result<String, ProviderError>,
+        request: &super::ChatRequest<'_>,
+        request_body: fn(&super::ChatRequest<'_>, bool) -> serde_json::Value,
+        parse_reply: fn(&[u8]) -> Result<super::Reply, ProviderError>,
     ) -> Result<super::Reply, ProviderError> {
-        let bytes = self
-            .post_json(&request_body(request.model, request.messages))
-            .await?;
-        Ok(super::Reply {
-            content: parse_reply(&bytes)?,
-        })
+        let bytes = self.post_json(&request_body(request, false)).await?;
+        parse_reply(&bytes)
+    }
+
+    /// One streamed exchange: resolves once the provider has answered with a
+    /// 2xx status (within the timeout), then yields the reply as `decoder`
+    /// reads it from the frames `frames` cuts.
+    pub(crate) async fn chat_stream<F, S, D>(
+        &self,
+        request: &super::ChatRequest<'_>,
+        request_body: fn(&super::ChatRequest<'_>, bool) -> serde_json::Value,
+        frames: F,
+        decoder: D,
+    ) -> Result<super::ReplyStream, ProviderError>
+    where
+        F: FnOnce(reqwest::Response, Duration) -> S,
+        S: futures_util::Stream<Item = Result<(Option<String>, String), ProviderError>>
+            + Send
+            + 'static,
+        D: super::stream::Decoder,
+    {
+        let response = self.send(&request_body(request, true), None).await?;
+        Ok(super::stream::decode(
+            frames(response, self.timeout),
+            decoder,
+        ))
+    }
+
+    /// POSTs `body` and returns the response once its status is a 2xx. With
+    /// `whole: Some(t)` the whole exchange, body included, is bounded by `t`;
+    /// with `None` only the wait for the status is (a stream bounds each read
+    /// itself).
+    async fn send(
+        &self,
+        body: &serde_json::Value,
+        whole: Option<Duration>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .json(body);
+        if let Some(timeout) = whole {
+            request = request.timeout(timeout);
+        }
+        let response = match tokio::time::timeout(self.timeout, request.send()).await {
+            Err(_) => return Err(ProviderError::timed_out(self.timeout)),
+            Ok(sent) => sent.map_err(|e| ProviderError::from_send(&e, self.timeout))?,
+        };
+        if let Some(err) = ProviderError::from_status(response.status().as_u16()) {
+            return Err(err);
+        }
+        Ok(response)
     }
 
     /// POSTs `body` and returns the body of a 2xx answer. Every other outcome
@@ -81,17 +128,7 @@ impl Endpoint {
         &self,
         body: &serde_json::Value,
     ) -> Result<Vec<u8>, ProviderError> {
-        let mut response = self
-            .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_send(&e, self.timeout))?;
-        if let Some(err) = ProviderError::from_status(response.status().as_u16()) {
-            return Err(err);
-        }
+        let mut response = self.send(body, Some(self.timeout)).await?;
         let mut bytes = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -99,10 +136,7 @@ impl Endpoint {
             .map_err(|e| ProviderError::from_body(&e, self.timeout))?
         {
             if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
-                return Err(ProviderError::bad_response(&format!(
-                    "is larger than {} MiB",
-                    MAX_REPLY_BYTES / (1024 * 1024)
-                )));
+                return Err(ProviderError::too_large());
             }
             bytes.extend_from_slice(&chunk);
         }

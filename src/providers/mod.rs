@@ -18,6 +18,7 @@ mod error;
 mod http;
 pub mod ollama;
 pub mod openai;
+mod stream;
 
 use std::fmt;
 use std::future::Future;
@@ -33,6 +34,7 @@ pub use self::error::{FailureCategory, ProviderError};
 pub use self::http::MAX_REPLY_BYTES;
 pub use self::ollama::Ollama;
 pub use self::openai::OpenAi;
+pub use self::stream::{ReplyStream, StreamEvent, Usage};
 
 use crate::chat::ChatMessage;
 use crate::config::Env;
@@ -42,6 +44,34 @@ use crate::decision::Provider;
 /// trait stays usable as `dyn ChatProvider`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Generation settings a client may pass along; each `None` (or an empty
+/// `stop`) leaves the provider's own default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationOptions {
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling mass.
+    pub top_p: Option<f64>,
+    /// OpenAI's `max_tokens`, as the client sent it.
+    pub max_tokens: Option<u64>,
+    /// OpenAI's `max_completion_tokens`, as the client sent it.
+    pub max_completion_tokens: Option<u64>,
+    /// Sequences that end the reply.
+    pub stop: Vec<String>,
+    /// The end user's id, for the provider's abuse monitoring.
+    pub user: Option<String>,
+    /// Whether a streamed OpenAI reply should end with its usage.
+    pub include_usage: bool,
+}
+
+impl GenerationOptions {
+    /// The reply length limit, whichever of the two fields the client used
+    /// (`max_completion_tokens` wins).
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+}
+
 /// What one provider call sends.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatRequest<'a> {
@@ -49,6 +79,8 @@ pub struct ChatRequest<'a> {
     pub model: &'a str,
     /// The messages as received.
     pub messages: &'a [ChatMessage],
+    /// Generation settings to pass along.
+    pub options: &'a GenerationOptions,
 }
 
 /// A provider's answer.
@@ -56,12 +88,41 @@ pub struct ChatRequest<'a> {
 pub struct Reply {
     /// The reply text, unchanged.
     pub content: String,
+    /// Why the reply ended, in OpenAI's words (`stop`, `length`, …), when
+    /// the provider said.
+    pub finish_reason: Option<String>,
+    /// The token counts, when the provider reported them.
+    pub usage: Option<Usage>,
+}
+
+impl Reply {
+    /// A reply of `content` with nothing else known.
+    pub fn text(content: impl Into<String>) -> Self {
+        Reply {
+            content: content.into(),
+            finish_reason: None,
+            usage: None,
+        }
+    }
 }
 
 /// One provider's chat call: exactly one upstream request, no retry.
 pub trait ChatProvider: Send + Sync {
     /// Sends `request` and returns the reply, or the categorized failure.
     fn chat<'a>(&'a self, request: ChatRequest<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>>;
+
+    /// Sends `request` for a streamed reply. Resolves once the provider has
+    /// accepted it (or failed, categorized as for [`ChatProvider::chat`]);
+    /// the stream then yields the reply as it arrives, and an error event
+    /// ends it early. Dropping the stream drops the upstream request.
+    ///
+    /// The default waits for the whole reply and streams it in one piece.
+    fn chat_stream<'a>(
+        &'a self,
+        request: ChatRequest<'a>,
+    ) -> BoxFuture<'a, Result<ReplyStream, ProviderError>> {
+        Box::pin(async move { self.chat(request).await.map(stream::whole) })
+    }
 }
 
 /// Why the provider layer could not be set up.
@@ -103,8 +164,9 @@ impl Providers {
     /// Builds the shared client and the three providers. No network traffic
     /// happens here.
     pub fn new(config: ProviderConfig) -> Result<Self, ProvidersError> {
+        // No client-wide timeout: a whole call is bounded per request, a
+        // stream per read (see `http::Endpoint`).
         let client = reqwest::Client::builder()
-            .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("policy-mesh/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -186,6 +248,7 @@ impl Providers {
             .chat(ChatRequest {
                 model: &model,
                 messages,
+                options: &GenerationOptions::default(),
             })
             .await
     }
@@ -228,9 +291,11 @@ mod tests {
             request: ChatRequest<'a>,
         ) -> BoxFuture<'a, Result<Reply, ProviderError>> {
             Box::pin(async move {
-                Ok(Reply {
-                    content: format!("{} {}", request.model, request.messages.len()),
-                })
+                Ok(Reply::text(format!(
+                    "{} {}",
+                    request.model,
+                    request.messages.len()
+                )))
             })
         }
     }

@@ -26,8 +26,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::request::{ChatBody, ChatRequest};
 use crate::audit::{self, AuditEvent, AuditStatus};
+use crate::chat::ChatMessage;
 use crate::decision::{Decision, Provider};
-use crate::providers::{self, FailureCategory, ProviderError, Reply};
+use crate::providers::{self, FailureCategory, GenerationOptions, ProviderError, Reply};
 
 /// The header that carries the request id of a chat.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -63,88 +64,136 @@ pub async fn chat(State(state): State<AppState>, ChatBody(request): ChatBody) ->
 }
 
 async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
-    let request_id = Uuid::new_v4();
-    // One snapshot for the whole request: a reload meanwhile does not affect it.
-    let decision = state.live.snapshot().policy.decide(&request.messages);
-    let provider = decision.provider;
-    let model = state
-        .providers
-        .model_for(provider, request.model.as_deref());
-
-    let started = Instant::now();
-    let result = state
-        .providers
-        .provider(provider)
-        .chat(providers::ChatRequest {
-            model: &model,
-            messages: &request.messages,
-        })
+    let requested = request.model.as_deref();
+    let exchange = Exchange::begin(&state, &request.messages, requested, |provider| {
+        state.providers.model_for(provider, requested)
+    });
+    let result = exchange
+        .call(&state, &request.messages, &GenerationOptions::default())
         .await;
-    let latency = started.elapsed();
+    exchange.finish(&state, result.as_ref().err()).await;
+    respond(exchange.request_id, &exchange.decision, result)
+}
 
-    if let Some(store) = &state.audit {
-        let event = audit_record(
-            request_id,
-            &decision,
-            &request,
+/// One accepted chat request on its way through the gateway, whichever API
+/// it came in by: decided on one snapshot of the live policy, timed from the
+/// decision, and audited, counted and logged exactly once by
+/// [`Exchange::finish`]. It keeps the prompt's fingerprint, never the prompt.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    /// A new UUID v4.
+    pub(crate) request_id: Uuid,
+    /// Where the request goes and why.
+    pub(crate) decision: Decision,
+    /// The model sent to the provider.
+    pub(crate) model: String,
+    started: Instant,
+    prompt_hash: String,
+    prompt_length: u64,
+}
+
+impl Exchange {
+    /// Decides where `messages` go; `model` names the model sent to the
+    /// chosen provider.
+    pub(crate) fn begin(
+        state: &AppState,
+        messages: &[ChatMessage],
+        requested_model: Option<&str>,
+        model: impl FnOnce(Provider) -> String,
+    ) -> Self {
+        let _ = requested_model;
+        // One snapshot for the whole request: a reload meanwhile does not affect it.
+        let decision = state.live.snapshot().policy.decide(messages);
+        let model = model(decision.provider);
+        Exchange {
+            request_id: Uuid::new_v4(),
+            prompt_hash: audit::prompt_hash(messages, state.audit_config.hash_key()),
+            prompt_length: audit::prompt_length(messages),
+            decision,
             model,
-            &result,
-            latency,
-            state.audit_config.hash_key(),
-        );
-        // Awaited: the event is committed before the client has the answer,
-        // so `GET /v1/audit/{id}` finds it at once.
-        if let Err(error) = store.record(event).await {
+            started: Instant::now(),
+        }
+    }
+
+    /// The request for the chosen provider.
+    pub(crate) fn request<'a>(
+        &'a self,
+        messages: &'a [ChatMessage],
+        options: &'a GenerationOptions,
+    ) -> providers::ChatRequest<'a> {
+        providers::ChatRequest {
+            model: &self.model,
+            messages,
+            options,
+        }
+    }
+
+    /// Calls the chosen provider once for a whole reply.
+    pub(crate) async fn call(
+        &self,
+        state: &AppState,
+        messages: &[ChatMessage],
+        options: &GenerationOptions,
+    ) -> Result<Reply, ProviderError> {
+        state
+            .providers
+            .provider(self.decision.provider)
+            .chat(self.request(messages, options))
+            .await
+    }
+
+    /// Time since the decision.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Records the outcome: the audit event (committed before this returns,
+    /// so `GET /v1/audit/{id}` finds it as soon as the client has the
+    /// answer), the metrics and one log line.
+    pub(crate) async fn finish(&self, state: &AppState, failure: Option<&ProviderError>) {
+        let latency = self.elapsed();
+        if let Some(store) = &state.audit
+            && let Err(error) = store.record(self.audit_record(failure, latency)).await
+        {
             state.metrics.audit_write_failed();
             tracing::error!(
-                request_id = %request_id,
+                request_id = %self.request_id,
                 error = %error,
                 "The audit event of a chat request could not be written; the chat answer is unchanged."
             );
         }
+        let decision = &self.decision;
+        state.metrics.decision(decision.rule_id(), &decision.reason);
+        state.metrics.chat_request(
+            decision.provider.as_str(),
+            failure.is_none(),
+            latency.as_secs_f64(),
+        );
+        log_chat(self.request_id, decision, failure, latency);
     }
 
-    state.metrics.decision(decision.rule_id(), &decision.reason);
-    state
-        .metrics
-        .chat_request(provider.as_str(), result.is_ok(), latency.as_secs_f64());
-    log_chat(request_id, &decision, &result, latency);
-    respond(request_id, &decision, result)
-}
-
-/// The audit event of one chat: never the prompt or the reply, only their
-/// fingerprint.
-fn audit_record(
-    request_id: Uuid,
-    decision: &Decision,
-    request: &ChatRequest,
-    model: String,
-    result: &Result<Reply, ProviderError>,
-    latency: Duration,
-    hash_key: Option<&[u8]>,
-) -> AuditEvent {
-    let reason_codes = decision.reason_codes();
-    AuditEvent {
-        request_id,
-        decision: audit::decision_string(decision.provider, &reason_codes),
-        provider: decision.provider,
-        rule: decision.rule_id().map(str::to_owned),
-        reason_codes: reason_codes.iter().map(|c| (*c).to_owned()).collect(),
-        policy_version: decision.policy_version.to_string(),
-        status: if result.is_ok() {
-            AuditStatus::Success
-        } else {
-            AuditStatus::Failure
-        },
-        latency_ms: latency.as_secs_f64() * 1000.0,
-        failure_category: result
-            .as_ref()
-            .err()
-            .map(|e| e.category().as_str().to_owned()),
-        prompt_hash: audit::prompt_hash(&request.messages, hash_key),
-        prompt_length: audit::prompt_length(&request.messages),
-        model,
-        created_at: audit::now(),
+    /// The audit event: never the prompt or the reply, only their fingerprint.
+    fn audit_record(&self, failure: Option<&ProviderError>, latency: Duration) -> AuditEvent {
+        let decision = &self.decision;
+        let reason_codes = decision.reason_codes();
+        AuditEvent {
+            request_id: self.request_id,
+            decision: audit::decision_string(decision.provider, &reason_codes),
+            provider: decision.provider,
+            rule: decision.rule_id().map(str::to_owned),
+            reason_codes: reason_codes.iter().map(|c| (*c).to_owned()).collect(),
+            policy_version: decision.policy_version.to_string(),
+            status: match failure {
+                None => AuditStatus::Success,
+                Some(_) => AuditStatus::Failure,
+            },
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            failure_category: failure.map(|e| e.category().as_str().to_owned()),
+            prompt_hash: self.prompt_hash.clone(),
+            prompt_length: self.prompt_length,
+            model: self.model.clone(),
+            created_at: audit::now(),
+        }
     }
 }
 
@@ -152,13 +201,13 @@ fn audit_record(
 fn log_chat(
     request_id: Uuid,
     decision: &Decision,
-    result: &Result<Reply, ProviderError>,
+    failure: Option<&ProviderError>,
     latency: Duration,
 ) {
     let latency_ms = latency.as_secs_f64() * 1000.0;
     let rule = decision.rule_id().unwrap_or("");
-    match result {
-        Ok(_) => tracing::info!(
+    match failure {
+        None => tracing::info!(
             request_id = %request_id,
             provider = decision.provider.as_str(),
             rule,
@@ -166,8 +215,17 @@ fn log_chat(
             latency_ms,
             "chat request answered"
         ),
+        Some(e) if e.category() == FailureCategory::Cancelled => tracing::info!(
+            request_id = %request_id,
+            provider = decision.provider.as_str(),
+            rule,
+            status = "failure",
+            latency_ms,
+            failure_category = e.category().as_str(),
+            "chat stream cancelled by the client"
+        ),
         // The error is in the gateway's own words: no upstream body, key or URL.
-        Err(e) => tracing::warn!(
+        Some(e) => tracing::warn!(
             request_id = %request_id,
             provider = decision.provider.as_str(),
             rule,
@@ -180,6 +238,21 @@ fn log_chat(
     }
 }
 
+/// The status a provider failure is answered with: 504 for a timeout, 502
+/// otherwise (499, nginx's "client closed request", for a cancelled stream,
+/// which no client ever reads).
+pub(crate) fn failure_status(category: FailureCategory) -> StatusCode {
+    match category {
+        FailureCategory::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        FailureCategory::ConnectError
+        | FailureCategory::AuthError
+        | FailureCategory::ClientError
+        | FailureCategory::ServerError
+        | FailureCategory::BadResponse => StatusCode::BAD_GATEWAY,
+        FailureCategory::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_GATEWAY),
+    }
+}
+
 fn respond(
     request_id: Uuid,
     decision: &Decision,
@@ -187,17 +260,7 @@ fn respond(
 ) -> Response {
     let (status, content, error) = match result {
         Ok(reply) => (StatusCode::OK, Some(reply.content), None),
-        Err(e) => {
-            let status = match e.category() {
-                FailureCategory::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                FailureCategory::ConnectError
-                | FailureCategory::AuthError
-                | FailureCategory::ClientError
-                | FailureCategory::ServerError
-                | FailureCategory::BadResponse => StatusCode::BAD_GATEWAY,
-            };
-            (status, None, Some(e.to_string()))
-        }
+        Err(e) => (failure_status(e.category()), None, Some(e.to_string())),
     };
     let body = ChatResponse {
         request_id,
