@@ -30,6 +30,7 @@ pub struct Metrics {
     decisions: IntCounterVec,
     chat_requests: IntCounterVec,
     chat_latency: HistogramVec,
+    time_to_first_token: HistogramVec,
     audit_write_failures: IntCounter,
 }
 
@@ -82,7 +83,7 @@ impl Metrics {
         let decisions = IntCounterVec::new(
             Opts::new(
                 "policy_decisions_total",
-                "Routing decisions of /v1/chat, by rule id (empty for the default) and reason code.",
+                "Routing decisions of /v1/chat and /v1/chat/completions, by rule id (empty for the default) and reason code.",
             ),
             &["rule", "reason"],
         )
@@ -90,7 +91,7 @@ impl Metrics {
         let chat_requests = IntCounterVec::new(
             Opts::new(
                 "chat_requests_total",
-                "Accepted /v1/chat requests, by provider and status (success, failure).",
+                "Accepted /v1/chat and /v1/chat/completions requests, by provider and status (success, failure).",
             ),
             &["provider", "status"],
         )
@@ -99,6 +100,15 @@ impl Metrics {
             HistogramOpts::new(
                 "chat_request_latency_seconds",
                 "Time from the routing decision to the provider's answer or failure, in seconds.",
+            )
+            .buckets(CHAT_LATENCY_BUCKETS.to_vec()),
+            &["provider"],
+        )
+        .expect("valid metric definition");
+        let time_to_first_token = HistogramVec::new(
+            HistogramOpts::new(
+                "chat_time_to_first_token_seconds",
+                "Streamed chats: time from the routing decision to the first piece of reply text, in seconds.",
             )
             .buckets(CHAT_LATENCY_BUCKETS.to_vec()),
             &["provider"],
@@ -117,6 +127,7 @@ impl Metrics {
             Box::new(decisions.clone()),
             Box::new(chat_requests.clone()),
             Box::new(chat_latency.clone()),
+            Box::new(time_to_first_token.clone()),
             Box::new(audit_write_failures.clone()),
         ] {
             registry
@@ -132,6 +143,7 @@ impl Metrics {
         // The histogram too, so a dashboard's rate() has a series from start.
         for provider in PROVIDERS {
             chat_latency.with_label_values(&[provider]);
+            time_to_first_token.with_label_values(&[provider]);
         }
         Metrics {
             registry,
@@ -143,6 +155,7 @@ impl Metrics {
             decisions,
             chat_requests,
             chat_latency,
+            time_to_first_token,
             audit_write_failures,
         }
     }
@@ -203,6 +216,14 @@ impl Metrics {
         self.chat_latency
             .with_label_values(&[provider])
             .observe(latency_seconds);
+    }
+
+    /// A streamed chat to `provider` sent its first piece of text
+    /// `seconds` after the decision.
+    pub fn time_to_first_token(&self, provider: &str, seconds: f64) {
+        self.time_to_first_token
+            .with_label_values(&[provider])
+            .observe(seconds);
     }
 
     /// An audit event could not be written.

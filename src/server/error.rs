@@ -95,6 +95,39 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The same error in OpenAI's shape, for the OpenAI-compatible endpoints:
+    /// `{"error": {"message", "type", "param", "code"}}`, where `type` is
+    /// OpenAI's word, `code` ours, and `param` the field at fault. A body of
+    /// the wrong shape is a 400 there, as OpenAI answers it, not a 422.
+    pub fn into_openai_response(self) -> Response {
+        let (status, kind) = match &self {
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
+            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+            ApiError::MethodNotAllowed(_)
+            | ApiError::InvalidJson(_)
+            | ApiError::PayloadTooLarge { .. } => (self.status_code(), "invalid_request_error"),
+        };
+        let message = self.to_string();
+        // Shape errors read `<field>: <what is wrong>`; the field is `param`.
+        let param = match &self {
+            ApiError::InvalidRequest(m) => m
+                .split_once(": ")
+                .map(|(field, _)| field)
+                .filter(|field| !field.contains(' '))
+                .map(str::to_owned),
+            _ => None,
+        };
+        let body = serde_json::json!({"error": {
+            "message": message, "type": kind, "param": param, "code": self.kind(),
+        }});
+        let mut response = (status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(Logged(Arc::new(self)));
+        response
+    }
+}
+
 /// Logs each error response once: server errors at ERROR with their detail,
 /// client errors at DEBUG (they are the client's to fix, and may be many).
 pub async fn log_errors(request: Request, next: Next) -> Response {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 mod handlers;
+pub mod openai_api;
 pub mod openapi;
 pub mod request;
 pub mod routes;
@@ -59,6 +60,9 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/routes", get(handlers::routes))
         .route("/v1/decide", post(handlers::decide))
         .route("/v1/chat", post(gateway::chat))
+        .route("/v1/chat/completions", post(openai_api::chat_completions))
+        .route("/v1/models", get(openai_api::models))
+        .route("/v1/models/{model}", get(openai_api::model))
         .route("/v1/audit/{request_id}", get(gateway::audit_event))
         .route("/v1/metrics", get(handlers::metrics))
         .merge(ui::routes())

@@ -38,16 +38,20 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     ),
     paths(
         health, chat, decide, routes_view, audit, metrics, ui_page, ui_root, ui_css, ui_js, docs_page,
-        openapi_json
+        openapi_json, chat_completions, models, model
     ),
     components(schemas(
         Health, ChatRequest, ChatMessage, Role, ChatResponse, Decision, TraceStep, Condition,
         Provider, Route, Routes, Source, Defaults, DefaultProvider, Pricing, PricingValue, Rule,
         Conditions, KeywordMatch, Scope, CharBounds, UsdBounds, Reload, ReloadStatus, AuditEvent,
-        AuditStatus, FailureCategory, ErrorBody, ErrorDetail, ErrorType
+        AuditStatus, FailureCategory, ErrorBody, ErrorDetail, ErrorType, CompletionRequest,
+        CompletionMessage, CompletionRole, CompletionContent, TextPart, StreamOptions, Stop,
+        ChatCompletion, CompletionChoice, AssistantMessage, CompletionUsage, ChatCompletionChunk,
+        ChunkChoice, ChunkDelta, ModelList, Model, OpenAiErrorBody, OpenAiErrorDetail
     )),
     tags(
         (name = "chat", description = "Chat through the gateway, and dry runs of the policy"),
+        (name = "openai", description = "The OpenAI-compatible API: point an OpenAI client's base URL at `/v1`"),
         (name = "policy", description = "The live policy"),
         (name = "audit", description = "One event per chat request, without the prompt"),
         (name = "operations", description = "Health and metrics"),
@@ -429,6 +433,249 @@ pub enum ErrorType {
 }
 
 // ---------------------------------------------------------------------------
+// The OpenAI-compatible API
+
+/// `POST /v1/chat/completions`: OpenAI's request body. Fields not listed are
+/// ignored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompletionRequest {
+    /// At least one message.
+    #[schema(min_items = 1)]
+    pub messages: Vec<CompletionMessage>,
+    /// The requested model, which `model` policy conditions match. A name
+    /// listed by `GET /v1/models` (or absent) means the chosen provider's
+    /// configured model; any other name is sent to the chosen provider.
+    pub model: Option<String>,
+    /// `true`: answer with `text/event-stream` chunks.
+    pub stream: Option<bool>,
+    /// With `stream`: `include_usage` adds a last chunk with the token counts.
+    pub stream_options: Option<StreamOptions>,
+    /// Sampling temperature, passed on.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling, passed on.
+    pub top_p: Option<f64>,
+    /// Reply length limit, passed on.
+    #[schema(minimum = 0)]
+    pub max_tokens: Option<u64>,
+    /// Reply length limit, passed on (wins over `max_tokens`).
+    #[schema(minimum = 0)]
+    pub max_completion_tokens: Option<u64>,
+    /// Sequences that end the reply.
+    pub stop: Option<Stop>,
+    /// The end user's id, passed on.
+    pub user: Option<String>,
+    /// Only `1` is supported.
+    #[schema(minimum = 1, maximum = 1)]
+    pub n: Option<u64>,
+}
+
+/// `stream_options`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamOptions {
+    /// Add a final chunk with `usage` (when the provider reports it).
+    pub include_usage: Option<bool>,
+}
+
+/// One stop sequence or several.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One sequence.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// One message of a completion request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompletionMessage {
+    /// Who wrote it.
+    pub role: CompletionRole,
+    /// A string, or text parts (joined as they are); `null` only for an
+    /// assistant.
+    pub content: Option<CompletionContent>,
+}
+
+/// The roles accepted; `developer` counts as `system`. Tool and function
+/// messages are refused.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CompletionRole {
+    /// Instructions.
+    System,
+    /// Instructions (OpenAI's newer name).
+    Developer,
+    /// The user.
+    User,
+    /// A previous reply.
+    Assistant,
+}
+
+/// A message's content.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CompletionContent {
+    /// Plain text.
+    Text(String),
+    /// Text parts; other part types are refused.
+    Parts(Vec<TextPart>),
+}
+
+/// A text part.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TextPart {
+    /// Always `text`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^text$")]
+    pub kind: String,
+    /// The text.
+    pub text: String,
+}
+
+/// A whole answer, `object: chat.completion`. The decision is in the
+/// `x-policy-mesh-*` headers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatCompletion {
+    /// `chatcmpl-` and the request id.
+    pub id: String,
+    /// `chat.completion`.
+    #[schema(pattern = "^chat\\.completion$")]
+    pub object: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The model sent to the provider.
+    pub model: String,
+    /// Exactly one choice.
+    #[schema(min_items = 1, max_items = 1)]
+    pub choices: Vec<CompletionChoice>,
+    /// Present when the provider reported the counts.
+    pub usage: Option<CompletionUsage>,
+}
+
+/// The one choice of a completion.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompletionChoice {
+    /// `0`.
+    pub index: u32,
+    /// The reply.
+    pub message: AssistantMessage,
+    /// Always `null`.
+    pub logprobs: Option<String>,
+    /// `stop`, `length`, `content_filter` or `tool_calls`.
+    pub finish_reason: String,
+}
+
+/// The reply message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssistantMessage {
+    /// `assistant`.
+    pub role: String,
+    /// The reply text, unchanged.
+    pub content: String,
+}
+
+/// Token counts, as the provider reported them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompletionUsage {
+    /// Input tokens.
+    pub prompt_tokens: u64,
+    /// Reply tokens.
+    pub completion_tokens: u64,
+    /// Their sum.
+    pub total_tokens: u64,
+}
+
+/// One server-sent event of a streamed answer (`data: <chunk>`). The stream
+/// opens with a chunk whose delta has the role, then one chunk per piece of
+/// text as it arrives, one with the `finish_reason`, with `include_usage` one
+/// with empty `choices` and `usage`, then `data: [DONE]`. A provider failure
+/// after the stream began ends it with `data: {"error": …}` (the shape of
+/// [`OpenAiErrorBody`]) and no `[DONE]`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatCompletionChunk {
+    /// The same for every chunk of a stream.
+    pub id: String,
+    /// `chat.completion.chunk`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The model sent to the provider.
+    pub model: String,
+    /// One choice, or none in the usage chunk.
+    pub choices: Vec<ChunkChoice>,
+    /// Only in the usage chunk.
+    pub usage: Option<CompletionUsage>,
+}
+
+/// The choice of a chunk.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChunkChoice {
+    /// `0`.
+    pub index: u32,
+    /// What this chunk adds.
+    pub delta: ChunkDelta,
+    /// Always `null`.
+    pub logprobs: Option<String>,
+    /// Set on the chunk that ends the reply.
+    pub finish_reason: Option<String>,
+}
+
+/// What a chunk adds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChunkDelta {
+    /// `assistant`, in the first chunk only.
+    pub role: Option<String>,
+    /// The next piece of text.
+    pub content: Option<String>,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// `list`.
+    pub object: String,
+    /// `policy-mesh` (the chosen provider's model), then the configured local
+    /// and public models.
+    pub data: Vec<Model>,
+}
+
+/// A model a client may ask for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Model {
+    /// The name to send as `model`.
+    pub id: String,
+    /// `model`.
+    pub object: String,
+    /// Always `0`.
+    pub created: u64,
+    /// `policy-mesh`, `local`, `openai` or `anthropic`.
+    pub owned_by: String,
+}
+
+/// An error of the OpenAI-compatible API, in OpenAI's shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiErrorBody {
+    /// What went wrong.
+    pub error: OpenAiErrorDetail,
+}
+
+/// OpenAI's error fields.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiErrorDetail {
+    /// In plain words; for a provider failure `<category>: <message>`.
+    pub message: String,
+    /// `invalid_request_error`, `not_found_error`, `server_error`, or
+    /// `provider_error` when the provider failed.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The field at fault, or `null`.
+    pub param: Option<String>,
+    /// The gateway's error type (`invalid_json`, `invalid_request`, …) or the
+    /// provider failure category (`timeout`, `server_error`, …).
+    pub code: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
 // Operations. `utoipa::path` describes an operation through a function; these
 // exist only to carry the descriptions (the handlers live in `handlers` and
 // `ui`), and the tests check both lists agree.
@@ -514,6 +761,40 @@ fn docs_page() {}
     responses((status = 200, description = "This document", body = Object)))]
 #[allow(dead_code)]
 fn openapi_json() {}
+
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    description = "OpenAI's chat completion, routed by the policy like `/v1/chat` (one provider call, audited and counted). With `stream: true` the answer is `text/event-stream` of `ChatCompletionChunk` events ending with `data: [DONE]`.",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "The provider answered: a `ChatCompletion`, or with `stream: true` a `text/event-stream` of `ChatCompletionChunk`", body = ChatCompletion,
+            headers(
+                ("x-request-id" = String, description = "The request id (audit)"),
+                ("x-policy-mesh-provider" = String, description = "local, openai or anthropic"),
+                ("x-policy-mesh-rule" = String, description = "The rule that decided; empty on a default decision"),
+                ("x-policy-mesh-reason" = String, description = "The reason code"),
+                ("x-policy-mesh-policy-version" = String, description = "The policy version that decided"),
+            )),
+        (status = 400, description = "Not JSON, or the wrong shape (`param` names the field)", body = OpenAiErrorBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = OpenAiErrorBody),
+        (status = 502, description = "The provider failed before answering (`code` is the category)", body = OpenAiErrorBody),
+        (status = 504, description = "The provider timed out", body = OpenAiErrorBody),
+    ))]
+#[allow(dead_code)]
+fn chat_completions() {}
+
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "The models a client may ask for", body = ModelList)))]
+#[allow(dead_code)]
+fn models() {}
+
+#[utoipa::path(get, path = "/v1/models/{model}", tag = "openai",
+    params(("model" = String, Path, description = "A model id from the list")),
+    responses(
+        (status = 200, description = "The model", body = Model),
+        (status = 404, description = "Not a listed model", body = OpenAiErrorBody),
+    ))]
+#[allow(dead_code)]
+fn model() {}
 
 #[cfg(test)]
 mod tests {

@@ -118,11 +118,11 @@ fn field(fields: &mut Map<String, Value>, i: usize, name: &str) -> Result<Value,
         .ok_or_else(|| invalid(&format!("messages[{i}].{name}"), "missing"))
 }
 
-fn invalid(path: &str, message: &str) -> ApiError {
+pub(crate) fn invalid(path: &str, message: &str) -> ApiError {
     ApiError::InvalidRequest(format!("{path}: {message}"))
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -134,7 +134,7 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// Well-formed JSON or `invalid_json`.
-fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::InvalidJson("the request body is empty".into()));
     }
@@ -192,20 +192,25 @@ impl<S: Send + Sync> FromRequest<S> for ChatBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req
-            .extensions()
-            .get::<BodyLimit>()
-            .map(|l| l.0)
-            .unwrap_or_default();
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit }
-            } else {
-                ApiError::InvalidJson(format!("the request body could not be read: {rejection}"))
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         ChatRequest::from_slice(&bytes).map(ChatBody)
     }
+}
+
+/// The whole request body, or `413` over the limit in force.
+pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map(|l| l.0)
+        .unwrap_or_default();
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::InvalidJson(format!("the request body could not be read: {rejection}"))
+        }
+    })
 }
 
 /// The body limit in force, so a 413 can say what it is.
