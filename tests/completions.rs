@@ -1,0 +1,523 @@
+//! The OpenAI-compatible API end to end, from the wire: `POST
+//! /v1/chat/completions` whole and streamed through fake Ollama, OpenAI and
+//! Anthropic servers that speak their real formats, the decision headers, the
+//! audit event and metrics behind every answer, what is passed upstream,
+//! errors in OpenAI's shape, and `GET /v1/models`.
+//!
+//! The official SDK's view of the same endpoint is in `tests/openai_sdk.rs`.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/fake_providers.rs"]
+mod fake_providers;
+mod server_common;
+
+use fake_providers::{FakeProvider, Flavor, Mode};
+use serde_json::{Value, json};
+use server_common::{TestServer, metric};
+
+/// Prompts naming the project stay local; everything else goes public.
+const POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: sensitive\n    when:\n      keywords: [project-nightingale]\n    route: local\n    reason: sensitive_keyword_match\n";
+const SENSITIVE: &str = "what is the status of project-nightingale?";
+const LOCAL_MODEL: &str = "local-test-model";
+const PUBLIC_MODEL: &str = "public-test-model";
+
+struct Gateway {
+    t: TestServer,
+    local: FakeProvider,
+    public: FakeProvider,
+}
+
+/// One answer: status, headers and body text.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// The `data:` payloads of a `text/event-stream` body, in order.
+    fn events(&self) -> Vec<String> {
+        assert!(
+            self.header("content-type")
+                .unwrap()
+                .starts_with("text/event-stream"),
+            "{:?}",
+            self.headers
+        );
+        self.text
+            .split("\n\n")
+            .filter_map(|event| {
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                (!data.is_empty()).then(|| data.join("\n"))
+            })
+            .collect()
+    }
+}
+
+/// The chunks of a streamed answer (every event but `[DONE]`), and whether
+/// it ended with `[DONE]`.
+fn chunks(answer: &Answer) -> (Vec<Value>, bool) {
+    let events = answer.events();
+    let done = events.last().map(String::as_str) == Some("[DONE]");
+    let chunks = events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap_or_else(|_| panic!("chunk is not JSON: {e}")))
+        .collect();
+    (chunks, done)
+}
+
+/// The text of every chunk's delta, concatenated.
+fn streamed_text(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect()
+}
+
+impl Gateway {
+    async fn start(public: Flavor, env: &[(&str, &str)]) -> Gateway {
+        let local = FakeProvider::ollama().await;
+        let public = FakeProvider::start(public).await;
+        let mut vars: Vec<(String, String)> = local.env_vars();
+        vars.extend(public.env_vars());
+        vars.push(("PUBLIC_LLM_API_KEY".into(), "sk-test".into()));
+        vars.push(("LOCAL_LLM_MODEL".into(), LOCAL_MODEL.into()));
+        vars.push(("PUBLIC_LLM_MODEL".into(), PUBLIC_MODEL.into()));
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let t = TestServer::start(&[("policy.yaml", POLICY)], &refs).await;
+        local.set_reply(["Bon", "jour", " local"]);
+        public.set_reply(["Hello", " from", " the cloud"]);
+        Gateway { t, local, public }
+    }
+
+    async fn post(&self, body: &Value) -> Answer {
+        self.post_raw(body.to_string()).await
+    }
+
+    async fn post_raw(&self, body: String) -> Answer {
+        let response = self
+            .t
+            .client
+            .post(format!("{}/v1/chat/completions", self.t.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap(),
+        }
+    }
+
+    async fn audit(&self, id: &str) -> Value {
+        let response = self.t.get(&format!("/v1/audit/{id}")).await;
+        assert_eq!(response.status(), 200, "audit event {id}");
+        response.json().await.unwrap()
+    }
+
+    async fn finish(self) {
+        self.t.server.shutdown().await.unwrap();
+    }
+}
+
+fn user(text: &str) -> Value {
+    json!([{"role": "user", "content": text}])
+}
+
+fn series(text: &str, name: &str, provider: &str) -> f64 {
+    metric(text, &format!("{name}{{provider=\"{provider}\"}}")).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_whole_completion_from_each_provider_in_openai_shape_with_the_decision_in_headers() {
+    for (flavor, provider) in [(Flavor::OpenAi, "openai"), (Flavor::Anthropic, "anthropic")] {
+        let g = Gateway::start(flavor, &[]).await;
+        for (prompt, expected, reply, rule, reason, model) in [
+            (
+                SENSITIVE,
+                "local",
+                "Bonjour local",
+                "sensitive",
+                "sensitive_keyword_match",
+                LOCAL_MODEL,
+            ),
+            (
+                "hello",
+                provider,
+                "Hello from the cloud",
+                "",
+                "default",
+                PUBLIC_MODEL,
+            ),
+        ] {
+            let a = g
+                .post(&json!({"model": PUBLIC_MODEL, "messages": user(prompt)}))
+                .await;
+            assert_eq!(a.status, 200, "{}", a.text);
+            assert_eq!(a.header("x-policy-mesh-provider"), Some(expected));
+            assert_eq!(a.header("x-policy-mesh-rule"), Some(rule));
+            assert_eq!(a.header("x-policy-mesh-reason"), Some(reason));
+            let version = g.t.routes().await["version"].clone();
+            assert_eq!(
+                a.header("x-policy-mesh-policy-version"),
+                version.as_str(),
+                "{:?}",
+                a.headers
+            );
+            let body = a.json();
+            let id = a.header("x-request-id").unwrap().to_owned();
+            assert_eq!(body["id"], format!("chatcmpl-{}", id.replace('-', "")));
+            assert_eq!(body["object"], "chat.completion");
+            assert!(body["created"].as_u64().unwrap() > 1_700_000_000);
+            // The public default named by the client means "the chosen
+            // provider's model": a sensitive prompt gets the local one.
+            assert_eq!(body["model"], model);
+            assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+            assert_eq!(body["choices"][0]["message"]["content"], reply);
+            assert_eq!(body["choices"][0]["finish_reason"], "stop");
+            let usage = &body["usage"];
+            assert!(usage["prompt_tokens"].as_u64().unwrap() > 0, "{body}");
+            assert_eq!(
+                usage["total_tokens"].as_u64().unwrap(),
+                usage["prompt_tokens"].as_u64().unwrap()
+                    + usage["completion_tokens"].as_u64().unwrap()
+            );
+            let event = g.audit(&id).await;
+            assert_eq!(event["status"], "success");
+            assert_eq!(event["provider"], expected);
+            assert_eq!(event["model"], model);
+            assert_eq!(event["prompt_length"], prompt.chars().count());
+        }
+        assert_eq!(g.local.single_request().json()["stream"], json!(false));
+        let sent = g.public.single_request().json();
+        assert_eq!(sent["model"], PUBLIC_MODEL);
+        assert!(sent.get("stream").is_none_or(|s| s == false), "{sent}");
+        let metrics = g.t.metrics().await;
+        for p in ["local", provider] {
+            assert_eq!(
+                metric(
+                    &metrics,
+                    &format!("chat_requests_total{{provider=\"{p}\",status=\"success\"}}")
+                ),
+                Some(1.0),
+                "{p}"
+            );
+        }
+        g.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_completion_from_each_provider_arrives_in_chunks_and_ends_with_done() {
+    for flavor in [Flavor::OpenAi, Flavor::Anthropic] {
+        let g = Gateway::start(flavor, &[]).await;
+        let provider = match flavor {
+            Flavor::OpenAi => "openai",
+            _ => "anthropic",
+        };
+        for (prompt, expected, reply, parts) in [
+            (SENSITIVE, "local", "Bonjour local", 3),
+            ("hello", provider, "Hello from the cloud", 3),
+        ] {
+            let before = g.t.metrics().await;
+            let a = g
+                .post(&json!({"model": "policy-mesh", "messages": user(prompt), "stream": true,
+                              "stream_options": {"include_usage": true}}))
+                .await;
+            assert_eq!(a.status, 200, "{}", a.text);
+            assert_eq!(a.header("x-policy-mesh-provider"), Some(expected));
+            let (chunks, done) = chunks(&a);
+            assert!(done, "no [DONE]: {}", a.text);
+            assert_eq!(streamed_text(&chunks), reply);
+            let id = a.header("x-request-id").unwrap().replace('-', "");
+            for c in &chunks {
+                assert_eq!(c["object"], "chat.completion.chunk");
+                assert_eq!(c["id"], format!("chatcmpl-{id}"));
+            }
+            assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+            let text_chunks = chunks
+                .iter()
+                .filter(|c| {
+                    c["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .is_some_and(|t| !t.is_empty())
+                })
+                .count();
+            assert_eq!(text_chunks, parts, "one chunk per upstream piece");
+            let finish: Vec<_> = chunks
+                .iter()
+                .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+                .collect();
+            assert_eq!(finish, ["stop"]);
+            let last = chunks.last().unwrap();
+            assert_eq!(last["choices"], json!([]), "usage chunk last: {last}");
+            assert!(last["usage"]["completion_tokens"].as_u64().is_some());
+            let event = g.audit(a.header("x-request-id").unwrap()).await;
+            assert_eq!(event["status"], "success");
+            assert_eq!(event["provider"], expected);
+            let after = g.t.metrics().await;
+            let ttft = "chat_time_to_first_token_seconds_count";
+            assert_eq!(
+                series(&after, ttft, expected),
+                series(&before, ttft, expected) + 1.0
+            );
+        }
+        // Each upstream was asked to stream.
+        assert_eq!(g.local.single_request().json()["stream"], json!(true));
+        let sent = g.public.single_request().json();
+        assert_eq!(sent["stream"], json!(true));
+        if flavor == Flavor::OpenAi {
+            assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+        }
+        g.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn without_include_usage_a_stream_has_no_usage_chunk() {
+    let g = Gateway::start(Flavor::OpenAi, &[]).await;
+    let a = g
+        .post(&json!({"messages": user("hello"), "stream": true}))
+        .await;
+    let (chunks, done) = chunks(&a);
+    assert!(done);
+    assert!(chunks.iter().all(|c| c.get("usage").is_none()), "{}", a.text);
+    assert!(
+        g.public
+            .single_request()
+            .json()
+            .get("stream_options")
+            .is_none()
+    );
+    g.finish().await;
+}
+
+#[tokio::test]
+async fn text_parts_are_joined_and_the_policy_reads_them() {
+    let g = Gateway::start(Flavor::OpenAi, &[]).await;
+    let a = g
+        .post(&json!({"messages": [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "status of project-"},
+                {"type": "text", "text": "nightingale?"}]}]}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.header("x-policy-mesh-provider"), Some("local"));
+    let sent = g.local.single_request().json();
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "system", "content": "be brief"},
+               {"role": "user", "content": "status of project-nightingale?"}])
+    );
+    g.finish().await;
+}
+
+#[tokio::test]
+async fn generation_settings_reach_the_provider_in_its_own_terms() {
+    let body = json!({"model": "gpt-4o", "messages": user("hello"), "temperature": 0.25,
+                      "top_p": 0.5, "max_tokens": 77, "stop": "END", "user": "u-1",
+                      "frequency_penalty": 0.1, "metadata": {"x": 1}});
+    let g = Gateway::start(Flavor::OpenAi, &[]).await;
+    assert_eq!(g.post(&body).await.status, 200);
+    let sent = g.public.single_request().json();
+    assert_eq!(sent["model"], "gpt-4o", "other names pass as they are");
+    assert_eq!(sent["temperature"], json!(0.25));
+    assert_eq!(sent["top_p"], json!(0.5));
+    assert_eq!(sent["max_tokens"], json!(77));
+    assert_eq!(sent["stop"], json!(["END"]));
+    assert_eq!(sent["user"], json!("u-1"));
+    assert!(sent.get("frequency_penalty").is_none(), "{sent}");
+    g.finish().await;
+
+    let g = Gateway::start(Flavor::Anthropic, &[]).await;
+    assert_eq!(g.post(&body).await.status, 200);
+    let sent = g.public.single_request().json();
+    assert_eq!(sent["max_tokens"], json!(77));
+    assert_eq!(sent["stop_sequences"], json!(["END"]));
+    assert_eq!(sent["metadata"], json!({"user_id": "u-1"}));
+    let mut local = body.clone();
+    local["messages"] = user(SENSITIVE);
+    assert_eq!(g.post(&local).await.status, 200);
+    let sent = g.local.single_request().json();
+    assert_eq!(sent["model"], "gpt-4o");
+    assert_eq!(
+        sent["options"],
+        json!({"temperature": 0.25, "top_p": 0.5, "num_predict": 77, "stop": ["END"]})
+    );
+    g.finish().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_openai_errors_naming_the_field_and_reach_no_provider() {
+    let g = Gateway::start(Flavor::OpenAi, &[]).await;
+    let before = g.t.metrics().await;
+    for (body, status, param, code) in [
+        ("{".to_owned(), 400, Value::Null, "invalid_json"),
+        ("".to_owned(), 400, Value::Null, "invalid_json"),
+        (json!({"messages": []}).to_string(), 400, json!("messages"), "invalid_request"),
+        (
+            json!({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]})
+                .to_string(),
+            400,
+            json!("messages[0].role"),
+            "invalid_request",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:,"}}]}]})
+            .to_string(),
+            400,
+            json!("messages[0].content[0].type"),
+            "invalid_request",
+        ),
+        (
+            json!({"messages": user("hi"), "max_tokens": -1}).to_string(),
+            400,
+            json!("max_tokens"),
+            "invalid_request",
+        ),
+        (
+            json!({"messages": user("hi"), "n": 2}).to_string(),
+            400,
+            json!("n"),
+            "invalid_request",
+        ),
+        (
+            json!({"messages": user("hi"), "stream": "yes"}).to_string(),
+            400,
+            json!("stream"),
+            "invalid_request",
+        ),
+        (
+            json!({"messages": user("hi"), "stop": [1]}).to_string(),
+            400,
+            json!("stop[0]"),
+            "invalid_request",
+        ),
+    ] {
+        let a = g.post_raw(body.clone()).await;
+        assert_eq!(a.status, status, "{body}: {}", a.text);
+        let e = &a.json()["error"];
+        assert_eq!(e["type"], "invalid_request_error", "{body}: {e}");
+        assert_eq!(e["param"], param, "{body}: {e}");
+        assert_eq!(e["code"], code, "{body}: {e}");
+        assert!(!e["message"].as_str().unwrap().is_empty());
+    }
+    let big = json!({"messages": user(&"a".repeat(2 * 1024 * 1024))}).to_string();
+    let a = g.post_raw(big).await;
+    assert_eq!(a.status, 413);
+    assert_eq!(a.json()["error"]["code"], "payload_too_large");
+    assert_eq!(g.local.request_count() + g.public.request_count(), 0);
+    let after = g.t.metrics().await;
+    let counted = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("chat_requests_total"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counted(&before), counted(&after));
+    // The server goes on.
+    assert_eq!(g.post(&json!({"messages": user("hi")})).await.status, 200);
+    g.finish().await;
+}
+
+#[tokio::test]
+async fn a_provider_failure_before_the_stream_is_a_502_or_504_in_openai_shape_audited() {
+    let g = Gateway::start(
+        Flavor::OpenAi,
+        &[("PROVIDER_TIMEOUT_SECONDS", "0.5")],
+    )
+    .await;
+    for (mode, stream, status, code) in [
+        (Mode::Status(500), false, 502, "server_error"),
+        (Mode::Status(500), true, 502, "server_error"),
+        (Mode::Status(401), true, 502, "auth_error"),
+        (Mode::Slow, false, 504, "timeout"),
+        (Mode::Slow, true, 504, "timeout"),
+        (Mode::Garbage, false, 502, "bad_response"),
+    ] {
+        g.public.set_mode(mode.clone());
+        let a = g
+            .post(&json!({"messages": user("hello"), "stream": stream}))
+            .await;
+        assert_eq!(a.status, status, "{mode:?} stream={stream}: {}", a.text);
+        assert!(a.header("content-type").unwrap().starts_with("application/json"));
+        let e = &a.json()["error"];
+        assert_eq!(e["type"], "provider_error");
+        assert_eq!(e["code"], code);
+        // Never the upstream's body, which quotes the key.
+        assert!(!a.text.contains("sk-test"), "{}", a.text);
+        assert_eq!(a.header("x-policy-mesh-provider"), Some("openai"));
+        let event = g.audit(a.header("x-request-id").unwrap()).await;
+        assert_eq!(event["status"], "failure");
+        assert_eq!(event["failure_category"], code);
+    }
+    let metrics = g.t.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "chat_requests_total{provider=\"openai\",status=\"failure\"}"
+        ),
+        Some(6.0)
+    );
+    g.finish().await;
+}
+
+#[tokio::test]
+async fn the_model_list_names_the_configured_models() {
+    let g = Gateway::start(Flavor::Anthropic, &[]).await;
+    let response = g.t.get("/v1/models").await;
+    assert_eq!(response.status(), 200);
+    let list: Value = response.json().await.unwrap();
+    assert_eq!(list["object"], "list");
+    let ids: Vec<(&str, &str)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["object"], "model");
+            assert!(m["created"].is_u64());
+            (m["id"].as_str().unwrap(), m["owned_by"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("policy-mesh", "policy-mesh"),
+            (LOCAL_MODEL, "local"),
+            (PUBLIC_MODEL, "anthropic")
+        ]
+    );
+    let one: Value = g
+        .t
+        .get(&format!("/v1/models/{LOCAL_MODEL}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["id"], LOCAL_MODEL);
+    let missing = g.t.get("/v1/models/nope").await;
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "not_found_error");
+    g.finish().await;
+}
