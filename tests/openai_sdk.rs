@@ -101,6 +101,11 @@ struct Gateway {
 
 impl Gateway {
     async fn start(public: Flavor) -> Gateway {
+        Gateway::start_with(public, &[]).await
+    }
+
+    /// With `env` added to the gateway's variables.
+    async fn start_with(public: Flavor, env: &[(&str, &str)]) -> Gateway {
         let local = FakeProvider::ollama().await;
         let public = FakeProvider::start(public).await;
         let mut vars = local.env_vars();
@@ -108,6 +113,7 @@ impl Gateway {
         vars.push(("PUBLIC_LLM_API_KEY".into(), PUBLIC_KEY.into()));
         vars.push(("LOCAL_LLM_MODEL".into(), LOCAL_MODEL.into()));
         vars.push(("PUBLIC_LLM_MODEL".into(), PUBLIC_MODEL.into()));
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let t = TestServer::start(&[("policy.yaml", POLICY)], &refs).await;
         Gateway { t, local, public }
@@ -128,6 +134,17 @@ impl Gateway {
     /// The base URL an OpenAI client takes.
     fn openai_base(&self) -> String {
         format!("{}/v1", self.t.base)
+    }
+
+    /// `POST /v1/chat/completions` from a plain HTTP client.
+    async fn completions(&self, body: &Value) -> reqwest::Response {
+        self.t
+            .client
+            .post(format!("{}/v1/chat/completions", self.t.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn version(&self) -> String {
@@ -512,14 +529,7 @@ async fn a_client_hanging_up_mid_stream_closes_the_upstream_connection() {
         let (fake, _) = g.fakes(route);
         fake.set_reply(["first-part ", "second-part"]);
         fake.set_mode(Mode::StreamThenStall);
-        let mut response =
-            g.t.client
-                .post(format!("{}/v1/chat/completions", g.t.base))
-                .json(&json!({"model": CHOSEN_MODEL, "stream": true,
-                          "messages": [{"role": "user", "content": route.prompt()}]}))
-                .send()
-                .await
-                .unwrap();
+        let mut response = g.completions(&stream_request(route)).await;
         assert_eq!(response.status(), 200, "{route:?}");
         assert!(
             fake.wait_for_stream_started(DEADLINE).await,
@@ -541,5 +551,109 @@ async fn a_client_hanging_up_mid_stream_closes_the_upstream_connection() {
             fake.wait_for_disconnect(DEADLINE).await,
             "{route:?}: the gateway closed the upstream connection once the client left"
         );
+    }
+}
+
+/// A streaming request routed by `route`.
+fn stream_request(route: Route) -> Value {
+    json!({"model": CHOSEN_MODEL, "stream": true,
+           "messages": [{"role": "user", "content": route.prompt()}]})
+}
+
+/// The `data:` payloads of an SSE body, in order.
+fn sse_data(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .collect()
+}
+
+/// An error body in OpenAI's shape: exactly `message`, `type`, `param`
+/// and `code`, the first two strings.
+fn assert_openai_error(error: &Value, case: &str) {
+    let mut keys: Vec<&str> = error
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["code", "message", "param", "type"],
+        "{case}: {error}"
+    );
+    assert!(error["message"].is_string(), "{case}: {error}");
+    assert!(error["type"].is_string(), "{case}: {error}");
+}
+
+/// On the wire: a stream ends with `data: [DONE]`; a stream the provider
+/// breaks ends, cleanly, with one `data: {"error": {...}}` event and no
+/// `[DONE]`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_ends_with_done_or_with_an_in_band_error_event() {
+    for route in Route::ALL {
+        let g = Gateway::for_route(route).await;
+        let (fake, _) = g.fakes(route);
+        fake.set_reply(["first-part ", "second-part"]);
+
+        let response = g.completions(&stream_request(route)).await;
+        assert_eq!(response.status(), 200, "{route:?}");
+        let text = response.text().await.unwrap();
+        let data = sse_data(&text);
+        let (last, chunks) = data.split_last().expect("events");
+        assert_eq!(*last, "[DONE]", "{route:?}: {text}");
+        for chunk in chunks {
+            let chunk: Value = serde_json::from_str(chunk).unwrap();
+            assert_eq!(
+                chunk["object"], "chat.completion.chunk",
+                "{route:?}: {text}"
+            );
+        }
+
+        fake.set_mode(Mode::StreamThenFail);
+        let response = g.completions(&stream_request(route)).await;
+        assert_eq!(response.status(), 200, "{route:?}");
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{route:?}: the stream ends cleanly after the error: {e}"));
+        assert!(text.contains("first-part"), "{route:?}: {text}");
+        assert!(!text.contains("[DONE]"), "{route:?}: {text}");
+        assert!(!text.contains(PUBLIC_KEY), "{route:?}: {text}");
+        let data = sse_data(&text);
+        let last: Value = serde_json::from_str(data.last().expect("events")).unwrap();
+        assert_eq!(
+            last.as_object().map(|o| o.len()),
+            Some(1),
+            "{route:?}: {{\"error\": ...}} alone: {text}"
+        );
+        assert_openai_error(&last["error"], &format!("{route:?} mid-stream"));
+    }
+}
+
+/// A provider that fails before the stream begins gets a plain JSON error:
+/// 502 for a failure, 504 for a timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_failure_before_streaming_is_a_json_error() {
+    for route in Route::ALL {
+        let g = Gateway::start_with(route.public(), &[("PROVIDER_TIMEOUT_SECONDS", "1")]).await;
+        let (fake, _) = g.fakes(route);
+        for (mode, status) in [
+            (Mode::Status(500), 502),
+            (Mode::Close, 502),
+            (Mode::Slow, 504),
+        ] {
+            let case = format!("{route:?}, {mode:?}");
+            fake.set_mode(mode);
+            let response = g.completions(&stream_request(route)).await;
+            assert_eq!(response.status(), status, "{case}");
+            let content_type = response.headers()["content-type"].to_str().unwrap();
+            assert!(
+                content_type.starts_with("application/json"),
+                "{case}: {content_type}"
+            );
+            let body: Value = response.json().await.unwrap();
+            assert!(!body.to_string().contains(PUBLIC_KEY), "{case}: {body}");
+            assert_openai_error(&body["error"], &case);
+        }
     }
 }
