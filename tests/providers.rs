@@ -5,6 +5,8 @@
 #[path = "support/fake_providers.rs"]
 mod fake_providers;
 
+use std::time::Duration;
+
 use fake_providers::{FakeProvider, Flavor, Mode, closed_port_url};
 use policy_mesh::chat::{ChatMessage, Role};
 use policy_mesh::config::Env;
@@ -18,6 +20,9 @@ const LOCAL_KEY: &str = "ollama-canary-key-5d1c";
 const PUBLIC_KEY: &str = "sk-canary-key-8e2f";
 /// Text the fakes put in their error bodies; it must never reach an error.
 const FAKE_BODY_MARKER: &str = "credential received";
+
+/// How long a fake may take to see a stream begin or a peer hang up.
+const DEADLINE: Duration = Duration::from_secs(15);
 
 const FLAVORS: [Flavor; 3] = [Flavor::Ollama, Flavor::OpenAi, Flavor::Anthropic];
 
@@ -488,5 +493,185 @@ async fn fakes_stream_their_reply_in_parts_when_asked() {
             Flavor::OpenAi => assert_eq!(last, "data: [DONE]", "{text}"),
             Flavor::Anthropic => assert_eq!(last, r#"data: {"type":"message_stop"}"#, "{text}"),
         }
+    }
+}
+
+/// A client that talks to the fakes directly.
+fn raw_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a client")
+}
+
+/// A streaming request to `fake`, as its clients send one.
+async fn stream_from(fake: &FakeProvider, extra: Value) -> reqwest::Response {
+    let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                          "stream": true});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let response = raw_client()
+        .post(format!("{}{}", fake.url(), fake.flavor().chat_path()))
+        .json(&body)
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), 200, "{:?}", fake.flavor());
+    response
+}
+
+/// The JSON payloads of a streamed body: NDJSON lines, or SSE `data:` lines
+/// but `[DONE]`.
+fn payloads(flavor: Flavor, text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| match flavor {
+            Flavor::Ollama => (!l.is_empty()).then_some(l),
+            Flavor::OpenAi | Flavor::Anthropic => l.strip_prefix("data: "),
+        })
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).expect("a JSON payload"))
+        .collect()
+}
+
+/// Reads `response` until `text` has arrived, returning all read so far.
+async fn read_until(response: &mut reqwest::Response, text: &str) -> String {
+    let mut read = String::new();
+    while !read.contains(text) {
+        let chunk = response
+            .chunk()
+            .await
+            .expect("a chunk")
+            .unwrap_or_else(|| panic!("the body ended before {text:?}: {read}"));
+        read.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+    }
+    read
+}
+
+/// Each streaming format carries the usage where the real API puts it, the
+/// same counts as the non-streaming body; OpenAI only when asked.
+#[tokio::test]
+async fn fakes_stream_the_usage_where_the_real_apis_do() {
+    for flavor in FLAVORS {
+        for include_usage in [false, true] {
+            let case = format!("{flavor:?}, include_usage {include_usage}");
+            let fake = FakeProvider::start(flavor).await;
+            let usage = fake.usage();
+            let extra = json!({"stream_options": {"include_usage": include_usage}});
+            let text = stream_from(&fake, extra)
+                .await
+                .text()
+                .await
+                .expect("a body");
+            let events = payloads(flavor, &text);
+            let last = events.last().expect("events");
+            match flavor {
+                Flavor::Ollama => {
+                    assert_eq!(last["done"], true, "{case}: {text}");
+                    assert_eq!(last["prompt_eval_count"], usage.prompt_tokens, "{case}");
+                    assert_eq!(last["eval_count"], usage.completion_tokens, "{case}");
+                }
+                Flavor::OpenAi if include_usage => {
+                    assert_eq!(last["choices"], json!([]), "{case}: {text}");
+                    assert_eq!(last["object"], "chat.completion.chunk", "{case}");
+                    let u = &last["usage"];
+                    assert_eq!(u["prompt_tokens"], usage.prompt_tokens, "{case}");
+                    assert_eq!(u["completion_tokens"], usage.completion_tokens, "{case}");
+                    assert_eq!(u["total_tokens"], usage.total_tokens(), "{case}");
+                    let before = &events[..events.len() - 1];
+                    assert!(
+                        before.iter().all(|e| e["usage"].is_null()
+                            && e.get("usage").is_some()
+                            && e["choices"].as_array().is_some_and(|c| c.len() == 1)),
+                        "{case}: the other chunks have one choice and usage null: {text}"
+                    );
+                    assert!(text.trim_end().ends_with("data: [DONE]"), "{case}");
+                }
+                Flavor::OpenAi => {
+                    assert!(
+                        events.iter().all(|e| e.get("usage").is_none()),
+                        "{case}: {text}"
+                    );
+                    assert_eq!(last["choices"][0]["finish_reason"], "stop", "{case}");
+                }
+                Flavor::Anthropic => {
+                    let start = events.iter().find(|e| e["type"] == "message_start");
+                    let start = start.expect("a message_start");
+                    let delta = events.iter().find(|e| e["type"] == "message_delta");
+                    let delta = delta.expect("a message_delta");
+                    let start_usage = &start["message"]["usage"];
+                    assert_eq!(start_usage["input_tokens"], usage.prompt_tokens, "{case}");
+                    assert_eq!(
+                        delta["usage"]["output_tokens"], usage.completion_tokens,
+                        "{case}"
+                    );
+                }
+            }
+            assert_eq!(fake.streams_started(), 1, "{case}");
+            assert_eq!(fake.disconnects(), 0, "{case}: read to the end");
+        }
+    }
+}
+
+/// `StreamThenFail` sends the first part, then breaks the chunked body.
+#[tokio::test]
+async fn stream_then_fail_breaks_the_body_after_the_first_part() {
+    for flavor in FLAVORS {
+        let fake = FakeProvider::start(flavor).await;
+        fake.set_reply(["first-part", "second-part"]);
+        fake.set_mode(Mode::StreamThenFail);
+        let mut response = stream_from(&fake, json!({})).await;
+        let mut read = String::new();
+        let error = loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read.push_str(std::str::from_utf8(&chunk).expect("UTF-8")),
+                Ok(None) => panic!("{flavor:?}: the body ended cleanly: {read}"),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            error.is_body() || error.is_decode(),
+            "{flavor:?}: {error:?}"
+        );
+        assert!(read.contains("first-part"), "{flavor:?}: {read}");
+        assert!(!read.contains("second-part"), "{flavor:?}: {read}");
+        assert_eq!(fake.streams_started(), 1, "{flavor:?}");
+        assert_eq!(fake.disconnects(), 0, "{flavor:?}: the fake hung up");
+
+        // A request that does not stream is answered whole.
+        let answer = raw_client()
+            .post(format!("{}{}", fake.url(), flavor.chat_path()))
+            .json(&json!({"model": "m", "messages": []}))
+            .send()
+            .await
+            .expect("a response");
+        assert_eq!(answer.status(), 200);
+        let body = answer.text().await.expect("a whole body");
+        assert!(body.contains("second-part"), "{flavor:?}: {body}");
+    }
+}
+
+/// `StreamThenStall` holds the stream after the first part and sees the
+/// client hang up.
+#[tokio::test]
+async fn stream_then_stall_counts_a_peer_that_hangs_up() {
+    for flavor in FLAVORS {
+        let fake = FakeProvider::start(flavor).await;
+        fake.set_reply(["first-part", "second-part"]);
+        fake.set_mode(Mode::StreamThenStall);
+        let mut response = stream_from(&fake, json!({})).await;
+        assert!(
+            fake.wait_for_stream_started(DEADLINE).await,
+            "{flavor:?}: the stream began"
+        );
+        let read = read_until(&mut response, "first-part").await;
+        assert!(!read.contains("second-part"), "{flavor:?}: {read}");
+        assert_eq!(fake.disconnects(), 0, "{flavor:?}: still connected");
+        drop(response);
+        assert!(
+            fake.wait_for_disconnect(DEADLINE).await,
+            "{flavor:?}: the fake saw the client hang up"
+        );
+        assert_eq!(fake.disconnects(), 1, "{flavor:?}");
     }
 }

@@ -14,7 +14,12 @@
 //!
 //! A request whose JSON body has `"stream": true` is answered in the
 //! provider's streaming format (Ollama NDJSON, OpenAI and Anthropic SSE),
-//! one chunk per reply part, so streaming clients can be tested later.
+//! one chunk per reply part, with the token usage where the real API puts it
+//! (OpenAI only when `stream_options.include_usage` is true). The streaming
+//! modes [`Mode::StreamThenFail`] and [`Mode::StreamThenStall`] break a stream
+//! after its first part; the fake counts peers that hang up mid-stream
+//! ([`FakeProvider::disconnects`]) and lets a test wait for that, or for a
+//! stream to begin, without polling.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -25,6 +30,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// How long the slow modes wait before going on. Far beyond any timeout a
@@ -84,6 +90,52 @@ pub enum Mode {
     Close,
     /// A well-formed success whose reply is this many `a`s (for size limits).
     LargeReply(usize),
+    /// For a streaming request: `200`, the headers and the events up to and
+    /// including the first reply part, then the connection is closed without
+    /// the rest or the chunked body's end, as when an upstream crashes. Not
+    /// counted as a disconnect: the fake hung up, not the peer. A request
+    /// without `"stream": true` is answered as in [`Mode::Normal`].
+    StreamThenFail,
+    /// For a streaming request: `200`, the headers and the events up to and
+    /// including the first reply part, then a wait of [`SLOW_DELAY`] while
+    /// watching the connection, then the rest. A peer that closes the
+    /// connection meanwhile is counted in [`FakeProvider::disconnects`] and
+    /// the stream ends there. A request without `"stream": true` is answered
+    /// as in [`Mode::Normal`].
+    StreamThenStall,
+}
+
+/// The token counts a fake reports, in its provider's terms; the same
+/// streaming or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Ollama's `prompt_eval_count`, OpenAI's `prompt_tokens`, Anthropic's
+    /// `input_tokens`.
+    pub prompt_tokens: u64,
+    /// Ollama's `eval_count`, OpenAI's `completion_tokens`, Anthropic's
+    /// `output_tokens`.
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// The sum, as OpenAI's `total_tokens`.
+    pub fn total_tokens(self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// What each flavor reports.
+pub fn usage_of(flavor: Flavor) -> Usage {
+    match flavor {
+        Flavor::Ollama => Usage {
+            prompt_tokens: 26,
+            completion_tokens: 298,
+        },
+        Flavor::OpenAi | Flavor::Anthropic => Usage {
+            prompt_tokens: 19,
+            completion_tokens: 10,
+        },
+    }
 }
 
 /// One request as the fake received it.
@@ -121,6 +173,10 @@ struct Shared {
     reply: Mutex<Vec<String>>,
     requests: Mutex<Vec<RecordedRequest>>,
     connections: Mutex<usize>,
+    /// Streams whose head and first part were sent.
+    streams_started: watch::Sender<usize>,
+    /// Connections whose peer closed before the stream they were sent ended.
+    disconnects: watch::Sender<usize>,
 }
 
 /// A running fake provider. Dropping it stops the server and every
@@ -154,6 +210,8 @@ impl FakeProvider {
             ]),
             requests: Mutex::new(Vec::new()),
             connections: Mutex::new(0),
+            streams_started: watch::Sender::new(0),
+            disconnects: watch::Sender::new(0),
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
         FakeProvider { addr, shared, task }
@@ -233,12 +291,61 @@ impl FakeProvider {
         *self.shared.connections.lock().unwrap()
     }
 
+    /// The token counts this fake reports.
+    pub fn usage(&self) -> Usage {
+        usage_of(self.shared.flavor)
+    }
+
+    /// How many streaming responses have sent their head and first reply part.
+    pub fn streams_started(&self) -> usize {
+        *self.shared.streams_started.borrow()
+    }
+
+    /// How many connections were closed by the peer in the middle of a
+    /// streaming response (seen at once in [`Mode::StreamThenStall`]; in
+    /// [`Mode::Normal`] only if a write fails).
+    pub fn disconnects(&self) -> usize {
+        *self.shared.disconnects.borrow()
+    }
+
+    /// Waits until [`Self::streams_started`] reaches `n`; `false` if it has
+    /// not after `timeout`.
+    pub async fn wait_for_streams_started(&self, n: usize, timeout: Duration) -> bool {
+        wait_for_count(&self.shared.streams_started, n, timeout).await
+    }
+
+    /// Waits until a streaming response has sent its first part; `false` if
+    /// none has after `timeout`.
+    pub async fn wait_for_stream_started(&self, timeout: Duration) -> bool {
+        self.wait_for_streams_started(1, timeout).await
+    }
+
+    /// Waits until [`Self::disconnects`] reaches `n`; `false` if it has not
+    /// after `timeout`.
+    pub async fn wait_for_disconnects(&self, n: usize, timeout: Duration) -> bool {
+        wait_for_count(&self.shared.disconnects, n, timeout).await
+    }
+
+    /// Waits until a peer has closed its connection mid-stream; `false` if
+    /// none has after `timeout`.
+    pub async fn wait_for_disconnect(&self, timeout: Duration) -> bool {
+        self.wait_for_disconnects(1, timeout).await
+    }
+
     /// The only request received; panics unless there was exactly one.
     pub fn single_request(&self) -> RecordedRequest {
         let requests = self.requests();
         assert_eq!(requests.len(), 1, "expected exactly one request");
         requests.into_iter().next().unwrap()
     }
+}
+
+/// Waits, woken by each change, until `count` reaches `n`.
+async fn wait_for_count(count: &watch::Sender<usize>, n: usize, timeout: Duration) -> bool {
+    let mut receiver = count.subscribe();
+    tokio::time::timeout(timeout, receiver.wait_for(|c| *c >= n))
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 /// A base URL on which nothing listens: a port bound and released at once.
@@ -278,16 +385,9 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
         shared.requests.lock().unwrap().push(request);
         let mode = shared.mode.lock().unwrap().clone();
         let reply = shared.reply.lock().unwrap().clone();
-        let keep_open = respond(
-            &mut stream,
-            shared.flavor,
-            &mode,
-            &reply,
-            &body,
-            &credential,
-        )
-        .await
-        .unwrap_or(false);
+        let keep_open = respond(&mut stream, &shared, &mode, &reply, &body, &credential)
+            .await
+            .unwrap_or(false);
         if !keep_open || close_requested {
             return;
         }
@@ -371,7 +471,7 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result
 /// Answers one request; `Ok(true)` when the connection may serve another.
 async fn respond(
     stream: &mut TcpStream,
-    flavor: Flavor,
+    shared: &Shared,
     mode: &Mode,
     reply: &[String],
     request: &Value,
@@ -382,9 +482,16 @@ async fn respond(
         .and_then(Value::as_str)
         .unwrap_or("unknown")
         .to_owned();
+    let flavor = shared.flavor;
     let streaming = request.get("stream").and_then(Value::as_bool) == Some(true);
     match mode {
-        Mode::Normal if streaming => {
+        Mode::Normal | Mode::StreamThenFail | Mode::StreamThenStall if streaming => {
+            let include_usage = request
+                .pointer("/stream_options/include_usage")
+                .and_then(Value::as_bool)
+                == Some(true);
+            let events = stream_events(flavor, &model, reply, include_usage);
+            let (first, rest) = events.split_at(first_part_end(flavor, reply).min(events.len()));
             let content_type = match flavor {
                 Flavor::Ollama => "application/x-ndjson",
                 Flavor::OpenAi | Flavor::Anthropic => "text/event-stream",
@@ -392,16 +499,26 @@ async fn respond(
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
             );
-            stream.write_all(head.as_bytes()).await?;
-            for event in stream_events(flavor, &model, reply) {
-                let chunk = format!("{:x}\r\n{event}\r\n", event.len());
-                stream.write_all(chunk.as_bytes()).await?;
-                stream.flush().await?;
+            let peer_gone = |e: std::io::Error| {
+                shared.disconnects.send_modify(|n| *n += 1);
+                e
+            };
+            stream.write_all(head.as_bytes()).await.map_err(peer_gone)?;
+            write_chunks(stream, first).await.map_err(peer_gone)?;
+            shared.streams_started.send_modify(|n| *n += 1);
+            if *mode == Mode::StreamThenFail {
+                return Ok(false);
             }
-            stream.write_all(b"0\r\n\r\n").await?;
+            if *mode == Mode::StreamThenStall && !stall_watching(stream).await {
+                shared.disconnects.send_modify(|n| *n += 1);
+                return Ok(false);
+            }
+            write_chunks(stream, rest).await.map_err(peer_gone)?;
+            stream.write_all(b"0\r\n\r\n").await.map_err(peer_gone)?;
+            stream.flush().await.map_err(peer_gone)?;
             Ok(true)
         }
-        Mode::Normal => {
+        Mode::Normal | Mode::StreamThenFail | Mode::StreamThenStall => {
             write_response(stream, 200, &[], &success_body(flavor, &model, reply)).await?;
             Ok(true)
         }
@@ -465,6 +582,35 @@ async fn respond(
     }
 }
 
+/// Sends each event as one chunk of a chunked body, flushed at once.
+async fn write_chunks(stream: &mut TcpStream, events: &[String]) -> std::io::Result<()> {
+    for event in events {
+        let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+        stream.write_all(chunk.as_bytes()).await?;
+        stream.flush().await?;
+    }
+    Ok(())
+}
+
+/// Waits [`SLOW_DELAY`] while reading from the peer; `false` as soon as it
+/// closes the connection (or it fails), `true` if it is still there after.
+async fn stall_watching(stream: &mut TcpStream) -> bool {
+    let watch = async {
+        let mut scratch = [0u8; 1024];
+        // Bytes sent meanwhile (a pipelined request, say) are not expected
+        // from a client waiting for this response; they are dropped.
+        while let Ok(n) = stream.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = watch => false,
+        () = tokio::time::sleep(SLOW_DELAY) => true,
+    }
+}
+
 fn head(status: u16, content_type: &str, length: usize, extra: &[(&str, &str)]) -> String {
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n",
@@ -511,6 +657,7 @@ const CREATED_UNIX: u64 = 1_795_600_800;
 /// A success in the provider's non-streaming format.
 fn success_body(flavor: Flavor, model: &str, reply: &[String]) -> String {
     let text = reply.concat();
+    let usage = usage_of(flavor);
     let body = match flavor {
         Flavor::Ollama => json!({
             "model": model,
@@ -520,9 +667,9 @@ fn success_body(flavor: Flavor, model: &str, reply: &[String]) -> String {
             "done": true,
             "total_duration": 5_191_566_416_u64,
             "load_duration": 2_154_458_u64,
-            "prompt_eval_count": 26,
+            "prompt_eval_count": usage.prompt_tokens,
             "prompt_eval_duration": 383_809_000_u64,
-            "eval_count": 298,
+            "eval_count": usage.completion_tokens,
             "eval_duration": 4_799_921_000_u64
         }),
         Flavor::OpenAi => json!({
@@ -536,7 +683,9 @@ fn success_body(flavor: Flavor, model: &str, reply: &[String]) -> String {
                 "logprobs": null,
                 "finish_reason": "stop"
             }],
-            "usage": {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29},
+            "usage": {"prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens()},
             "service_tier": "default",
             "system_fingerprint": "fp_fake"
         }),
@@ -548,7 +697,8 @@ fn success_body(flavor: Flavor, model: &str, reply: &[String]) -> String {
             "content": reply.iter().map(|part| json!({"type": "text", "text": part})).collect::<Vec<_>>(),
             "stop_reason": "end_turn",
             "stop_sequence": null,
-            "usage": {"input_tokens": 19, "output_tokens": 10}
+            "usage": {"input_tokens": usage.prompt_tokens,
+                "output_tokens": usage.completion_tokens}
         }),
     };
     body.to_string()
@@ -586,8 +736,27 @@ fn error_body(flavor: Flavor, status: u16, credential: &str) -> String {
     body.to_string()
 }
 
+/// How many of [`stream_events`] go up to and including the first reply
+/// part (all the events before the reply's end when it has no part).
+fn first_part_end(flavor: Flavor, reply: &[String]) -> usize {
+    let preamble = match flavor {
+        Flavor::Ollama => 0,
+        // The role chunk.
+        Flavor::OpenAi => 1,
+        // message_start, content_block_start, ping.
+        Flavor::Anthropic => 3,
+    };
+    preamble + usize::from(!reply.is_empty())
+}
+
 /// The provider's streaming events, one per chunk of the response.
-fn stream_events(flavor: Flavor, model: &str, reply: &[String]) -> Vec<String> {
+fn stream_events(
+    flavor: Flavor,
+    model: &str,
+    reply: &[String],
+    include_usage: bool,
+) -> Vec<String> {
+    let usage = usage_of(flavor);
     match flavor {
         Flavor::Ollama => {
             let mut lines: Vec<String> = reply
@@ -599,21 +768,40 @@ fn stream_events(flavor: Flavor, model: &str, reply: &[String]) -> Vec<String> {
                         + "\n"
                 })
                 .collect();
+            // The last line carries the statistics, as in the non-streaming body.
             lines.push(
                 json!({"model": model, "created_at": CREATED_AT,
                        "message": {"role": "assistant", "content": ""},
-                       "done_reason": "stop", "done": true, "eval_count": reply.len()})
+                       "done_reason": "stop", "done": true,
+                       "total_duration": 5_191_566_416_u64,
+                       "load_duration": 2_154_458_u64,
+                       "prompt_eval_count": usage.prompt_tokens,
+                       "prompt_eval_duration": 383_809_000_u64,
+                       "eval_count": usage.completion_tokens,
+                       "eval_duration": 4_799_921_000_u64})
                 .to_string()
                     + "\n",
             );
             lines
         }
         Flavor::OpenAi => {
-            let chunk = |delta: Value, finish: Value| {
-                let data = json!({"id": "chatcmpl-fake0001", "object": "chat.completion.chunk",
+            // With `include_usage`, every chunk has `"usage": null` and one
+            // more chunk, with no choices, carries the usage before [DONE].
+            let data = |choices: Value, usage: Value| {
+                let mut data = json!({"id": "chatcmpl-fake0001", "object": "chat.completion.chunk",
                     "created": CREATED_UNIX, "model": model,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+                    "service_tier": "default", "system_fingerprint": "fp_fake",
+                    "choices": choices});
+                if include_usage {
+                    data["usage"] = usage;
+                }
                 format!("data: {data}\n\n")
+            };
+            let chunk = |delta: Value, finish: Value| {
+                data(
+                    json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]),
+                    Value::Null,
+                )
             };
             let mut events = vec![chunk(
                 json!({"role": "assistant", "content": ""}),
@@ -625,6 +813,17 @@ fn stream_events(flavor: Flavor, model: &str, reply: &[String]) -> Vec<String> {
                     .map(|part| chunk(json!({"content": part}), Value::Null)),
             );
             events.push(chunk(json!({}), json!("stop")));
+            if include_usage {
+                events.push(data(
+                    json!([]),
+                    json!({"prompt_tokens": usage.prompt_tokens,
+                        "completion_tokens": usage.completion_tokens,
+                        "total_tokens": usage.total_tokens(),
+                        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}),
+                ));
+            }
             events.push("data: [DONE]\n\n".to_owned());
             events
         }
@@ -636,7 +835,9 @@ fn stream_events(flavor: Flavor, model: &str, reply: &[String]) -> Vec<String> {
                     json!({"type": "message_start", "message": {
                     "id": "msg_fake0001", "type": "message", "role": "assistant",
                     "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-                    "usage": {"input_tokens": 19, "output_tokens": 1}}}),
+                    "usage": {"input_tokens": usage.prompt_tokens,
+                        "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                        "output_tokens": 1}}}),
                 ),
                 event(
                     "content_block_start",
@@ -660,7 +861,7 @@ fn stream_events(flavor: Flavor, model: &str, reply: &[String]) -> Vec<String> {
                 "message_delta",
                 json!({"type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-                "usage": {"output_tokens": reply.len()}}),
+                "usage": {"output_tokens": usage.completion_tokens}}),
             ));
             events.push(event("message_stop", json!({"type": "message_stop"})));
             events

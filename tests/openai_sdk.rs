@@ -1,0 +1,659 @@
+//! The OpenAI-compatible API (`POST /v1/chat/completions`, `GET /v1/models`)
+//! as real clients use it: the official OpenAI Python SDK, driven by
+//! `tests/openai_sdk/client.py`, through each provider (fake Ollama, OpenAI
+//! and Anthropic upstreams), and a raw HTTP client that hangs up mid-stream.
+//!
+//! The SDK tests run the interpreter named by `OPENAI_SDK_PYTHON`, one with
+//! the `openai` package installed; `eval "$(scripts/openai-sdk-venv.sh)"`
+//! makes one and sets it, as `.ci/run` does. Without it they say they are
+//! skipped and pass.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/fake_providers.rs"]
+mod fake_providers;
+mod server_common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fake_providers::{FakeProvider, Flavor, Mode};
+use serde_json::{Value, json};
+use server_common::{DEADLINE, TestServer};
+
+/// Prompts naming the project stay local; prompts about the weather go public.
+const POLICY: &str = "version: 1
+defaults:
+  provider: public
+rules:
+  - id: sensitive
+    when:
+      keywords: [project-nightingale]
+    route: local
+    reason: sensitive_keyword_match
+  - id: weather
+    when:
+      keywords: [weather]
+    route: public
+    reason: general_question
+";
+const SENSITIVE: &str = "what is the status of project-nightingale?";
+const GENERAL: &str = "what is the weather in Paris?";
+const PUBLIC_KEY: &str = "sk-test-public-key";
+const LOCAL_MODEL: &str = "local-test-model";
+const PUBLIC_MODEL: &str = "public-test-model";
+/// The model the SDK asks for; the gateway passes it on.
+const CHOSEN_MODEL: &str = "chosen-model";
+/// How long one run of the Python script may take.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Where a request is routed, and what the gateway says about it.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Local,
+    OpenAi,
+    Anthropic,
+}
+
+impl Route {
+    const ALL: [Route; 3] = [Route::Local, Route::OpenAi, Route::Anthropic];
+
+    /// The public fake's flavor.
+    fn public(self) -> Flavor {
+        match self {
+            Route::Anthropic => Flavor::Anthropic,
+            Route::Local | Route::OpenAi => Flavor::OpenAi,
+        }
+    }
+
+    fn prompt(self) -> &'static str {
+        match self {
+            Route::Local => SENSITIVE,
+            Route::OpenAi | Route::Anthropic => GENERAL,
+        }
+    }
+
+    /// `x-policy-mesh-provider`.
+    fn provider(self) -> &'static str {
+        match self {
+            Route::Local => "local",
+            Route::OpenAi => "openai",
+            Route::Anthropic => "anthropic",
+        }
+    }
+
+    /// `x-policy-mesh-rule` and `x-policy-mesh-reason`.
+    fn rule_and_reason(self) -> (&'static str, &'static str) {
+        match self {
+            Route::Local => ("sensitive", "sensitive_keyword_match"),
+            Route::OpenAi | Route::Anthropic => ("weather", "general_question"),
+        }
+    }
+}
+
+/// A gateway in process between a fake Ollama and a fake public provider.
+struct Gateway {
+    t: TestServer,
+    local: FakeProvider,
+    public: FakeProvider,
+}
+
+impl Gateway {
+    async fn start(public: Flavor) -> Gateway {
+        Gateway::start_with(public, &[]).await
+    }
+
+    /// With `env` added to the gateway's variables.
+    async fn start_with(public: Flavor, env: &[(&str, &str)]) -> Gateway {
+        let local = FakeProvider::ollama().await;
+        let public = FakeProvider::start(public).await;
+        let mut vars = local.env_vars();
+        vars.extend(public.env_vars());
+        vars.push(("PUBLIC_LLM_API_KEY".into(), PUBLIC_KEY.into()));
+        vars.push(("LOCAL_LLM_MODEL".into(), LOCAL_MODEL.into()));
+        vars.push(("PUBLIC_LLM_MODEL".into(), PUBLIC_MODEL.into()));
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let t = TestServer::start(&[("policy.yaml", POLICY)], &refs).await;
+        Gateway { t, local, public }
+    }
+
+    async fn for_route(route: Route) -> Gateway {
+        Gateway::start(route.public()).await
+    }
+
+    /// The fake that `route` reaches, and the one it must not.
+    fn fakes(&self, route: Route) -> (&FakeProvider, &FakeProvider) {
+        match route {
+            Route::Local => (&self.local, &self.public),
+            Route::OpenAi | Route::Anthropic => (&self.public, &self.local),
+        }
+    }
+
+    /// The base URL an OpenAI client takes.
+    fn openai_base(&self) -> String {
+        format!("{}/v1", self.t.base)
+    }
+
+    /// `POST /v1/chat/completions` from a plain HTTP client.
+    async fn completions(&self, body: &Value) -> reqwest::Response {
+        self.t
+            .client
+            .post(format!("{}/v1/chat/completions", self.t.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn version(&self) -> String {
+        self.t.routes().await["version"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// The interpreter with the SDK, or `None` after saying the test is skipped.
+fn sdk_python(test: &str) -> Option<String> {
+    match std::env::var("OPENAI_SDK_PYTHON") {
+        Ok(python) if !python.is_empty() => Some(python),
+        _ => {
+            eprintln!(
+                "{test}: skipped: OPENAI_SDK_PYTHON is not set \
+                 (eval \"$(scripts/openai-sdk-venv.sh)\" installs the OpenAI SDK and sets it)"
+            );
+            None
+        }
+    }
+}
+
+/// Runs one scenario of `client.py` and returns the JSON line it printed;
+/// panics, with its output, unless it exits 0 with one.
+async fn run_scenario(
+    python: &str,
+    scenario: &str,
+    base: &str,
+    model: &str,
+    prompt: &str,
+) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_sdk/client.py");
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(&script)
+        .args([scenario, base, model, prompt])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // The gateway is on loopback: no proxy, whatever this machine uses.
+        .env("NO_PROXY", "*")
+        .env("no_proxy", "*");
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        command.env_remove(var).env_remove(var.to_ascii_lowercase());
+    }
+    let output = tokio::time::timeout(SCRIPT_DEADLINE, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{scenario}: client.py still running after {SCRIPT_DEADLINE:?}"))
+        .unwrap_or_else(|e| panic!("{scenario}: cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{scenario}: client.py failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "{scenario}: client.py printed no JSON line ({e}):\nstdout: {stdout}\nstderr: {stderr}"
+        )
+    })
+}
+
+/// The usage an OpenAI client should see for a reply from `fake`.
+fn usage_json(fake: &FakeProvider) -> (u64, u64, u64) {
+    let u = fake.usage();
+    (u.prompt_tokens, u.completion_tokens, u.total_tokens())
+}
+
+fn usage_of(value: &Value) -> (u64, u64, u64) {
+    let n = |k: &str| {
+        value[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("usage.{k} is a count: {value}"))
+    };
+    (
+        n("prompt_tokens"),
+        n("completion_tokens"),
+        n("total_tokens"),
+    )
+}
+
+/// The policy headers of an answer routed by `route`.
+async fn check_headers(g: &Gateway, route: Route, headers: &Value, case: &str) {
+    let (rule, reason) = route.rule_and_reason();
+    let version = g.version().await;
+    assert_eq!(
+        headers["x-policy-mesh-provider"],
+        route.provider(),
+        "{case}: {headers}"
+    );
+    assert_eq!(headers["x-policy-mesh-rule"], rule, "{case}: {headers}");
+    assert_eq!(headers["x-policy-mesh-reason"], reason, "{case}: {headers}");
+    assert_eq!(
+        headers["x-policy-mesh-policy-version"],
+        version.as_str(),
+        "{case}: {headers}"
+    );
+    let id = headers["x-request-id"].as_str().unwrap_or_default();
+    assert!(!id.is_empty(), "{case}: an x-request-id: {headers}");
+}
+
+/// `chat.completions.create`: the reply, the usage, the policy headers, and
+/// the request the provider received.
+async fn check_create(route: Route) {
+    let case = format!("create via {route:?}");
+    let Some(python) = sdk_python(&case) else {
+        return;
+    };
+    let g = Gateway::for_route(route).await;
+    let (fake, other) = g.fakes(route);
+    fake.set_reply(["The answer ", "is 42."]);
+    let r = run_scenario(
+        &python,
+        "create",
+        &g.openai_base(),
+        CHOSEN_MODEL,
+        route.prompt(),
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{case}: {r}");
+    assert_eq!(r["object"], "chat.completion", "{case}: {r}");
+    assert_eq!(r["choices"], 1, "{case}: {r}");
+    assert_eq!(r["role"], "assistant", "{case}: {r}");
+    assert_eq!(r["content"], "The answer is 42.", "{case}: {r}");
+    assert_eq!(r["finish_reason"], "stop", "{case}: {r}");
+    assert_eq!(usage_of(&r["usage"]), usage_json(fake), "{case}: {r}");
+    check_headers(&g, route, &r["headers"], &case).await;
+
+    let sent = fake.single_request().json();
+    assert_eq!(sent["model"], CHOSEN_MODEL, "{case}: {sent}");
+    assert!(sent.to_string().contains(route.prompt()), "{case}: {sent}");
+    assert_eq!(other.request_count(), 0, "{case}: the other provider");
+}
+
+/// `stream=True` with `include_usage`: the reply in several chunks, the
+/// usage in a last chunk without choices, the policy headers.
+async fn check_stream(route: Route) {
+    let case = format!("stream via {route:?}");
+    let Some(python) = sdk_python(&case) else {
+        return;
+    };
+    let g = Gateway::for_route(route).await;
+    let (fake, other) = g.fakes(route);
+    fake.set_reply(["The answer ", "is ", "42."]);
+    let r = run_scenario(
+        &python,
+        "stream",
+        &g.openai_base(),
+        CHOSEN_MODEL,
+        route.prompt(),
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{case}: {r}");
+    let content_type = r["headers"]["content-type"].as_str().unwrap_or_default();
+    assert!(content_type.starts_with("text/event-stream"), "{case}: {r}");
+    check_headers(&g, route, &r["headers"], &case).await;
+
+    let chunks = r["chunks"].as_array().unwrap();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk"),
+        "{case}: {r}"
+    );
+    let texts: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["content"].as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert_eq!(texts.concat(), "The answer is 42.", "{case}: {r}");
+    assert!(
+        texts.len() > 1,
+        "{case}: the reply arrives in several chunks: {r}"
+    );
+    assert!(
+        chunks.iter().any(|c| c["finish_reason"] == "stop"),
+        "{case}: a chunk says stop: {r}"
+    );
+    let (last, before) = chunks.split_last().expect("chunks");
+    assert_eq!(
+        last["choices"], 0,
+        "{case}: the usage chunk has no choices: {r}"
+    );
+    assert_eq!(usage_of(&last["usage"]), usage_json(fake), "{case}: {r}");
+    assert!(
+        before.iter().all(|c| c["usage"].is_null()),
+        "{case}: only the last chunk has usage: {r}"
+    );
+
+    let sent = fake.single_request().json();
+    assert_eq!(sent["model"], CHOSEN_MODEL, "{case}: {sent}");
+    assert_eq!(other.request_count(), 0, "{case}: the other provider");
+}
+
+/// User content as a list of text parts reaches the provider as its text.
+async fn check_parts(route: Route) {
+    let case = format!("parts via {route:?}");
+    let Some(python) = sdk_python(&case) else {
+        return;
+    };
+    let g = Gateway::for_route(route).await;
+    let (fake, other) = g.fakes(route);
+    let r = run_scenario(
+        &python,
+        "parts",
+        &g.openai_base(),
+        CHOSEN_MODEL,
+        route.prompt(),
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{case}: {r}");
+    assert_eq!(r["content"], fake.reply_text(), "{case}: {r}");
+    check_headers(&g, route, &r["headers"], &case).await;
+    let sent = fake.single_request().json().to_string();
+    assert!(sent.contains("Please answer."), "{case}: {sent}");
+    assert!(sent.contains(route.prompt()), "{case}: {sent}");
+    assert_eq!(other.request_count(), 0, "{case}: the other provider");
+}
+
+/// An upstream that breaks its stream after the first part: the SDK yields
+/// that part, then raises `openai.APIError` from the gateway's in-band
+/// `data: {"error": {...}}` event (it raises `APIConnectionError`, a
+/// subclass, when the connection is merely cut, which does not pass).
+async fn check_stream_fail(route: Route) {
+    let case = format!("stream_fail via {route:?}");
+    let Some(python) = sdk_python(&case) else {
+        return;
+    };
+    let g = Gateway::for_route(route).await;
+    let (fake, _) = g.fakes(route);
+    fake.set_reply(["first-part ", "second-part"]);
+    fake.set_mode(Mode::StreamThenFail);
+    let r = run_scenario(
+        &python,
+        "stream_fail",
+        &g.openai_base(),
+        CHOSEN_MODEL,
+        route.prompt(),
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{case}: {r}");
+    check_headers(&g, route, &r["headers"], &case).await;
+    let text: String = r["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["content"].as_str())
+        .collect();
+    assert_eq!(
+        text, "first-part ",
+        "{case}: the first part, then the error: {r}"
+    );
+    let error = &r["error"];
+    assert_eq!(error["class"], "APIError", "{case}: {r}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "{case}: {r}");
+    let body = &error["body"];
+    assert!(
+        body["message"].is_string(),
+        "{case}: the error event's body: {r}"
+    );
+    assert!(
+        body["type"].is_string(),
+        "{case}: the error event's body: {r}"
+    );
+    assert!(!r.to_string().contains(PUBLIC_KEY), "{case}: {r}");
+    assert_eq!(fake.request_count(), 1, "{case}: no retry");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_create_through_the_local_model() {
+    check_create(Route::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_create_through_openai() {
+    check_create(Route::OpenAi).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_create_through_anthropic() {
+    check_create(Route::Anthropic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_stream_through_the_local_model() {
+    check_stream(Route::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_stream_through_openai() {
+    check_stream(Route::OpenAi).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_stream_through_anthropic() {
+    check_stream(Route::Anthropic).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_content_parts_through_each_provider() {
+    for route in Route::ALL {
+        check_parts(route).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_stream_broken_upstream_through_each_provider() {
+    for route in Route::ALL {
+        check_stream_fail(route).await;
+    }
+}
+
+/// `messages=[]` is refused before any provider is called, as OpenAI
+/// refuses it: a 4xx the SDK raises, with OpenAI's error body.
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_bad_request_raises_with_openai_error_body() {
+    let Some(python) = sdk_python("bad_request") else {
+        return;
+    };
+    let g = Gateway::start(Flavor::OpenAi).await;
+    let r = run_scenario(
+        &python,
+        "bad_request",
+        &g.openai_base(),
+        CHOSEN_MODEL,
+        GENERAL,
+    )
+    .await;
+    let error = &r["error"];
+    let class = error["class"].as_str().unwrap_or_default();
+    assert!(
+        ["BadRequestError", "UnprocessableEntityError"].contains(&class),
+        "{r}"
+    );
+    let status = error["status"].as_u64().unwrap_or_default();
+    assert!((400..500).contains(&status), "{r}");
+    let body = &error["response_body"]["error"];
+    assert!(body["message"].is_string(), "{r}");
+    assert!(body["type"].is_string(), "{r}");
+    let keys = body.as_object().map(|o| o.len()).unwrap_or_default();
+    assert!(
+        body.get("param").is_some() && body.get("code").is_some() && keys == 4,
+        "OpenAI's four fields: {r}"
+    );
+    assert_eq!(g.local.request_count() + g.public.request_count(), 0);
+}
+
+/// `models.list()` names both configured default models.
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_lists_the_default_models() {
+    let Some(python) = sdk_python("models") else {
+        return;
+    };
+    for public in [Flavor::OpenAi, Flavor::Anthropic] {
+        let g = Gateway::start(public).await;
+        let r = run_scenario(&python, "models", &g.openai_base(), CHOSEN_MODEL, GENERAL).await;
+        let data = r["data"].as_array().unwrap();
+        let ids: Vec<&str> = data.iter().filter_map(|m| m["id"].as_str()).collect();
+        assert!(ids.contains(&LOCAL_MODEL), "{public:?}: {r}");
+        assert!(ids.contains(&PUBLIC_MODEL), "{public:?}: {r}");
+        for model in data {
+            assert_eq!(model["object"], "model", "{public:?}: {r}");
+            assert!(model["created"].is_u64(), "{public:?}: {r}");
+            assert!(model["owned_by"].is_string(), "{public:?}: {r}");
+        }
+        assert_eq!(g.local.request_count() + g.public.request_count(), 0);
+    }
+}
+
+/// A client that hangs up mid-stream makes the gateway hang up on the
+/// provider too: the upstream connection is closed, not left streaming.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hanging_up_mid_stream_closes_the_upstream_connection() {
+    for route in Route::ALL {
+        let g = Gateway::for_route(route).await;
+        let (fake, _) = g.fakes(route);
+        fake.set_reply(["first-part ", "second-part"]);
+        fake.set_mode(Mode::StreamThenStall);
+        let mut response = g.completions(&stream_request(route)).await;
+        assert_eq!(response.status(), 200, "{route:?}");
+        assert!(
+            fake.wait_for_stream_started(DEADLINE).await,
+            "{route:?}: the provider began streaming"
+        );
+        let mut read = String::new();
+        while !read.contains("first-part") {
+            let chunk = response
+                .chunk()
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{route:?}: the stream ended early: {read}"));
+            read.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(!read.contains("second-part"), "{route:?}: {read}");
+        assert_eq!(fake.disconnects(), 0, "{route:?}: still streaming");
+        drop(response);
+        assert!(
+            fake.wait_for_disconnect(DEADLINE).await,
+            "{route:?}: the gateway closed the upstream connection once the client left"
+        );
+    }
+}
+
+/// A streaming request routed by `route`.
+fn stream_request(route: Route) -> Value {
+    json!({"model": CHOSEN_MODEL, "stream": true,
+           "messages": [{"role": "user", "content": route.prompt()}]})
+}
+
+/// The `data:` payloads of an SSE body, in order.
+fn sse_data(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .collect()
+}
+
+/// An error body in OpenAI's shape: exactly `message`, `type`, `param`
+/// and `code`, the first two strings.
+fn assert_openai_error(error: &Value, case: &str) {
+    let mut keys: Vec<&str> = error
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["code", "message", "param", "type"],
+        "{case}: {error}"
+    );
+    assert!(error["message"].is_string(), "{case}: {error}");
+    assert!(error["type"].is_string(), "{case}: {error}");
+}
+
+/// On the wire: a stream ends with `data: [DONE]`; a stream the provider
+/// breaks ends, cleanly, with one `data: {"error": {...}}` event and no
+/// `[DONE]`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_ends_with_done_or_with_an_in_band_error_event() {
+    for route in Route::ALL {
+        let g = Gateway::for_route(route).await;
+        let (fake, _) = g.fakes(route);
+        fake.set_reply(["first-part ", "second-part"]);
+
+        let response = g.completions(&stream_request(route)).await;
+        assert_eq!(response.status(), 200, "{route:?}");
+        let text = response.text().await.unwrap();
+        let data = sse_data(&text);
+        let (last, chunks) = data.split_last().expect("events");
+        assert_eq!(*last, "[DONE]", "{route:?}: {text}");
+        for chunk in chunks {
+            let chunk: Value = serde_json::from_str(chunk).unwrap();
+            assert_eq!(
+                chunk["object"], "chat.completion.chunk",
+                "{route:?}: {text}"
+            );
+        }
+
+        fake.set_mode(Mode::StreamThenFail);
+        let response = g.completions(&stream_request(route)).await;
+        assert_eq!(response.status(), 200, "{route:?}");
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{route:?}: the stream ends cleanly after the error: {e}"));
+        assert!(text.contains("first-part"), "{route:?}: {text}");
+        assert!(!text.contains("[DONE]"), "{route:?}: {text}");
+        assert!(!text.contains(PUBLIC_KEY), "{route:?}: {text}");
+        let data = sse_data(&text);
+        let last: Value = serde_json::from_str(data.last().expect("events")).unwrap();
+        assert_eq!(
+            last.as_object().map(|o| o.len()),
+            Some(1),
+            "{route:?}: {{\"error\": ...}} alone: {text}"
+        );
+        assert_openai_error(&last["error"], &format!("{route:?} mid-stream"));
+    }
+}
+
+/// A provider that fails before the stream begins gets a plain JSON error:
+/// 502 for a failure, 504 for a timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_failure_before_streaming_is_a_json_error() {
+    for route in Route::ALL {
+        let g = Gateway::start_with(route.public(), &[("PROVIDER_TIMEOUT_SECONDS", "1")]).await;
+        let (fake, _) = g.fakes(route);
+        for (mode, status) in [
+            (Mode::Status(500), 502),
+            (Mode::Close, 502),
+            (Mode::Slow, 504),
+        ] {
+            let case = format!("{route:?}, {mode:?}");
+            fake.set_mode(mode);
+            let response = g.completions(&stream_request(route)).await;
+            assert_eq!(response.status(), status, "{case}");
+            let content_type = response.headers()["content-type"].to_str().unwrap();
+            assert!(
+                content_type.starts_with("application/json"),
+                "{case}: {content_type}"
+            );
+            let body: Value = response.json().await.unwrap();
+            assert!(!body.to_string().contains(PUBLIC_KEY), "{case}: {body}");
+            assert_openai_error(&body["error"], &case);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+"""Drives Policy Mesh's OpenAI-compatible API with the official OpenAI SDK.
+
+Run by tests/openai_sdk.rs, one scenario per run:
+
+    python client.py SCENARIO BASE_URL MODEL PROMPT
+
+BASE_URL is the gateway's `http://host:port/v1`. The script makes the calls
+of SCENARIO and prints one JSON line describing what the SDK returned or
+raised; the Rust test asserts on it. It exits 0 when the scenario ran to
+its end (an expected exception included), 2 with a traceback on stderr when
+the SDK raised something the scenario does not expect.
+
+Scenarios:
+    create       chat.completions.create, with the raw response's headers
+    stream       the same with stream=True and include_usage, every chunk
+    parts        create with the user content as a list of text parts
+    stream_fail  a stream that the upstream breaks: what the SDK raises
+    bad_request  create with messages=[]: the status error and its body
+    models       models.list()
+"""
+
+import json
+import sys
+import traceback
+
+import openai
+
+HEADERS = [
+    "x-request-id",
+    "x-policy-mesh-provider",
+    "x-policy-mesh-rule",
+    "x-policy-mesh-reason",
+    "x-policy-mesh-policy-version",
+    "content-type",
+]
+
+
+def client(base_url):
+    # No retries: each scenario makes exactly the requests it says.
+    return openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=60)
+
+
+def headers_of(raw):
+    return {name: raw.headers.get(name) for name in HEADERS}
+
+
+def messages(prompt):
+    return [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": prompt},
+    ]
+
+
+def dump(model):
+    return None if model is None else model.model_dump(mode="json")
+
+
+def describe_chunk(chunk):
+    choice = chunk.choices[0] if chunk.choices else None
+    return {
+        "object": chunk.object,
+        "choices": len(chunk.choices),
+        "role": choice.delta.role if choice else None,
+        "content": choice.delta.content if choice else None,
+        "finish_reason": choice.finish_reason if choice else None,
+        "usage": dump(chunk.usage),
+    }
+
+
+def describe_error(error):
+    return {
+        "class": type(error).__name__,
+        "is_api_error": isinstance(error, openai.APIError),
+        "message": getattr(error, "message", str(error)),
+        "body": getattr(error, "body", None),
+        "type": getattr(error, "type", None),
+        "code": getattr(error, "code", None),
+        "status": getattr(error, "status_code", None),
+    }
+
+
+def create(base_url, model, prompt, content=None):
+    raw = client(base_url).chat.completions.with_raw_response.create(
+        model=model,
+        messages=content if content is not None else messages(prompt),
+    )
+    completion = raw.parse()
+    choice = completion.choices[0]
+    return {
+        "status": raw.status_code,
+        "headers": headers_of(raw),
+        "object": completion.object,
+        "model": completion.model,
+        "choices": len(completion.choices),
+        "role": choice.message.role,
+        "content": choice.message.content,
+        "finish_reason": choice.finish_reason,
+        "usage": dump(completion.usage),
+    }
+
+
+def parts(base_url, model, prompt):
+    content = [
+        {"type": "text", "text": "Please answer."},
+        {"type": "text", "text": prompt},
+    ]
+    return create(base_url, model, prompt, [{"role": "user", "content": content}])
+
+
+def open_stream(base_url, model, prompt):
+    raw = client(base_url).chat.completions.with_raw_response.create(
+        model=model,
+        messages=messages(prompt),
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    return raw, raw.parse()
+
+
+def stream(base_url, model, prompt):
+    raw, chunks = open_stream(base_url, model, prompt)
+    with chunks:
+        described = [describe_chunk(chunk) for chunk in chunks]
+    return {"status": raw.status_code, "headers": headers_of(raw), "chunks": described}
+
+
+def stream_fail(base_url, model, prompt):
+    raw, chunks = open_stream(base_url, model, prompt)
+    described = []
+    error = None
+    try:
+        with chunks:
+            for chunk in chunks:
+                described.append(describe_chunk(chunk))
+    except openai.OpenAIError as e:
+        error = describe_error(e)
+    return {
+        "status": raw.status_code,
+        "headers": headers_of(raw),
+        "chunks": described,
+        "error": error,
+    }
+
+
+def bad_request(base_url, model, prompt):
+    try:
+        client(base_url).chat.completions.create(model=model, messages=[])
+    except openai.APIStatusError as e:
+        result = describe_error(e)
+        try:
+            result["response_body"] = e.response.json()
+        except ValueError:
+            result["response_body"] = e.response.text
+        result["headers"] = {name: e.response.headers.get(name) for name in HEADERS}
+        return {"error": result}
+    return {"error": None}
+
+
+def models(base_url, model, prompt):
+    page = client(base_url).models.list()
+    return {"data": [dump(m) for m in page.data]}
+
+
+SCENARIOS = {
+    "create": create,
+    "stream": stream,
+    "parts": parts,
+    "stream_fail": stream_fail,
+    "bad_request": bad_request,
+    "models": models,
+}
+
+
+def main(argv):
+    if len(argv) != 5 or argv[1] not in SCENARIOS:
+        sys.exit(f"usage: {argv[0]} {{{'|'.join(SCENARIOS)}}} BASE_URL MODEL PROMPT")
+    _, scenario, base_url, model, prompt = argv
+    try:
+        result = SCENARIOS[scenario](base_url, model, prompt)
+    except Exception as e:  # reported to the Rust test, which fails on it
+        traceback.print_exc()
+        print(json.dumps({"unexpected": describe_error(e)}))
+        sys.exit(2)
+    result["sdk_version"] = openai.__version__
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
