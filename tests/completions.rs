@@ -41,8 +41,7 @@ impl Answer {
     }
 
     fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
 
     /// The `data:` payloads of a `text/event-stream` body, in order.
@@ -239,8 +238,10 @@ async fn a_streamed_completion_from_each_provider_arrives_in_chunks_and_ends_wit
         ] {
             let before = g.t.metrics().await;
             let a = g
-                .post(&json!({"model": "policy-mesh", "messages": user(prompt), "stream": true,
-                              "stream_options": {"include_usage": true}}))
+                .post(
+                    &json!({"model": "policy-mesh", "messages": user(prompt), "stream": true,
+                              "stream_options": {"include_usage": true}}),
+                )
                 .await;
             assert_eq!(a.status, 200, "{}", a.text);
             assert_eq!(a.header("x-policy-mesh-provider"), Some(expected));
@@ -299,7 +300,11 @@ async fn without_include_usage_a_stream_has_no_usage_chunk() {
         .await;
     let (chunks, done) = chunks(&a);
     assert!(done);
-    assert!(chunks.iter().all(|c| c.get("usage").is_none()), "{}", a.text);
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "{}",
+        a.text
+    );
     assert!(
         g.public
             .single_request()
@@ -373,7 +378,12 @@ async fn bad_requests_get_openai_errors_naming_the_field_and_reach_no_provider()
     for (body, status, param, code) in [
         ("{".to_owned(), 400, Value::Null, "invalid_json"),
         ("".to_owned(), 400, Value::Null, "invalid_json"),
-        (json!({"messages": []}).to_string(), 400, json!("messages"), "invalid_request"),
+        (
+            json!({"messages": []}).to_string(),
+            400,
+            json!("messages"),
+            "invalid_request",
+        ),
         (
             json!({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]})
                 .to_string(),
@@ -442,11 +452,7 @@ async fn bad_requests_get_openai_errors_naming_the_field_and_reach_no_provider()
 
 #[tokio::test]
 async fn a_provider_failure_before_the_stream_is_a_502_or_504_in_openai_shape_audited() {
-    let g = Gateway::start(
-        Flavor::OpenAi,
-        &[("PROVIDER_TIMEOUT_SECONDS", "0.5")],
-    )
-    .await;
+    let g = Gateway::start(Flavor::OpenAi, &[("PROVIDER_TIMEOUT_SECONDS", "0.5")]).await;
     for (mode, stream, status, code) in [
         (Mode::Status(500), false, 502, "server_error"),
         (Mode::Status(500), true, 502, "server_error"),
@@ -460,7 +466,11 @@ async fn a_provider_failure_before_the_stream_is_a_502_or_504_in_openai_shape_au
             .post(&json!({"messages": user("hello"), "stream": stream}))
             .await;
         assert_eq!(a.status, status, "{mode:?} stream={stream}: {}", a.text);
-        assert!(a.header("content-type").unwrap().starts_with("application/json"));
+        assert!(
+            a.header("content-type")
+                .unwrap()
+                .starts_with("application/json")
+        );
         let e = &a.json()["error"];
         assert_eq!(e["type"], "provider_error");
         assert_eq!(e["code"], code);
@@ -507,17 +517,105 @@ async fn the_model_list_names_the_configured_models() {
             (PUBLIC_MODEL, "anthropic")
         ]
     );
-    let one: Value = g
-        .t
-        .get(&format!("/v1/models/{LOCAL_MODEL}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let one: Value =
+        g.t.get(&format!("/v1/models/{LOCAL_MODEL}"))
+            .await
+            .json()
+            .await
+            .unwrap();
     assert_eq!(one["id"], LOCAL_MODEL);
     let missing = g.t.get("/v1/models/nope").await;
     assert_eq!(missing.status(), 404);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["type"], "not_found_error");
+    g.finish().await;
+}
+
+impl Gateway {
+    /// Polls `/v1/audit/{id}` until the event is there (a stream's event is
+    /// written when it ends, which for a client that left is after it left).
+    async fn wait_audit(&self, id: &str) -> Value {
+        let start = std::time::Instant::now();
+        loop {
+            let response = self.t.get(&format!("/v1/audit/{id}")).await;
+            if response.status() == 200 {
+                return response.json().await.unwrap();
+            }
+            assert!(
+                start.elapsed() < server_common::DEADLINE,
+                "no audit event {id}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_the_upstream_breaks_ends_with_an_error_event_audited_as_a_failure() {
+    let g = Gateway::start(Flavor::OpenAi, &[]).await;
+    g.public.set_mode(Mode::StreamThenFail);
+    let a = g
+        .post(&json!({"messages": user("hello"), "stream": true}))
+        .await;
+    assert_eq!(a.status, 200);
+    let events = a.events();
+    assert_ne!(events.last().map(String::as_str), Some("[DONE]"));
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["type"], "provider_error", "{last}");
+    assert_eq!(last["error"]["code"], "bad_response", "{last}");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(streamed_text(&chunks), "Hello", "the part before the break");
+    let event = g.audit(a.header("x-request-id").unwrap()).await;
+    assert_eq!(event["status"], "failure");
+    assert_eq!(event["failure_category"], "bad_response");
+    let metrics = g.t.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "chat_requests_total{provider=\"openai\",status=\"failure\"}"
+        ),
+        Some(1.0)
+    );
+    g.finish().await;
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_a_stream_is_audited_and_counted_as_cancelled() {
+    let g = Gateway::start(Flavor::Anthropic, &[]).await;
+    g.public.set_mode(Mode::StreamThenStall);
+    let mut response =
+        g.t.client
+            .post(format!("{}/v1/chat/completions", g.t.base))
+            .json(&json!({"messages": user("hello"), "stream": true}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut read = String::new();
+    while !read.contains("Hello") {
+        let chunk = response.chunk().await.unwrap().expect("more of the stream");
+        read.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(response);
+    assert!(g.public.wait_for_disconnect(server_common::DEADLINE).await);
+    let event = g.wait_audit(&id).await;
+    assert_eq!(event["status"], "failure");
+    assert_eq!(event["failure_category"], "cancelled");
+    assert_eq!(event["provider"], "anthropic");
+    let metrics = g.t.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "chat_requests_total{provider=\"anthropic\",status=\"failure\"}"
+        ),
+        Some(1.0)
+    );
     g.finish().await;
 }
