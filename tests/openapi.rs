@@ -274,3 +274,100 @@ fn a_schema_mismatch_is_caught() {
     bad_provider["provider"] = json!("azure");
     assert!(!validator.is_valid(&bad_provider));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_compatible_responses_match_the_documented_schemas() {
+    let doc = document();
+    let local = FakeProvider::ollama().await;
+    let public = FakeProvider::anthropic().await;
+    let mut vars = local.env_vars();
+    vars.extend(public.env_vars());
+    vars.push(("PUBLIC_LLM_API_KEY".into(), "test-key".into()));
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let t = TestServer::start(&[("p.yaml", POLICY)], &env).await;
+    let complete = |body: Value| {
+        t.client
+            .post(format!("{}/v1/chat/completions", t.base))
+            .json(&body)
+            .send()
+    };
+    let user = |text: &str| json!([{"role": "user", "content": text}]);
+
+    let response = complete(json!({"messages": user("a secret plan")}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    conforms(
+        &doc,
+        "/v1/chat/completions",
+        "post",
+        200,
+        &response.json().await.unwrap(),
+    );
+
+    // Each chunk of a stream, usage chunk included, is a documented chunk.
+    let response = complete(json!({"messages": user("x"), "stream": true,
+                                   "stream_options": {"include_usage": true}}))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let chunk_schema = json!({"$ref": "#/components/schemas/ChatCompletionChunk"});
+    let mut chunks = 0;
+    for data in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if data != "[DONE]" {
+            chunks += 1;
+            let chunk: Value = serde_json::from_str(data).unwrap();
+            matches_schema(&doc, &chunk_schema, &chunk, "a stream chunk");
+        }
+    }
+    assert!(chunks >= 3, "{text}");
+
+    public.set_mode(Mode::Status(503));
+    let response = complete(json!({"messages": user("x")})).await.unwrap();
+    assert_eq!(response.status(), 502);
+    conforms(
+        &doc,
+        "/v1/chat/completions",
+        "post",
+        502,
+        &response.json().await.unwrap(),
+    );
+    let response = complete(json!({"messages": [{"role": "robot", "content": "x"}]}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    conforms(
+        &doc,
+        "/v1/chat/completions",
+        "post",
+        400,
+        &response.json().await.unwrap(),
+    );
+
+    let response = t.get("/v1/models").await;
+    conforms(
+        &doc,
+        "/v1/models",
+        "get",
+        200,
+        &response.json().await.unwrap(),
+    );
+    let response = t.get("/v1/models/policy-mesh").await;
+    conforms(
+        &doc,
+        "/v1/models/{model}",
+        "get",
+        200,
+        &response.json().await.unwrap(),
+    );
+    let response = t.get("/v1/models/unknown").await;
+    assert_eq!(response.status(), 404);
+    conforms(
+        &doc,
+        "/v1/models/{model}",
+        "get",
+        404,
+        &response.json().await.unwrap(),
+    );
+}
