@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use super::AppState;
 use super::error::ApiError;
 use super::gateway::{Exchange, REQUEST_ID_HEADER, failure_status};
-use super::request::{body_bytes, invalid, kind, parse_json};
+use super::request::{body_bytes, invalid, kind, messages, parse_json};
 use crate::chat::{ChatMessage, Role};
 use crate::decision::{Decision, Provider};
 use crate::providers::{GenerationOptions, ProviderError, Reply, ReplyStream, StreamEvent, Usage};
@@ -94,23 +94,7 @@ impl CompletionRequest {
         let Value::Object(mut body) = parse_json(body)? else {
             return Err(invalid("request body", "expected a JSON object"));
         };
-        let messages = match body.remove("messages") {
-            None => return Err(invalid("messages", "missing")),
-            Some(Value::Array(items)) if items.is_empty() => {
-                return Err(invalid("messages", "must hold at least one message"));
-            }
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| message(i, item))
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(other) => {
-                return Err(invalid(
-                    "messages",
-                    &format!("expected a list of messages, got {}", kind(&other)),
-                ));
-            }
-        };
+        let messages = messages(&mut body, message)?;
         let model = optional(&body, "model", "a string", Value::as_str)?.map(str::to_owned);
         let stream = optional(&body, "stream", "a boolean", Value::as_bool)?.unwrap_or(false);
         if let Some(n) = optional(&body, "n", WHOLE, Value::as_u64)?

@@ -38,23 +38,7 @@ impl ChatRequest {
         let Value::Object(mut body) = value else {
             return Err(invalid("request body", "expected a JSON object"));
         };
-        let messages = match body.remove("messages") {
-            None => return Err(invalid("messages", "missing")),
-            Some(Value::Array(items)) if items.is_empty() => {
-                return Err(invalid("messages", "must hold at least one message"));
-            }
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| message(i, item))
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(other) => {
-                return Err(invalid(
-                    "messages",
-                    &format!("expected a list of messages, got {}", kind(&other)),
-                ));
-            }
-        };
+        let messages = messages(&mut body, message)?;
         let model = match body.remove("model") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
@@ -66,6 +50,29 @@ impl ChatRequest {
             }
         };
         Ok(ChatRequest { messages, model })
+    }
+}
+
+/// The `messages` field: a non-empty list, each item read by `message` with
+/// its index.
+pub(crate) fn messages(
+    body: &mut Map<String, Value>,
+    message: fn(usize, Value) -> Result<ChatMessage, ApiError>,
+) -> Result<Vec<ChatMessage>, ApiError> {
+    match body.remove("messages") {
+        None => Err(invalid("messages", "missing")),
+        Some(Value::Array(items)) if items.is_empty() => {
+            Err(invalid("messages", "must hold at least one message"))
+        }
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| message(i, item))
+            .collect(),
+        Some(other) => Err(invalid(
+            "messages",
+            &format!("expected a list of messages, got {}", kind(&other)),
+        )),
     }
 }
 
