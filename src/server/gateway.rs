@@ -65,7 +65,11 @@ pub async fn chat(State(state): State<AppState>, ChatBody(request): ChatBody) ->
 async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
     let request_id = Uuid::new_v4();
     // One snapshot for the whole request: a reload meanwhile does not affect it.
-    let decision = state.live.snapshot().policy.decide(&request.messages);
+    let decision = state
+        .live
+        .snapshot()
+        .policy
+        .decide(&request.messages, request.model.as_deref());
     let provider = decision.provider;
     let model = state
         .providers
