@@ -5,9 +5,8 @@
 //! all keywords, normalized and deduplicated, into one Aho-Corasick automaton
 //! ([`keywords`]), all patterns into one regex set ([`patterns`]), and all model
 //! globs into one glob set ([`models`]). Each pattern or glob id maps back to the
-//! rules that use it. The rule chain keeps
-//! only what a decision reads, with ids and reasons shared (`Arc<str>`) so a
-//! decision never copies a string.
+//! rules that use it. The rule chain keeps only what a decision reads, with ids
+//! and reasons shared (`Arc<str>`) so a decision never copies a string.
 //!
 //! Compiling never panics: every problem becomes a [`LoadError`] at the offending
 //! keyword, pattern, glob or rule, and every problem is reported, not only the first.
@@ -174,7 +173,7 @@ impl Interner {
 
 impl CompiledPolicy {
     /// Compiles a validated policy. `public_provider` is what `route: public`
-    /// resolves to. Every problem is reported, each at the keyword, pattern or
+    /// resolves to. Every problem is reported, each at the keyword, pattern,
     /// glob or rule it comes from.
     pub fn compile(
         set: PolicySet,

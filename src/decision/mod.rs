@@ -3,9 +3,9 @@
 //! [`CompiledPolicy::decide`] runs the rule chain of the policy-language spec:
 //! rules in order, each rule's conditions in the fixed order `keywords`, `patterns`,
 //! `input_chars`, `estimated_usd`, `model`, the first rule whose conditions all
-//! hold wins, else the default. [`CompiledPolicy::explain`] does the same and also records why
-//! each rule tried held or not, for `/v1/decide`; both share one implementation so
-//! they cannot disagree.
+//! hold wins, else the default. [`CompiledPolicy::explain`] does the same and also
+//! records why each rule tried held or not, for `/v1/decide`; both share one
+//! implementation so they cannot disagree.
 //!
 //! Keywords and patterns are matched with one scan per message for all rules: the
 //! shared automaton and regex set mark, in two bitsets sized to the rule count,
