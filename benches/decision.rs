@@ -109,6 +109,7 @@ fn policy(keyword_count: usize, rule_count: usize) -> PolicySet {
                 scope: Scope::All,
                 input_chars: None,
                 estimated_usd: None,
+                model: Vec::new(),
             }
         })
         .collect();
@@ -169,12 +170,15 @@ fn bench_decision(c: &mut Criterion) {
             for (name, input) in &inputs {
                 let messages = [ChatMessage::user(input.clone())];
                 // Keep the comparison honest: the input must reach the default.
-                assert!(compiled.decide(&messages).rule.is_none(), "{name} matched");
+                assert!(
+                    compiled.decide(&messages, None).rule.is_none(),
+                    "{name} matched"
+                );
                 group.throughput(Throughput::Bytes(input.len() as u64));
                 group.bench_with_input(
                     BenchmarkId::new(format!("{name}/{rules}-rules"), count),
                     &messages,
-                    |b, m| b.iter(|| compiled.decide(black_box(m))),
+                    |b, m| b.iter(|| compiled.decide(black_box(m), black_box(None))),
                 );
             }
         }

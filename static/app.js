@@ -176,11 +176,14 @@ function traceLine(step, decision) {
   return li;
 }
 
-async function runDecide(messages) {
+/** Dry-runs `messages` asking for `model` (none when empty), as a chat would be decided. */
+async function runDecide(messages, model) {
   const out = $("decide-result");
+  const body = { messages };
+  if (model !== "") body.model = model;
   replace(out, el("p", "Deciding…", { class: "empty" }));
   try {
-    const r = await api("POST", "/v1/decide", { messages });
+    const r = await api("POST", "/v1/decide", body);
     if (r.status !== 200 || !r.body) {
       replace(out, el("p", apiError(r), { class: "error", id: "decide-error" }));
       return;
@@ -208,12 +211,13 @@ async function runDecide(messages) {
 
 function decideForm(event) {
   event.preventDefault();
-  runDecide([{ role: "user", content: $("decide-message").value }]);
+  runDecide([{ role: "user", content: $("decide-message").value }], $("decide-model").value.trim());
 }
 
 function decideChat() {
   $("decide-message").value = $("chat-message").value;
-  runDecide(chatMessages());
+  $("decide-model").value = $("chat-model").value;
+  runDecide(chatMessages(), $("chat-model").value.trim());
   $("decide").scrollIntoView({ block: "nearest" });
 }
 
@@ -235,7 +239,7 @@ function plural(n, word, many) {
   return `${n} ${n === 1 ? word : many || `${word}s`}`;
 }
 
-/** A rule's conditions in words; counts only, as `/v1/routes` gives them. */
+/** A rule's conditions in words, as `/v1/routes` gives them: keyword and pattern counts, model globs. */
 function conditions(c) {
   const parts = [];
   const scope = c.scope === "last_user" ? "last user message" : "all messages";
@@ -245,6 +249,7 @@ function conditions(c) {
   if (chars) parts.push(chars);
   const usd = bounds(c.estimated_usd, "estimated USD");
   if (usd) parts.push(usd);
+  if (Array.isArray(c.model) && c.model.length) parts.push(`model ${c.model.join(", ")}`);
   return parts.length ? parts.join("; ") : "always holds";
 }
 

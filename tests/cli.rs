@@ -541,3 +541,49 @@ fn usage_errors_exit_2() {
         assert!(help.stdout.contains(command), "{}", help.stdout);
     }
 }
+
+#[test]
+fn decide_reads_the_model_from_stdin_or_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "version: 1\nrules:\n  - id: cloud\n    when:\n      model: ['gpt-4o*']\n    route: public\n",
+    )
+    .expect("write policy");
+    let policies = dir.path().display().to_string();
+    let rule_of = |args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["decide", "--policies", &policies];
+        all.extend_from_slice(args);
+        let decided = decision(&run(&all, &[], stdin));
+        (
+            decided["rule"].clone(),
+            decided["trace"][0]["failed_condition"].clone(),
+        )
+    };
+    let held = (json!("cloud"), Value::Null);
+    let failed = (Value::Null, json!("model"));
+    assert_eq!(rule_of(&["--message", "hi"], None), failed);
+    assert_eq!(
+        rule_of(&["--message", "hi", "--model", "GPT-4o-mini"], None),
+        held
+    );
+    assert_eq!(
+        rule_of(&["--message", "hi", "--model", "llama3"], None),
+        failed
+    );
+
+    let request = |model: Value| {
+        json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string()
+    };
+    assert_eq!(rule_of(&[], Some(&request(json!("gpt-4o")))), held);
+    assert_eq!(rule_of(&[], Some(&request(Value::Null))), failed);
+    // `--model` replaces the model of the request.
+    assert_eq!(
+        rule_of(&["--model", "gpt-4o"], Some(&request(json!("llama3")))),
+        held
+    );
+    assert_eq!(
+        rule_of(&["--model", "llama3"], Some(&request(json!("gpt-4o")))),
+        failed
+    );
+}

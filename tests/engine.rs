@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use policy_mesh::chat::Role;
-use policy_mesh::compiler::{CompiledPolicy, check_keyword, check_pattern};
+use policy_mesh::compiler::{CompiledPolicy, check_glob, check_keyword, check_pattern};
 use policy_mesh::decision::{Condition, Provider};
 use policy_mesh::policy::{EffectiveDefaults, Route};
 
@@ -25,7 +25,7 @@ fn seed_rules() -> Vec<policy_mesh::policy::RuleSpec> {
 fn seed_routing_sensitive_then_cost_then_default() {
     let policy = compile(seed_rules());
 
-    let d = policy.decide(&[user("Summarize this CONFIDENTIAL memo")]);
+    let d = policy.decide(&[user("Summarize this CONFIDENTIAL memo")], None);
     assert_eq!(d.rule.as_deref(), Some("sensitive"));
     assert_eq!(d.reason_codes(), ["sensitive_keyword_match"]);
     assert_eq!((d.route, d.provider), (Route::Local, Provider::Local));
@@ -37,7 +37,7 @@ fn seed_routing_sensitive_then_cost_then_default() {
         Some("sensitive")
     );
 
-    let d = policy.decide(&[user("hello there")]);
+    let d = policy.decide(&[user("hello there")], None);
     assert_eq!(d.rule.as_deref(), Some("cost"));
     assert_eq!(d.reason_codes(), ["cost_prefer_local"]);
 
@@ -46,7 +46,7 @@ fn seed_routing_sensitive_then_cost_then_default() {
         rule_for(&policy, &"a".repeat(1000)).as_deref(),
         Some("cost")
     );
-    let d = policy.decide(&[user(&"a".repeat(1001))]);
+    let d = policy.decide(&[user(&"a".repeat(1001))], None);
     assert_eq!(d.rule, None);
     assert_eq!(d.reason_codes(), ["default"]);
     assert_eq!((d.route, d.provider), (Route::Local, Provider::Local));
@@ -58,7 +58,7 @@ fn length_counts_every_message_and_min_bound_is_inclusive() {
     let policy = compile(vec![rule("mid", Route::Public).chars(Some(10), Some(20))]);
     let at = |parts: &[&str]| {
         let messages: Vec<_> = parts.iter().map(|p| msg(Role::System, p)).collect();
-        policy.decide(&messages).rule.map(|r| r.to_string())
+        policy.decide(&messages, None).rule.map(|r| r.to_string())
     };
     assert_eq!(at(&["12345", "6789"]), None);
     assert_eq!(at(&["12345", "67890"]).as_deref(), Some("mid"));
@@ -71,17 +71,20 @@ fn input_chars_are_raw_scalar_values_over_all_messages() {
     let policy = compile(vec![
         rule("any", Route::Local).keywords(&["zzz"]).last_user(),
     ]);
-    let d = policy.decide(&[user("a\u{308}")]);
+    let d = policy.decide(&[user("a\u{308}")], None);
     assert_eq!(d.input_chars, 2);
     // Counted before normalization: the ligature is one character, fullwidth too,
     // a zero-width space counts; and every role counts whatever the scope.
-    let d = policy.decide(&[
-        msg(Role::System, "\u{fb01}"),
-        msg(Role::Assistant, "ｓ\u{200b}"),
-        user("ß"),
-    ]);
+    let d = policy.decide(
+        &[
+            msg(Role::System, "\u{fb01}"),
+            msg(Role::Assistant, "ｓ\u{200b}"),
+            user("ß"),
+        ],
+        None,
+    );
     assert_eq!(d.input_chars, 4);
-    assert_eq!(policy.decide(&[]).input_chars, 0);
+    assert_eq!(policy.decide(&[], None).input_chars, 0);
 }
 
 #[test]
@@ -97,7 +100,7 @@ fn usd_mode_bounds_are_inclusive_at_the_exact_boundary() {
         defaults(Route::Local, Some(1.0), 4.0),
         Provider::Openai,
     );
-    let decide = |n: usize| policy.decide(&[user(&"a".repeat(n))]);
+    let decide = |n: usize| policy.decide(&[user(&"a".repeat(n))], None);
     assert_eq!(decide(4000).rule.as_deref(), Some("cheap"));
     assert_eq!(decide(4000).estimated_usd, Some(0.001));
     assert_eq!(decide(4001).rule, None);
@@ -115,7 +118,7 @@ fn estimated_usd_follows_the_formula_in_its_order() {
         Provider::Openai,
     );
     for n in [0_usize, 1, 7, 1000, 12345] {
-        let d = policy.decide(&[user(&"é".repeat(n))]);
+        let d = policy.decide(&[user(&"é".repeat(n))], None);
         let expected = n as f64 / 3.5 / 1_000_000.0 * 0.15;
         assert_eq!(d.estimated_usd, Some(expected), "{n} chars");
     }
@@ -124,7 +127,7 @@ fn estimated_usd_follows_the_formula_in_its_order() {
 #[test]
 fn estimated_usd_without_a_price_never_holds() {
     let policy = compile(vec![rule("cheap", Route::Local).usd(None, Some(1.0))]);
-    let e = policy.explain(&[user("hi")]);
+    let e = policy.explain(&[user("hi")], None);
     assert_eq!(e.decision.estimated_usd, None);
     assert_eq!(e.decision.rule, None);
     assert_eq!(e.trace[0].failed_condition, Some(Condition::EstimatedUsd));
@@ -139,7 +142,7 @@ fn default_and_public_provider_resolution() {
         (Route::Public, Provider::Anthropic, Provider::Anthropic),
     ] {
         let policy = compile_with(seed_rules(), defaults(default_route, None, 4.0), public);
-        let d = policy.decide(&[user(&"long ".repeat(300))]);
+        let d = policy.decide(&[user(&"long ".repeat(300))], None);
         assert_eq!(d.rule, None);
         assert_eq!(d.route, default_route);
         assert_eq!(d.provider, expected);
@@ -150,7 +153,7 @@ fn default_and_public_provider_resolution() {
         EffectiveDefaults::default(),
         Provider::Anthropic,
     );
-    let d = policy.decide(&[user("x")]);
+    let d = policy.decide(&[user("x")], None);
     assert_eq!((d.route, d.provider), (Route::Public, Provider::Anthropic));
 }
 
@@ -252,7 +255,7 @@ fn overlapping_keywords_are_all_seen() {
         rule("first", Route::Local).keywords(&["bcd"]),
         rule("second", Route::Local).keywords(&["abcde"]),
     ]);
-    let e = policy.explain(&[user("abcde")]);
+    let e = policy.explain(&[user("abcde")], None);
     assert_eq!(e.decision.rule.as_deref(), Some("first"));
 }
 
@@ -276,7 +279,7 @@ fn scope_all_sees_every_role_and_last_user_only_the_last_user_message() {
         rule("all", Route::Public).keywords(&["alpha"]),
     ]);
     let decide = |messages: &[policy_mesh::chat::ChatMessage]| {
-        policy.decide(messages).rule.map(|r| r.to_string())
+        policy.decide(messages, None).rule.map(|r| r.to_string())
     };
     assert_eq!(decide(&[user("ALPHA")]).as_deref(), Some("last"));
     assert_eq!(
@@ -305,7 +308,10 @@ fn last_user_without_a_user_message_matches_nothing() {
         rule("kw", Route::Local).keywords(&["alpha"]).last_user(),
         rule("re", Route::Local).patterns(&["alpha"]).last_user(),
     ]);
-    let e = policy.explain(&[msg(Role::System, "alpha"), msg(Role::Assistant, "alpha")]);
+    let e = policy.explain(
+        &[msg(Role::System, "alpha"), msg(Role::Assistant, "alpha")],
+        None,
+    );
     assert_eq!(e.decision.rule, None);
     let failed: Vec<_> = e.trace.iter().map(|t| t.failed_condition).collect();
     assert_eq!(
@@ -324,7 +330,7 @@ fn patterns_anchor_to_each_message_and_ignore_case() {
             .last_user(),
     ]);
     let decide = |messages: &[policy_mesh::chat::ChatMessage]| {
-        policy.decide(messages).rule.map(|r| r.to_string())
+        policy.decide(messages, None).rule.map(|r| r.to_string())
     };
     assert_eq!(
         decide(&[msg(Role::System, "be nice"), user("HELLO")]).as_deref(),
@@ -343,13 +349,16 @@ fn matches_never_span_two_messages() {
         rule("kw", Route::Local).keywords(&["foobar"]),
         rule("re", Route::Local).patterns(&[r"foo\s*bar"]),
     ]);
-    assert_eq!(policy.decide(&[user("foo"), user("bar")]).rule, None);
-    assert_eq!(policy.decide(&[user("foo"), user(" bar")]).rule, None);
+    assert_eq!(policy.decide(&[user("foo"), user("bar")], None).rule, None);
+    assert_eq!(policy.decide(&[user("foo"), user(" bar")], None).rule, None);
     let policy = compile(vec![rule("w", Route::Local).keywords(&["foo"]).word()]);
     // Word boundaries are checked within the message: the end of one message and
     // the start of the next are boundaries.
     assert_eq!(
-        policy.decide(&[user("xx"), user("foo")]).rule.as_deref(),
+        policy
+            .decide(&[user("xx"), user("foo")], None)
+            .rule
+            .as_deref(),
         Some("w")
     );
 }
@@ -381,7 +390,7 @@ fn trace_reports_the_first_failed_condition_in_order() {
         defaults(Route::Local, Some(0.15), 4.0),
         Provider::Anthropic,
     );
-    let e = policy.explain(&[user("hello world")]);
+    let e = policy.explain(&[user("hello world")], None);
     let trace: Vec<_> = e
         .trace
         .iter()
@@ -397,7 +406,7 @@ fn trace_reports_the_first_failed_condition_in_order() {
             ("held".to_owned(), true, None),
         ]
     );
-    assert_eq!(e.decision, policy.decide(&[user("hello world")]));
+    assert_eq!(e.decision, policy.decide(&[user("hello world")], None));
     assert_eq!(e.decision.provider, Provider::Anthropic);
 
     // No rule holds: every rule is in the trace.
@@ -405,7 +414,7 @@ fn trace_reports_the_first_failed_condition_in_order() {
         rule("a", Route::Local).keywords(&["zzz"]),
         rule("b", Route::Local).chars(Some(100), None),
     ]);
-    let e = policy.explain(&[user("short")]);
+    let e = policy.explain(&[user("short")], None);
     assert_eq!(e.trace.len(), 2);
     assert!(e.trace.iter().all(|t| !t.held));
     assert_eq!(e.decision.rule, None);
@@ -414,7 +423,7 @@ fn trace_reports_the_first_failed_condition_in_order() {
 #[test]
 fn decision_and_explanation_json() {
     let policy = compile(seed_rules());
-    let e = policy.explain(&[user("hi")]);
+    let e = policy.explain(&[user("hi")], None);
     let json = serde_json::to_value(&e).expect("serializes");
     let version = policy.version();
     assert_eq!(
@@ -443,7 +452,7 @@ fn decision_and_explanation_json() {
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
 
-    let d = policy.decide(&[user(&"z".repeat(2000))]);
+    let d = policy.decide(&[user(&"z".repeat(2000))], None);
     assert_eq!(
         serde_json::to_value(&d).expect("serializes"),
         serde_json::json!({
@@ -470,11 +479,11 @@ fn a_rule_without_conditions_always_holds_and_no_messages_is_fine() {
         rule("kw", Route::Local).keywords(&["x"]),
         rule("always", Route::Public).reason("catch_all"),
     ]);
-    let d = policy.decide(&[]);
+    let d = policy.decide(&[], None);
     assert_eq!(d.rule.as_deref(), Some("always"));
     assert_eq!(d.reason_codes(), ["catch_all"]);
     let policy = compile(Vec::new());
-    let e = policy.explain(&[user("anything")]);
+    let e = policy.explain(&[user("anything")], None);
     assert!(e.trace.is_empty());
     assert!(e.decision.is_default());
 }
@@ -490,7 +499,7 @@ fn many_rules_each_keep_their_own_bit() {
         assert_eq!(rule_for(&policy, &text), Some(format!("r{i}")));
     }
     assert_eq!(rule_for(&policy, "kw200x"), None);
-    let e = policy.explain(&[user("KW150X")]);
+    let e = policy.explain(&[user("KW150X")], None);
     assert_eq!(e.trace.len(), 151);
 }
 
@@ -503,18 +512,23 @@ fn decisions_are_deterministic_and_independent_of_earlier_ones() {
     );
     let small = compile(seed_rules());
     let messages = [msg(Role::System, "internal"), user("w99q")];
-    let first_big = big.explain(&messages);
-    let first_small = small.explain(&messages);
+    let first_big = big.explain(&messages, None);
+    let first_small = small.explain(&messages, None);
     for _ in 0..5 {
         // Interleave policies of different sizes on the same thread.
-        assert_eq!(big.explain(&messages), first_big);
-        assert_eq!(small.decide(&messages), first_small.decision);
-        assert_eq!(small.decide(&[user("plain")]).rule.as_deref(), Some("cost"));
+        assert_eq!(big.explain(&messages, None), first_big);
+        assert_eq!(small.decide(&messages, None), first_small.decision);
+        assert_eq!(
+            small.decide(&[user("plain")], None).rule.as_deref(),
+            Some("cost")
+        );
     }
     assert_eq!(first_big.decision.rule.as_deref(), Some("r99"));
     assert_eq!(first_small.decision.rule.as_deref(), Some("sensitive"));
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| big.decide(&messages))).collect();
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| big.decide(&messages, None)))
+            .collect();
         for handle in handles {
             assert_eq!(handle.join().expect("thread ran"), first_big.decision);
         }
@@ -570,7 +584,7 @@ fn check_keyword_and_check_pattern() {
 #[test]
 fn version_is_shared_by_every_decision() {
     let policy = compile(seed_rules());
-    let d = policy.decide(&[user("x")]);
+    let d = policy.decide(&[user("x")], None);
     assert!(std::sync::Arc::ptr_eq(
         &d.policy_version,
         policy.version_arc()
@@ -597,4 +611,183 @@ fn keywords_are_found_anywhere_in_long_messages() {
         assert_eq!(rule_for(&policy, &text).as_deref(), Some("sub"), "at {at}");
     }
     assert_eq!(rule_for(&policy, &filler), None);
+}
+
+/// The rule that decides one user message asking for `model`.
+fn rule_for_model(policy: &CompiledPolicy, model: Option<&str>) -> Option<String> {
+    policy
+        .decide(&[user("hello")], model)
+        .rule
+        .map(|r| r.to_string())
+}
+
+#[test]
+fn all_model_globs_compile_into_one_set() {
+    let policy = compile(vec![
+        rule("cloud", Route::Public).model(&["gpt-4o*", "*/gpt-4o*"]),
+        rule("mini", Route::Local).model(&["*mini", "gpt-4o*"]),
+        rule("plain", Route::Local).chars(Some(1), None),
+        rule("local", Route::Local).model(&["llama*", "*mini"]),
+    ]);
+    // Five globs as written, three shared: four distinct ones in one set.
+    assert_eq!(policy.distinct_model_glob_count(), 4);
+    assert_eq!(compile(seed_rules()).distinct_model_glob_count(), 0);
+    assert_eq!(
+        rule_for_model(&policy, Some("gpt-4o-mini")).as_deref(),
+        Some("cloud")
+    );
+    assert_eq!(
+        rule_for_model(&policy, Some("o4-mini")).as_deref(),
+        Some("mini")
+    );
+    let explained = policy.explain(&[user("")], Some("llama3"));
+    assert_eq!(explained.decision.rule.as_deref(), Some("local"));
+    let failed: Vec<_> = explained.trace.iter().map(|t| t.failed_condition).collect();
+    assert_eq!(
+        failed,
+        [
+            Some(Condition::Model),
+            Some(Condition::Model),
+            Some(Condition::InputChars),
+            None
+        ]
+    );
+}
+
+#[test]
+fn model_globs_ignore_case_and_star_crosses_slashes() {
+    let policy = compile(vec![
+        rule("cloud", Route::Public).model(&["gpt-4o*"]),
+        rule("routed", Route::Public).model(&["*/claude-*"]),
+        rule("local", Route::Local).model(&["llama?:*", "{mistral,qwen}*"]),
+    ]);
+    for (model, expected) in [
+        ("gpt-4o", Some("cloud")),
+        ("GPT-4o-Mini", Some("cloud")),
+        ("gpt-4o/2024-08-06", Some("cloud")),
+        ("openrouter/anthropic/Claude-Sonnet-4", Some("routed")),
+        ("llama3:8b", Some("local")),
+        ("Qwen3", Some("local")),
+        // A glob matches the whole name.
+        ("openai/gpt-4o", None),
+        ("gpt-4", None),
+        ("claude-sonnet-4", None),
+        ("llama:8b", None),
+        ("", None),
+    ] {
+        assert_eq!(
+            rule_for_model(&policy, Some(model)).as_deref(),
+            expected,
+            "{model:?}"
+        );
+    }
+}
+
+#[test]
+fn a_request_without_a_model_holds_no_model_condition() {
+    let policy = compile(vec![
+        rule("any", Route::Public).model(&["*"]),
+        rule("rest", Route::Local),
+    ]);
+    assert_eq!(rule_for_model(&policy, Some("x")).as_deref(), Some("any"));
+    assert_eq!(rule_for_model(&policy, Some("")).as_deref(), Some("any"));
+    let explained = policy.explain(&[user("hello")], None);
+    assert_eq!(explained.decision.rule.as_deref(), Some("rest"));
+    assert_eq!(explained.trace[0].failed_condition, Some(Condition::Model));
+}
+
+#[test]
+fn the_model_is_checked_after_every_other_condition() {
+    let policy = compile(vec![
+        rule("kw", Route::Local)
+            .keywords(&["secret"])
+            .model(&["nope"]),
+        rule("re", Route::Local)
+            .patterns(&["^zzz"])
+            .model(&["nope"]),
+        rule("chars", Route::Local)
+            .chars(Some(100), None)
+            .model(&["nope"]),
+        rule("model", Route::Local)
+            .keywords(&["hello"])
+            .chars(None, Some(10))
+            .model(&["nope"]),
+        rule("all", Route::Public)
+            .keywords(&["hello"])
+            .chars(None, Some(10))
+            .model(&["GPT-*"]),
+    ]);
+    let explained = policy.explain(&[user("hello")], Some("gpt-5"));
+    let failed: Vec<_> = explained
+        .trace
+        .iter()
+        .map(|t| (t.rule.to_string(), t.failed_condition))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("kw".to_owned(), Some(Condition::Keywords)),
+            ("re".to_owned(), Some(Condition::Patterns)),
+            ("chars".to_owned(), Some(Condition::InputChars)),
+            ("model".to_owned(), Some(Condition::Model)),
+            ("all".to_owned(), None),
+        ]
+    );
+    assert_eq!(
+        explained.decision,
+        policy.decide(&[user("hello")], Some("gpt-5"))
+    );
+    assert_eq!(
+        serde_json::to_value(Condition::Model).expect("serializes"),
+        "model"
+    );
+}
+
+#[test]
+fn a_model_condition_before_the_scan_and_in_a_long_chain() {
+    // A model rule first: decided without the keyword scan; then many keyword
+    // rules over several bitset words, the model rule far down the chain.
+    let mut rules = vec![rule("first", Route::Public).model(&["first-*"])];
+    for i in 0..150 {
+        rules.push(rule(&format!("kw{i}"), Route::Local).keywords(&[&format!("kw{i}x")]));
+    }
+    rules.push(
+        rule("late", Route::Public)
+            .keywords(&["hello"])
+            .model(&["late-*"]),
+    );
+    let policy = compile(rules);
+    assert_eq!(
+        rule_for_model(&policy, Some("first-1")).as_deref(),
+        Some("first")
+    );
+    assert_eq!(
+        rule_for_model(&policy, Some("late-1")).as_deref(),
+        Some("late")
+    );
+    assert_eq!(rule_for_model(&policy, Some("other")), None);
+    assert_eq!(
+        policy.explain(&[user("hello")], Some("late-1")).decision,
+        policy.decide(&[user("hello")], Some("late-1"))
+    );
+}
+
+#[test]
+fn an_invalid_glob_does_not_compile_and_is_placed() {
+    let result = CompiledPolicy::compile(
+        set_with(
+            vec![rule("bad", Route::Local).model(&["ok*", "gpt-[4"])],
+            EffectiveDefaults::default(),
+        ),
+        Provider::Openai,
+    );
+    let errors = result.expect_err("invalid").to_string();
+    assert!(
+        errors.starts_with(
+            "policies/10-test.yaml:8:11: invalid glob \"gpt-[4\": unclosed character class"
+        ),
+        "{errors}"
+    );
+    assert_eq!(check_glob("gpt-4o*"), Ok(()));
+    assert!(check_glob("{a,b").is_err());
 }

@@ -15,8 +15,8 @@ fn examples() -> Vec<PathBuf> {
         .collect();
     folders.sort();
     assert!(
-        folders.len() >= 4,
-        "the guide has four scenarios: {folders:?}"
+        folders.len() >= 5,
+        "the guide has five scenarios: {folders:?}"
     );
     folders
 }

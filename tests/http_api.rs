@@ -346,3 +346,70 @@ async fn start_up_failures_are_reported() {
         other => panic!("{other}"),
     }
 }
+
+const MODELS: &str = "version: 1
+rules:
+  - id: sensitive
+    when:
+      keywords: [secret]
+      model: ['gpt-4o*']
+    route: local
+  - id: cloud-models
+    description: Requests for a cloud model go public
+    when:
+      model: ['gpt-4o*', '*/gpt-*']
+    route: public
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decide_reads_the_model_and_routes_shows_the_globs() {
+    let t = TestServer::start(&[("00-models.yaml", MODELS)], &[]).await;
+    let rules = t.routes().await["rules"].clone();
+    assert_eq!(
+        rules[0]["conditions"],
+        json!({"keywords": 1, "keyword_match": "substring", "patterns": 0, "scope": "all",
+               "model": ["gpt-4o*"]})
+    );
+    assert_eq!(
+        rules[1]["conditions"]["model"],
+        json!(["gpt-4o*", "*/gpt-*"])
+    );
+
+    let decide = |body: Value| {
+        let t = &t;
+        async move {
+            let (status, d) = post_raw(t, "/v1/decide", body.to_string()).await;
+            assert_eq!(status, 200, "{d}");
+            d
+        }
+    };
+    let hello = json!([{"role": "user", "content": "hello"}]);
+    let d = decide(json!({"model": "GPT-4o-mini", "messages": hello})).await;
+    assert_eq!(d["rule"], "cloud-models");
+    assert_eq!(d["route"], "public");
+    assert_eq!(
+        d["trace"],
+        json!([{"rule": "sensitive", "held": false, "failed_condition": "keywords"},
+               {"rule": "cloud-models", "held": true, "failed_condition": null}])
+    );
+    let d = decide(json!({"model": "openrouter/gpt-5", "messages": hello})).await;
+    assert_eq!(d["rule"], "cloud-models");
+
+    let secret = json!([{"role": "user", "content": "a secret"}]);
+    let d = decide(json!({"model": "gpt-4o", "messages": secret})).await;
+    assert_eq!(d["rule"], "sensitive");
+    for body in [
+        json!({"model": "llama3", "messages": secret}),
+        json!({"model": null, "messages": secret}),
+        json!({"messages": secret}),
+    ] {
+        let d = decide(body.clone()).await;
+        assert_eq!(d["rule"], Value::Null, "{body}");
+        assert_eq!(
+            d["trace"],
+            json!([{"rule": "sensitive", "held": false, "failed_condition": "model"},
+                   {"rule": "cloud-models", "held": false, "failed_condition": "model"}]),
+            "{body}"
+        );
+    }
+}

@@ -500,3 +500,65 @@ fn byte_order_marks_crlf_anchors_and_core_tags_are_plain_yaml() {
         .collect();
     assert_eq!(kws, ["a", "b"]);
 }
+
+#[test]
+fn model_globs_load_with_their_positions_and_bad_ones_are_placed() {
+    let policy = load_env(
+        &[(
+            "a.yaml",
+            "version: 1\nrules:\n  - id: cloud\n    route: public\n    when:\n      model: ['gpt-4o*', '*/GPT-4o']\n",
+        )],
+        &[],
+    )
+    .expect("valid");
+    let globs: Vec<_> = policy.rules[0]
+        .model
+        .iter()
+        .map(|g| {
+            let p = g.at.position;
+            (
+                g.value.as_str(),
+                format!("{}:{}:{}", g.at.path, p.line, p.column),
+            )
+        })
+        .collect();
+    assert_eq!(
+        globs,
+        [
+            ("gpt-4o*", "policies/a.yaml:6:15".to_owned()),
+            ("*/GPT-4o", "policies/a.yaml:6:26".to_owned())
+        ]
+    );
+
+    let errs = errors(&[(
+        "a.yaml",
+        "version: 1\nrules:\n  - id: a\n    route: local\n    when:\n      model:\n        - 'gpt-4o*'\n        - 'gpt-[4o'\n  - id: b\n    route: local\n    when: {model: []}\n  - id: c\n    route: local\n    when: {model: gpt-4o}\n  - id: d\n    route: local\n    when: {model: ['']}\n  - id: e\n    route: local\n    when: {modle: [gpt-4o]}\n",
+    )]);
+    assert_has(
+        &errs,
+        "policies/a.yaml:8:11:",
+        &["invalid glob", "\"gpt-[4o\"", "unclosed character class"],
+    );
+    assert_has(
+        &errs,
+        "policies/a.yaml:11:19:",
+        &["`rules[1].when.model` must list at least 1 item"],
+    );
+    assert_has(
+        &errs,
+        "policies/a.yaml:14:19:",
+        &["`rules[2].when.model` must be a list, found \"gpt-4o\""],
+    );
+    assert_has(
+        &errs,
+        "policies/a.yaml:17:20:",
+        &["`rules[3].when.model[0]` must not be empty"],
+    );
+    assert_has(
+        &errs,
+        "policies/a.yaml:20:12:",
+        &["unknown key `modle`", "did you mean `model`?"],
+    );
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert!(errs.iter().all(|e| !e.contains('\n')), "{errs:#?}");
+}

@@ -34,6 +34,7 @@ rules:
       patterns: ['^hi']
       input_chars: { min: 1, max: 1000 }
       estimated_usd: { max: 0.5 }
+      model: ['llama*', '*/llama*']
     route: local
 ";
 
@@ -123,6 +124,20 @@ async fn responses_match_the_documented_schemas() {
     let routes = t.routes().await;
     assert_eq!(routes["rules"].as_array().unwrap().len(), 2);
     conforms(&doc, "/v1/routes", "get", 200, &routes);
+    // The schema leaves extra keys open, so check that every condition the live
+    // policy reports is documented, `model` included.
+    let documented = doc["components"]["schemas"]["Conditions"]["properties"]
+        .as_object()
+        .unwrap();
+    assert!(routes["rules"][1]["conditions"]["model"].is_array());
+    for rule in routes["rules"].as_array().unwrap() {
+        for key in rule["conditions"].as_object().unwrap().keys() {
+            assert!(
+                documented.contains_key(key),
+                "conditions.{key} is not documented"
+            );
+        }
+    }
 
     for text in ["a secret plan", "hi there", "x"] {
         let decision = t.decide(text).await;

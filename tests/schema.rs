@@ -119,7 +119,8 @@ fn valid_policy() -> Value {
                 "patterns": ["\\d+"],
                 "scope": "last_user",
                 "input_chars": {"min": 0, "max": 1000},
-                "estimated_usd": {"max": 0.09}
+                "estimated_usd": {"max": 0.09},
+                "model": ["gpt-4o*", "*/llama*"]
             },
             "route": "local",
             "reason": "sensitive_keyword_match"
@@ -177,6 +178,26 @@ fn the_schema_rejects_what_the_loader_rejects() {
         (
             "an empty keyword list",
             with("/rules/0/when/keywords", json!([])),
+        ),
+        (
+            "an empty model list",
+            with("/rules/0/when/model", json!([])),
+        ),
+        (
+            "a model glob that is not a list",
+            with("/rules/0/when/model", json!("gpt-4o*")),
+        ),
+        (
+            "an empty model glob",
+            with("/rules/0/when/model", json!([""])),
+        ),
+        (
+            "a model glob that is not a string",
+            with("/rules/0/when/model", json!([4])),
+        ),
+        (
+            "a misspelt model key",
+            with("/rules/0/when/modle", json!(["gpt-4o"])),
         ),
         (
             "a negative bound",

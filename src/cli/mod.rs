@@ -61,6 +61,10 @@ pub enum Command {
         /// Decide one user message with this text instead of reading stdin.
         #[arg(long, value_name = "TEXT")]
         message: Option<String>,
+        /// The model the request asks for, which `model` conditions look at; it
+        /// replaces the `model` of a request read from stdin.
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
     },
 }
 
@@ -92,7 +96,11 @@ pub fn run(command: Command, env: Env) -> ExitCode {
         } else {
             schema::policy_schema_json()
         }),
-        Command::Decide { policies, message } => decide(&source(policies), &env, message),
+        Command::Decide {
+            policies,
+            message,
+            model,
+        } => decide(&source(policies), &env, message, model),
     }
 }
 
@@ -139,23 +147,37 @@ fn test(source: &PolicySource, env: &Env) -> ExitCode {
     }
 }
 
-/// `decide`: the `/v1/decide` body for a request from stdin or `--message`.
-fn decide(source: &PolicySource, env: &Env, message: Option<String>) -> ExitCode {
-    let messages = match message {
-        Some(text) => vec![ChatMessage::user(text)],
+/// `decide`: the `/v1/decide` body for a request from stdin or `--message`, with
+/// the model of `--model` if given, else of the request.
+fn decide(
+    source: &PolicySource,
+    env: &Env,
+    message: Option<String>,
+    model: Option<String>,
+) -> ExitCode {
+    let mut request = match message {
+        Some(text) => request::DecideRequest {
+            messages: vec![ChatMessage::user(text)],
+            model: None,
+        },
         None => match read_request() {
-            Ok(messages) => messages,
+            Ok(request) => request,
             Err(e) => {
                 eprintln!("invalid request: {e}");
                 return ExitCode::FAILURE;
             }
         },
     };
+    if model.is_some() {
+        request.model = model;
+    }
     let compiled = match crate::load_compiled(source, env) {
         Ok(compiled) => compiled,
         Err(errors) => return report(&errors),
     };
-    match serde_json::to_string_pretty(&compiled.explain(&messages)) {
+    match serde_json::to_string_pretty(
+        &compiled.explain(&request.messages, request.model.as_deref()),
+    ) {
         Ok(json) => print_stdout(&format!("{json}\n")),
         Err(e) => {
             eprintln!("cannot print the decision: {e}");
@@ -164,7 +186,7 @@ fn decide(source: &PolicySource, env: &Env, message: Option<String>) -> ExitCode
     }
 }
 
-fn read_request() -> Result<Vec<ChatMessage>, String> {
+fn read_request() -> Result<request::DecideRequest, String> {
     let mut text = String::new();
     std::io::stdin()
         .read_to_string(&mut text)
@@ -228,7 +250,18 @@ mod tests {
                 .command,
             Some(Command::Decide {
                 policies: Some("p".into()),
-                message: Some("hi".into())
+                message: Some("hi".into()),
+                model: None,
+            })
+        );
+        assert_eq!(
+            parse(&["decide", "--model", "gpt-4o-mini"])
+                .expect("parses")
+                .command,
+            Some(Command::Decide {
+                policies: None,
+                message: None,
+                model: Some("gpt-4o-mini".into()),
             })
         );
         assert_eq!(

@@ -6,20 +6,29 @@ use serde_json::Value;
 
 use crate::chat::{ChatMessage, Role};
 
+/// What a decision reads of a chat request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecideRequest {
+    /// At least one message.
+    pub messages: Vec<ChatMessage>,
+    /// The model asked for; `None` when absent or `null`.
+    pub model: Option<String>,
+}
+
 /// Parses `{"messages": [{"role": ..., "content": ...}], "model": ...}`. Other
 /// top-level fields and other fields of a message are ignored, as clients of
 /// chat APIs send more than the gateway needs. `Err` is one line naming the field.
-pub fn parse_chat_request(text: &str) -> Result<Vec<ChatMessage>, String> {
+pub fn parse_chat_request(text: &str) -> Result<DecideRequest, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|e| format!("the request is not valid JSON: {e}"))?;
     let Value::Object(request) = value else {
         return Err("the request must be a JSON object".into());
     };
-    if let Some(model) = request.get("model")
-        && !(model.is_string() || model.is_null())
-    {
-        return Err("model: must be a string".into());
-    }
+    let model = match request.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(model)) => Some(model.clone()),
+        Some(_) => return Err("model: must be a string".into()),
+    };
     let messages = match request.get("messages") {
         None => return Err("messages: missing".into()),
         Some(Value::Array(messages)) if messages.is_empty() => {
@@ -28,11 +37,12 @@ pub fn parse_chat_request(text: &str) -> Result<Vec<ChatMessage>, String> {
         Some(Value::Array(messages)) => messages,
         Some(_) => return Err("messages: must be a list".into()),
     };
-    messages
+    let messages = messages
         .iter()
         .enumerate()
         .map(|(i, message)| parse_message(i, message))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(DecideRequest { messages, model })
 }
 
 fn parse_message(i: usize, message: &Value) -> Result<ChatMessage, String> {
@@ -66,15 +76,16 @@ mod tests {
 
     #[test]
     fn a_valid_request_ignores_other_fields() {
-        let messages = parse_chat_request(
+        let request = parse_chat_request(
             r#"{"model": null, "stream": false, "messages": [
                 {"role": "system", "content": "be brief"},
                 {"role": "user", "content": "", "name": "ann"}
             ]}"#,
         )
         .expect("valid");
+        assert_eq!(request.model, None);
         assert_eq!(
-            messages,
+            request.messages,
             [
                 ChatMessage {
                     role: Role::System,
@@ -83,6 +94,19 @@ mod tests {
                 ChatMessage::user("")
             ]
         );
+    }
+
+    #[test]
+    fn the_model_is_read() {
+        let request = parse_chat_request(
+            r#"{"model": "GPT-4o", "messages": [{"role": "user", "content": "hi"}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(request.model.as_deref(), Some("GPT-4o"));
+        assert_eq!(request.messages, [ChatMessage::user("hi")]);
+        let request = parse_chat_request(r#"{"messages": [{"role": "user", "content": "hi"}]}"#)
+            .expect("valid");
+        assert_eq!(request.model, None);
     }
 
     #[test]

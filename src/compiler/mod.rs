@@ -1,17 +1,18 @@
 //! The compiler: turns a validated [`PolicySet`] into a [`CompiledPolicy`].
 //!
 //! A decision must cost one scan of the input whatever the number of rules and
-//! keywords, so compiling gathers the matchers of every rule into two shared ones:
+//! keywords, so compiling gathers the matchers of every rule into shared ones:
 //! all keywords, normalized and deduplicated, into one Aho-Corasick automaton
-//! ([`keywords`]), and all patterns into one regex set ([`patterns`]). Each
-//! automaton pattern id maps back to the rules that use it. The rule chain keeps
-//! only what a decision reads, with ids and reasons shared (`Arc<str>`) so a
-//! decision never copies a string.
+//! ([`keywords`]), all patterns into one regex set ([`patterns`]), and all model
+//! globs into one glob set ([`models`]). Each pattern or glob id maps back to the
+//! rules that use it. The rule chain keeps only what a decision reads, with ids
+//! and reasons shared (`Arc<str>`) so a decision never copies a string.
 //!
 //! Compiling never panics: every problem becomes a [`LoadError`] at the offending
-//! keyword, pattern or rule, and every problem is reported, not only the first.
+//! keyword, pattern, glob or rule, and every problem is reported, not only the first.
 
 mod keywords;
+mod models;
 mod patterns;
 
 use std::sync::Arc;
@@ -23,10 +24,13 @@ use crate::policy::{
 };
 
 pub(crate) use keywords::KeywordMatcher;
+pub(crate) use models::ModelMatcher;
+pub use models::check_glob;
 pub(crate) use patterns::PatternMatcher;
 pub use patterns::check_pattern;
 
-/// A policy ready to decide: one Aho-Corasick automaton, one regex set, the rule chain.
+/// A policy ready to decide: one Aho-Corasick automaton, one regex set, one glob
+/// set, the rule chain.
 #[derive(Debug)]
 pub struct CompiledPolicy {
     set: PolicySet,
@@ -35,10 +39,13 @@ pub struct CompiledPolicy {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) keywords: Option<KeywordMatcher>,
     pub(crate) patterns: Option<PatternMatcher>,
+    pub(crate) models: Option<ModelMatcher>,
     /// The rules with a `keywords` condition.
     pub(crate) needs_keywords: RuleBits,
     /// The rules with a `patterns` condition.
     pub(crate) needs_patterns: RuleBits,
+    /// The rules with a `model` condition.
+    pub(crate) needs_model: RuleBits,
     pub(crate) default: Outcome,
     /// USD per 1M input tokens; `None`: no price, so no estimate.
     pub(crate) price: Option<f64>,
@@ -64,9 +71,11 @@ pub(crate) struct CompiledRule {
     pub(crate) patterns: bool,
     pub(crate) input_chars: Option<CharBounds>,
     pub(crate) estimated_usd: Option<UsdBounds>,
+    /// The rule has a `model` condition (its globs are in the glob set).
+    pub(crate) model: bool,
 }
 
-/// A rule that a keyword or pattern of the shared matchers belongs to.
+/// A rule that a keyword, pattern or glob of the shared matchers belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Target {
     /// Index of the rule in the chain.
@@ -164,8 +173,8 @@ impl Interner {
 
 impl CompiledPolicy {
     /// Compiles a validated policy. `public_provider` is what `route: public`
-    /// resolves to. Every problem is reported, each at the keyword, pattern or
-    /// rule it comes from.
+    /// resolves to. Every problem is reported, each at the keyword, pattern,
+    /// glob or rule it comes from.
     pub fn compile(
         set: PolicySet,
         public_provider: Provider,
@@ -177,6 +186,7 @@ impl CompiledPolicy {
         let mut errors = Vec::new();
         let mut keywords = Interner::new();
         let mut patterns = Interner::new();
+        let mut models = Interner::new();
         let mut rules = Vec::with_capacity(set.rules.len());
         for (index, spec) in set.rules.iter().enumerate() {
             let last_user_only = spec.scope == Scope::LastUser;
@@ -208,6 +218,16 @@ impl CompiledPolicy {
                     },
                 );
             }
+            for glob in &spec.model {
+                models.add(
+                    glob.value.clone(),
+                    Target {
+                        rule: index,
+                        word: false,
+                        last_user_only: false,
+                    },
+                );
+            }
             rules.push(CompiledRule {
                 id: Arc::from(spec.id.as_str()),
                 outcome: Outcome {
@@ -219,6 +239,7 @@ impl CompiledPolicy {
                 patterns: !spec.patterns.is_empty(),
                 input_chars: spec.input_chars,
                 estimated_usd: spec.estimated_usd,
+                model: !spec.model.is_empty(),
             });
         }
         let keyword_matcher = if keywords.items.is_empty() {
@@ -252,6 +273,27 @@ impl CompiledPolicy {
                 }
             }
         };
+        let model_matcher = if models.items.is_empty() {
+            None
+        } else {
+            let invalid = models::invalid_globs(&set.rules);
+            if invalid.is_empty() {
+                match ModelMatcher::build(&models.items, TargetTable::new(models.targets)) {
+                    Ok(m) => Some(m),
+                    Err(message) => {
+                        errors.push(at_first_rule_with(
+                            &set.rules,
+                            |r| !r.model.is_empty(),
+                            message,
+                        ));
+                        None
+                    }
+                }
+            } else {
+                errors.extend(invalid);
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
@@ -261,9 +303,11 @@ impl CompiledPolicy {
             version: Arc::from(set.version.as_str()),
             needs_keywords: RuleBits::from_fn(rules.len(), |i| rules[i].keywords),
             needs_patterns: RuleBits::from_fn(rules.len(), |i| rules[i].patterns),
+            needs_model: RuleBits::from_fn(rules.len(), |i| rules[i].model),
             rules,
             keywords: keyword_matcher,
             patterns: pattern_matcher,
+            models: model_matcher,
             default: Outcome {
                 route: default_route,
                 provider: provider_of(default_route),
@@ -322,6 +366,11 @@ impl CompiledPolicy {
     /// Distinct patterns in the regex set.
     pub fn distinct_pattern_count(&self) -> usize {
         self.patterns.as_ref().map_or(0, PatternMatcher::len)
+    }
+
+    /// Distinct model globs in the glob set.
+    pub fn distinct_model_glob_count(&self) -> usize {
+        self.models.as_ref().map_or(0, ModelMatcher::len)
     }
 }
 

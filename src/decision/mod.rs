@@ -2,16 +2,19 @@
 //!
 //! [`CompiledPolicy::decide`] runs the rule chain of the policy-language spec:
 //! rules in order, each rule's conditions in the fixed order `keywords`, `patterns`,
-//! `input_chars`, `estimated_usd`, the first rule whose conditions all hold wins,
-//! else the default. [`CompiledPolicy::explain`] does the same and also records why
-//! each rule tried held or not, for `/v1/decide`; both share one implementation so
-//! they cannot disagree.
+//! `input_chars`, `estimated_usd`, `model`, the first rule whose conditions all
+//! hold wins, else the default. [`CompiledPolicy::explain`] does the same and also
+//! records why each rule tried held or not, for `/v1/decide`; both share one
+//! implementation so they cannot disagree.
 //!
 //! Keywords and patterns are matched with one scan per message for all rules: the
 //! shared automaton and regex set mark, in two bitsets sized to the rule count,
 //! every rule with a match, and the chain then only reads bits. The scan runs the
 //! first time a rule needs it, so a policy whose first rule holds on length alone
-//! never normalizes the input. Bitsets and the normalization buffer live in a
+//! never normalizes the input. The requested model is matched the same way, once,
+//! by the shared glob set into a third bitset, the first time a rule needs it; a
+//! request without a model sets no bit, so no `model` condition holds. Bitsets,
+//! the normalization buffer and the buffer of matching glob ids live in a
 //! thread-local scratch space so that a decision does not allocate for them.
 
 use std::cell::RefCell;
@@ -120,6 +123,8 @@ pub enum Condition {
     InputChars,
     /// The estimated cost is outside the bounds (or there is no price).
     EstimatedUsd,
+    /// No glob matches the requested model, or the request names no model.
+    Model,
 }
 
 /// How one rule fared in a decision.
@@ -216,6 +221,9 @@ impl RuleBits {
 struct Scratch {
     keyword_hits: RuleBits,
     pattern_hits: RuleBits,
+    model_hits: RuleBits,
+    /// The ids of the globs matching the model.
+    glob_ids: Vec<usize>,
     text: String,
 }
 
@@ -235,16 +243,18 @@ pub(crate) enum Normalization {
 }
 
 impl CompiledPolicy {
-    /// Decides where `messages` go. Deterministic: the same messages and the same
-    /// policy always give the same decision.
-    pub fn decide(&self, messages: &[ChatMessage]) -> Decision {
-        self.evaluate(messages, Normalization::Fast, None)
+    /// Decides where `messages` go. `model` is the model the client asked for
+    /// (`None`: the request names none), which `model` conditions look at.
+    /// Deterministic: the same messages, model and policy always give the same
+    /// decision.
+    pub fn decide(&self, messages: &[ChatMessage], model: Option<&str>) -> Decision {
+        self.evaluate(messages, model, Normalization::Fast, None)
     }
 
-    /// Decides where `messages` go and says, rule by rule, why.
-    pub fn explain(&self, messages: &[ChatMessage]) -> Explanation {
+    /// Decides where `messages` asking for `model` go and says, rule by rule, why.
+    pub fn explain(&self, messages: &[ChatMessage], model: Option<&str>) -> Explanation {
         let mut trace = Vec::new();
-        let decision = self.evaluate(messages, Normalization::Fast, Some(&mut trace));
+        let decision = self.evaluate(messages, model, Normalization::Fast, Some(&mut trace));
         Explanation { decision, trace }
     }
 
@@ -252,6 +262,7 @@ impl CompiledPolicy {
     pub(crate) fn evaluate(
         &self,
         messages: &[ChatMessage],
+        model: Option<&str>,
         normalization: Normalization,
         trace: Option<&mut Vec<TraceEntry>>,
     ) -> Decision {
@@ -261,18 +272,31 @@ impl CompiledPolicy {
         // fresh one rather than fail.
         let reused = SCRATCH.try_with(|cell| {
             cell.try_borrow_mut().ok().map(|mut scratch| {
-                self.run(messages, normalization, trace.as_deref_mut(), &mut scratch)
+                self.run(
+                    messages,
+                    model,
+                    normalization,
+                    trace.as_deref_mut(),
+                    &mut scratch,
+                )
             })
         });
         match reused {
             Ok(Some(decision)) => decision,
-            _ => self.run(messages, normalization, trace, &mut Scratch::default()),
+            _ => self.run(
+                messages,
+                model,
+                normalization,
+                trace,
+                &mut Scratch::default(),
+            ),
         }
     }
 
     fn run(
         &self,
         messages: &[ChatMessage],
+        model: Option<&str>,
         normalization: Normalization,
         mut trace: Option<&mut Vec<TraceEntry>>,
         scratch: &mut Scratch,
@@ -285,13 +309,21 @@ impl CompiledPolicy {
             .price
             .map(|price| input_chars as f64 / self.chars_per_token / 1_000_000.0 * price);
         let mut scanned = false;
+        let mut model_matched = false;
         for (index, rule) in self.rules.iter().enumerate() {
+            if rule.model && !model_matched {
+                self.match_model(model, scratch);
+                model_matched = true;
+            }
             if (rule.keywords || rule.patterns) && !scanned {
                 self.scan(messages, normalization, scratch);
                 scanned = true;
                 if trace.is_none() {
-                    // Nothing to record: go straight to the rules whose keyword
-                    // and pattern conditions hold.
+                    if !model_matched {
+                        self.match_model(model, scratch);
+                    }
+                    // Nothing to record: go straight to the rules whose keyword,
+                    // pattern and model conditions hold.
                     return self.first_candidate(index, scratch, input_chars, estimated_usd);
                 }
             }
@@ -335,15 +367,18 @@ impl CompiledPolicy {
             .is_none_or(|b| estimated_usd.is_some_and(|usd| usd_within(b, usd)))
         {
             Some(Condition::EstimatedUsd)
+        } else if rule.model && !scratch.model_hits.get(index) {
+            Some(Condition::Model)
         } else {
             None
         }
     }
 
-    /// The decision of the rule chain from rule `from` on, after the scan: only
-    /// the rules whose keyword and pattern conditions hold (or that have none) are
-    /// looked at, found 64 at a time in the bitsets, so a long chain of keyword
-    /// rules that did not match costs a few word operations.
+    /// The decision of the rule chain from rule `from` on, after the scan and the
+    /// model match: only the rules whose keyword, pattern and model conditions
+    /// hold (or that have none) are looked at, found 64 at a time in the bitsets,
+    /// so a long chain of keyword rules that did not match costs a few word
+    /// operations.
     fn first_candidate(
         &self,
         from: usize,
@@ -354,7 +389,8 @@ impl CompiledPolicy {
         for w in from / 64..self.needs_keywords.words() {
             let keywords_hold = !self.needs_keywords.word(w) | scratch.keyword_hits.word(w);
             let patterns_hold = !self.needs_patterns.word(w) | scratch.pattern_hits.word(w);
-            let mut candidates = keywords_hold & patterns_hold;
+            let model_holds = !self.needs_model.word(w) | scratch.model_hits.word(w);
+            let mut candidates = keywords_hold & patterns_hold & model_holds;
             if w == from / 64 {
                 candidates &= u64::MAX << (from % 64);
             }
@@ -399,6 +435,20 @@ impl CompiledPolicy {
         }
     }
 
+    /// Marks the rules with a glob matching `model`; none when there is no model
+    /// (or no rule has a `model` condition).
+    fn match_model(&self, model: Option<&str>, scratch: &mut Scratch) {
+        let Scratch {
+            model_hits,
+            glob_ids,
+            ..
+        } = scratch;
+        model_hits.reset(self.rules.len());
+        if let (Some(matcher), Some(model)) = (&self.models, model) {
+            matcher.scan(model, glob_ids, model_hits);
+        }
+    }
+
     /// Normalizes each message that some rule looks at, once, and runs the keyword
     /// automaton and the regex set over it, marking the rules that match.
     fn scan(&self, messages: &[ChatMessage], normalization: Normalization, scratch: &mut Scratch) {
@@ -406,6 +456,7 @@ impl CompiledPolicy {
             keyword_hits,
             pattern_hits,
             text: buffer,
+            ..
         } = scratch;
         keyword_hits.reset(self.rules.len());
         pattern_hits.reset(self.rules.len());

@@ -43,6 +43,7 @@ fn rule(id: &str, keywords: &[&str], word: bool, patterns: &[&str], scope: Scope
         scope,
         input_chars: None,
         estimated_usd: None,
+        model: Vec::new(),
     }
 }
 
@@ -100,7 +101,7 @@ fn messages() -> impl Strategy<Value = Vec<ChatMessage>> {
 
 fn explain_with(policy: &CompiledPolicy, m: &[ChatMessage], n: Normalization) -> Explanation {
     let mut trace = Vec::new();
-    let decision = policy.evaluate(m, n, Some(&mut trace));
+    let decision = policy.evaluate(m, None, n, Some(&mut trace));
     Explanation { decision, trace }
 }
 
@@ -113,7 +114,7 @@ proptest! {
         let fast = explain_with(policy, &m, Normalization::Fast);
         let general = explain_with(policy, &m, Normalization::General);
         prop_assert_eq!(&fast, &general);
-        prop_assert_eq!(&policy.decide(&m), &fast.decision);
+        prop_assert_eq!(&policy.decide(&m, None), &fast.decision);
     }
 
     #[test]
@@ -132,7 +133,7 @@ proptest! {
 #[test]
 fn the_unicode_policy_matches_what_it_should() {
     let policy = unicode_policy();
-    let rule_of = |text: &str| policy.decide(&[ChatMessage::user(text)]).rule;
+    let rule_of = |text: &str| policy.decide(&[ChatMessage::user(text)], None).rule;
     assert_eq!(rule_of("a FILE!").as_deref(), Some("ligature"));
     assert_eq!(rule_of("Hauptstrasse").as_deref(), Some("sharp-s"));
     assert_eq!(rule_of("un CAFE\u{301}.").as_deref(), Some("accent"));
@@ -178,11 +179,25 @@ mod oracle {
         })
     }
 
+    /// A glob of `*` (any run of characters), `?` (one character) and literal
+    /// characters matches the whole of `name`, ignoring case.
+    fn glob_matches(glob: &[char], name: &[char]) -> bool {
+        match glob.split_first() {
+            None => name.is_empty(),
+            Some(('*', rest)) => (0..=name.len()).any(|i| glob_matches(rest, &name[i..])),
+            Some(('?', rest)) => !name.is_empty() && glob_matches(rest, &name[1..]),
+            Some((c, rest)) => name.first().is_some_and(|n| {
+                n.to_lowercase().eq(c.to_lowercase()) && glob_matches(rest, &name[1..])
+            }),
+        }
+    }
+
     /// The trace: each rule tried and its first failed condition.
     pub(super) fn trace(
         rules: &[RuleSpec],
         price: Option<f64>,
         messages: &[ChatMessage],
+        model: Option<&str>,
     ) -> Vec<(String, Option<Condition>)> {
         let chars: u64 = messages
             .iter()
@@ -212,6 +227,14 @@ mod oracle {
                         .expect("valid");
                     texts.iter().any(|t| re.is_match(t))
                 });
+            let model_holds = rule.model.is_empty()
+                || model.is_some_and(|name| {
+                    let name: Vec<char> = name.chars().collect();
+                    rule.model.iter().any(|g| {
+                        let glob: Vec<char> = g.value.chars().collect();
+                        glob_matches(&glob, &name)
+                    })
+                });
             let within = |min: Option<f64>, max: Option<f64>, v: f64| {
                 min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m)
             };
@@ -232,6 +255,8 @@ mod oracle {
                 .is_none_or(|b| usd.is_some_and(|u| within(b.min, b.max, u)))
             {
                 Some(Condition::EstimatedUsd)
+            } else if !model_holds {
+                Some(Condition::Model)
             } else {
                 None
             };
@@ -265,6 +290,15 @@ fn random_rule() -> impl Strategy<Value = RuleSpec> {
         Just(r"\bse"),
         Just("é")
     ];
+    let glob = prop_oneof![
+        Just("gpt-4o*"),
+        Just("GPT-4O"),
+        Just("*/gpt-*"),
+        Just("?lama*"),
+        Just("*mini"),
+        Just("*"),
+        Just("local"),
+    ];
     (
         proptest::collection::vec(keyword, 0..3),
         any::<bool>(),
@@ -272,8 +306,9 @@ fn random_rule() -> impl Strategy<Value = RuleSpec> {
         any::<bool>(),
         proptest::option::of((0u64..6, 0u64..30)),
         proptest::option::of((0.0f64..2e-6, 0.0f64..8e-6)),
+        proptest::collection::vec(glob, 0..3),
     )
-        .prop_map(|(keywords, word, patterns, last_user, chars, usd)| {
+        .prop_map(|(keywords, word, patterns, last_user, chars, usd, globs)| {
             let scope = if last_user {
                 Scope::LastUser
             } else {
@@ -288,8 +323,27 @@ fn random_rule() -> impl Strategy<Value = RuleSpec> {
                 min: Some(min),
                 max: Some(min + extra),
             });
+            r.model = located(&globs);
             r
         })
+}
+
+/// Model names the globs of [`random_rule`] match, or nearly match.
+fn model_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("gpt-4o"),
+        Just("GPT-4o-mini"),
+        Just("gpt-4"),
+        Just("openai/gpt-4o"),
+        Just("openai/GPT-3.5"),
+        Just("llama3:8b"),
+        Just("Llama-3"),
+        Just("lama"),
+        Just("LOCAL"),
+        Just("local/x"),
+        Just(""),
+    ]
+    .prop_map(str::to_owned)
 }
 
 proptest! {
@@ -302,6 +356,7 @@ proptest! {
         specs in proptest::collection::vec(random_rule(), 0..150),
         price in proptest::option::of(0.5f64..2.0),
         m in messages(),
+        model in proptest::option::of(model_name()),
     ) {
         let specs: Vec<RuleSpec> = specs
             .into_iter()
@@ -321,8 +376,8 @@ proptest! {
             version: "v".to_owned(),
         };
         let policy = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
-        let expected = oracle::trace(&specs, price, &m);
-        let explained = policy.explain(&m);
+        let expected = oracle::trace(&specs, price, &m, model.as_deref());
+        let explained = policy.explain(&m, model.as_deref());
         let trace: Vec<_> = explained
             .trace
             .iter()
@@ -331,6 +386,6 @@ proptest! {
         prop_assert_eq!(&trace, &expected);
         let winner = expected.last().filter(|(_, failed)| failed.is_none()).map(|(id, _)| id.clone());
         prop_assert_eq!(explained.decision.rule.as_deref(), winner.as_deref());
-        prop_assert_eq!(policy.decide(&m), explained.decision);
+        prop_assert_eq!(policy.decide(&m, model.as_deref()), explained.decision);
     }
 }

@@ -31,6 +31,7 @@ pub struct CaseFile {
 /// One chat request and the decision it must get.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = no_defaults)]
 pub struct Case {
     /// Shown in the report: `ok NAME` or `FAIL NAME: ...`.
     #[schemars(length(min = 1))]
@@ -38,6 +39,11 @@ pub struct Case {
     /// The chat messages, as a client would send them.
     #[schemars(length(min = 1))]
     pub messages: Vec<ChatMessage>,
+    /// The model the request asks for (`model` in a chat request), which `model`
+    /// conditions look at. Left out: the request names no model.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub model: Option<String>,
     /// What the decision must be; only the keys written are compared.
     pub expect: Expect,
 }
@@ -66,7 +72,7 @@ pub struct Expect {
 }
 
 /// Drops the `"default": null` schemars derives from `#[serde(default)]`: an editor
-/// would offer `null` as the value to write, and only `rule` may be `null`.
+/// would offer `null` as the value to write, and only `expect.rule` may be `null`.
 fn no_defaults(schema: &mut schemars::Schema) {
     if let Some(properties) = schema
         .get_mut("properties")
@@ -243,9 +249,10 @@ fn rule_word(rule: Option<&str>) -> &str {
 }
 
 impl Case {
-    /// Decides the case's messages on `policy` and compares the keys of `expect`.
+    /// Decides the case's messages and model on `policy` and compares the keys of
+    /// `expect`.
     pub fn run(&self, policy: &CompiledPolicy) -> CaseResult {
-        let decision = policy.decide(&self.messages);
+        let decision = policy.decide(&self.messages, self.model.as_deref());
         let decided_route = decision.route.as_str();
         let decided_provider = decision.provider;
         let decided_rule = decision.rule.as_deref();
@@ -360,6 +367,45 @@ mod tests {
         assert!(!validator.is_valid(&serde_json::json!({"cases": [{
             "name": "n", "messages": [], "expect": {"route": "local"}
         }]})));
+    }
+
+    #[test]
+    fn a_case_may_name_the_model_it_asks_for() {
+        let schema = super::super::schema::schema_for::<CaseFile>();
+        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        let case = |model: serde_json::Value| {
+            serde_json::json!({"cases": [{
+                "name": "n",
+                "messages": [{"role": "user", "content": "hi"}],
+                "model": model,
+                "expect": {"rule": "cloud"},
+            }]})
+        };
+        assert!(validator.is_valid(&case(serde_json::json!("gpt-4o"))));
+        assert!(!validator.is_valid(&case(serde_json::json!(["gpt-4o"]))));
+        assert!(!validator.is_valid(&case(serde_json::json!(null))));
+
+        let text = "cases:\n  - name: cloud\n    model: GPT-4o-mini\n    messages: [{ role: user, content: hi }]\n    expect: { rule: cloud }\n  - name: none\n    messages: [{ role: user, content: hi }]\n    expect: { rule: null }\n";
+        let cases = parse_cases("t.yaml", text, &yaml::validator_for::<CaseFile>()).expect("valid");
+        assert_eq!(cases[0].model.as_deref(), Some("GPT-4o-mini"));
+        assert_eq!(cases[1].model, None);
+
+        let files = [crate::policy::SourceFile {
+            path: "p.yaml".into(),
+            name: "p.yaml".into(),
+            bytes: b"version: 1\nrules:\n  - id: cloud\n    when: {model: ['gpt-4o*']}\n    route: public\n".to_vec(),
+        }];
+        let set = crate::policy::parse_policy(
+            &files,
+            &crate::config::Env::from_pairs(Vec::<(&str, &str)>::new()),
+        )
+        .expect("valid policy");
+        let policy = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
+        assert!(cases[0].run(&policy).passed(), "{}", cases[0].run(&policy));
+        assert!(cases[1].run(&policy).passed(), "{}", cases[1].run(&policy));
+        let mut wrong = cases[0].clone();
+        wrong.model = Some("llama3".into());
+        assert!(!wrong.run(&policy).passed());
     }
 
     #[test]

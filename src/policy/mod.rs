@@ -82,6 +82,9 @@ pub struct RuleSpec {
     pub input_chars: Option<CharBounds>,
     /// Bounds on estimated USD.
     pub estimated_usd: Option<UsdBounds>,
+    /// Globs on the requested model as written, each with its position (empty: no
+    /// model condition).
+    pub model: Vec<Located<String>>,
 }
 
 impl fmt::Display for RuleSpec {

@@ -118,7 +118,7 @@ pub struct Rule {
 }
 
 /// The conditions of a rule, checked in this order: `keywords`, `patterns`,
-/// `input_chars`, `estimated_usd`.
+/// `input_chars`, `estimated_usd`, `model`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
@@ -151,6 +151,13 @@ pub struct When {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "UsdBounds")]
     pub estimated_usd: Option<UsdBounds>,
+    /// Holds when any glob matches the model the client asked for (`model` in the
+    /// request), ignoring case: `gpt-4o*`, `llama*`, `*/gpt-4o`. `*` matches any run
+    /// of characters, `/` included; `?` one character; `[a-z]` a class; `{a,b}` either.
+    /// It does not hold for a request that names no model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>", length(min = 1), inner(length(min = 1)))]
+    pub model: Option<Vec<String>>,
 }
 
 /// How keywords match.

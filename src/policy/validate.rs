@@ -1,6 +1,7 @@
 //! Validation of a whole policy: every file through the schema, then the checks
 //! that need more than one value (ids across files, `defaults` in one file only,
-//! bounds, prices, keywords and patterns), then the overlay and the version.
+//! bounds, prices, keywords, patterns and model globs), then the overlay and the
+//! version.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -224,6 +225,21 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Loa
                 });
             }
 
+            let mut model = Vec::new();
+            for (k, glob) in when.model.iter().flatten().enumerate() {
+                let at = located(&format!("{ptr}/when/model/{k}"));
+                if let Err(why) = crate::compiler::check_glob(glob) {
+                    errors.push(
+                        *i,
+                        LoadError::at_location(&at, format!("invalid glob {glob:?}: {why}")),
+                    );
+                }
+                model.push(Located {
+                    value: glob.clone(),
+                    at,
+                });
+            }
+
             if let Some(b) = &when.input_chars
                 && let (Some(min), Some(max)) = (b.min, b.max)
                 && min > max
@@ -273,6 +289,7 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Loa
                 scope: when.scope.unwrap_or_default(),
                 input_chars: when.input_chars,
                 estimated_usd: when.estimated_usd,
+                model,
             });
         }
     }

@@ -454,6 +454,18 @@ pub fn schema_violations(
                     found(instance)
                 ),
             )),
+            ValidationErrorKind::MinLength { limit } => push(LoadError::at(
+                path,
+                positions.value(ptr),
+                if *limit == 1 {
+                    format!("`{name}` must not be empty")
+                } else {
+                    format!(
+                        "`{name}` must be at least {limit} characters long, found {}",
+                        found(instance)
+                    )
+                },
+            )),
             ValidationErrorKind::MinItems { limit } => push(LoadError::at(
                 path,
                 positions.value(ptr),

@@ -93,17 +93,20 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    /// Decides where `messages` go; `model` names the model sent to the
-    /// chosen provider.
+    /// Decides where `messages` for `requested_model` go; `model` names the
+    /// model sent to the chosen provider.
     pub(crate) fn begin(
         state: &AppState,
         messages: &[ChatMessage],
         requested_model: Option<&str>,
         model: impl FnOnce(Provider) -> String,
     ) -> Self {
-        let _ = requested_model;
         // One snapshot for the whole request: a reload meanwhile does not affect it.
-        let decision = state.live.snapshot().policy.decide(messages);
+        let decision = state
+            .live
+            .snapshot()
+            .policy
+            .decide(messages, requested_model);
         let model = model(decision.provider);
         Exchange {
             request_id: Uuid::new_v4(),

@@ -26,7 +26,11 @@ pub async fn routes(State(state): State<AppState>) -> Response {
 pub async fn decide(State(state): State<AppState>, ChatBody(request): ChatBody) -> Response {
     // One snapshot for the whole request: a reload meanwhile does not affect it.
     let live = state.live.snapshot();
-    Json(live.policy.explain(&request.messages)).into_response()
+    Json(
+        live.policy
+            .explain(&request.messages, request.model.as_deref()),
+    )
+    .into_response()
 }
 
 /// `GET /v1/metrics`: Prometheus text format 0.0.4.

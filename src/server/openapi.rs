@@ -79,6 +79,8 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     /// The model to ask for; absent or `null`: the chosen provider's default
     /// (`LOCAL_LLM_MODEL` or `PUBLIC_LLM_MODEL`).
+    /// The policy's `model` conditions match this name; absent or `null` holds
+    /// none of them.
     pub model: Option<String>,
 }
 
@@ -187,6 +189,8 @@ pub enum Condition {
     InputChars,
     /// The estimated cost is outside the bounds.
     EstimatedUsd,
+    /// No glob matches the requested model, or the request names none.
+    Model,
 }
 
 /// `GET /v1/routes`: the live compiled policy, from one snapshot.
@@ -201,7 +205,8 @@ pub struct Routes {
     pub sources: Vec<Source>,
     /// The effective defaults and where each came from.
     pub defaults: Defaults,
-    /// The rules in evaluation order. Conditions are counted, never shown.
+    /// The rules in evaluation order. Keywords and patterns are counted, never
+    /// shown.
     pub rules: Vec<Rule>,
     /// Where `public` routes go.
     pub public_provider: Provider,
@@ -276,7 +281,8 @@ pub struct Rule {
     pub conditions: Conditions,
 }
 
-/// A rule's conditions: counts of keywords and patterns, never their values.
+/// A rule's conditions: counts of keywords and patterns, never their values;
+/// model globs as written.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Conditions {
     /// How many keywords.
@@ -291,6 +297,9 @@ pub struct Conditions {
     pub input_chars: Option<CharBounds>,
     /// The estimated cost bounds, when the rule has them.
     pub estimated_usd: Option<UsdBounds>,
+    /// The model globs as written, when the rule has a `model` condition.
+    #[schema(min_items = 1)]
+    pub model: Option<Vec<String>>,
 }
 
 /// How keywords match.

@@ -2,7 +2,8 @@
 //! to see it, built from one [`Live`] snapshot so every field agrees.
 //!
 //! Conditions are summarized: keyword and pattern counts, never their values,
-//! which may themselves be sensitive.
+//! which may themselves be sensitive. Model globs name models, not content, so
+//! they are shown as written.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -57,11 +58,11 @@ struct RuleView<'a> {
     reason: &'a str,
     file: &'a str,
     line: usize,
-    conditions: ConditionsView,
+    conditions: ConditionsView<'a>,
 }
 
 #[derive(Debug, Serialize)]
-struct ConditionsView {
+struct ConditionsView<'a> {
     keywords: usize,
     keyword_match: KeywordMatch,
     patterns: usize,
@@ -70,6 +71,9 @@ struct ConditionsView {
     input_chars: Option<CharBounds>,
     #[serde(skip_serializing_if = "Option::is_none")]
     estimated_usd: Option<UsdBounds>,
+    /// The globs as written; left out when the rule has no `model` condition.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    model: Vec<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -167,6 +171,7 @@ fn rule(r: &RuleSpec, public: Provider) -> RuleView<'_> {
             scope: r.scope,
             input_chars: r.input_chars,
             estimated_usd: r.estimated_usd,
+            model: r.model.iter().map(|g| g.value.as_str()).collect(),
         },
     }
 }
@@ -222,6 +227,7 @@ mod tests {
                         max: Some(1000),
                     }),
                     estimated_usd: None,
+                    model: Vec::new(),
                 },
                 RuleSpec {
                     id: "big".into(),
@@ -241,6 +247,13 @@ mod tests {
                         min: Some(0.09),
                         max: None,
                     }),
+                    model: ["gpt-4o*", "*/gpt-4o"]
+                        .into_iter()
+                        .map(|g| Located {
+                            value: g.to_owned(),
+                            at: at(14),
+                        })
+                        .collect(),
                 },
             ],
             defaults,
@@ -288,7 +301,8 @@ mod tests {
                  "provider": "anthropic", "reason": "big",
                  "file": "policies/10-sensitive.yaml", "line": 12,
                  "conditions": {"keywords": 0, "keyword_match": "substring", "patterns": 1,
-                                "scope": "all", "estimated_usd": {"min": 0.09}}}
+                                "scope": "all", "estimated_usd": {"min": 0.09},
+                                "model": ["gpt-4o*", "*/gpt-4o"]}}
             ],
             "public_provider": "anthropic",
             "reload": {"status": "error", "last_attempt_at": "2026-11-24T10:00:00.123Z",

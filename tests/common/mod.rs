@@ -47,6 +47,7 @@ pub fn rule(id: &str, route: Route) -> RuleSpec {
         scope: Scope::All,
         input_chars: None,
         estimated_usd: None,
+        model: Vec::new(),
     }
 }
 
@@ -58,6 +59,7 @@ pub trait RuleExt: Sized {
     fn last_user(self) -> Self;
     fn chars(self, min: Option<u64>, max: Option<u64>) -> Self;
     fn usd(self, min: Option<f64>, max: Option<f64>) -> Self;
+    fn model(self, globs: &[&str]) -> Self;
     fn reason(self, reason: &str) -> Self;
     fn line(self, line: usize) -> Self;
 }
@@ -85,6 +87,10 @@ impl RuleExt for RuleSpec {
     }
     fn usd(mut self, min: Option<f64>, max: Option<f64>) -> Self {
         self.estimated_usd = Some(UsdBounds { min, max });
+        self
+    }
+    fn model(mut self, globs: &[&str]) -> Self {
+        self.model = located(globs, self.at.position.line + 7);
         self
     }
     fn reason(mut self, reason: &str) -> Self {
@@ -150,5 +156,8 @@ pub fn msg(role: Role, content: &str) -> ChatMessage {
 
 /// The id of the rule that decides one user message (`None`: default).
 pub fn rule_for(policy: &CompiledPolicy, text: &str) -> Option<String> {
-    policy.decide(&[user(text)]).rule.map(|r| r.to_string())
+    policy
+        .decide(&[user(text)], None)
+        .rule
+        .map(|r| r.to_string())
 }
