@@ -90,6 +90,10 @@ fn streamed_text(chunks: &[Value]) -> String {
 
 impl Gateway {
     async fn start(public: Flavor, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_with(POLICY, public, env).await
+    }
+
+    async fn start_with(policy: &str, public: Flavor, env: &[(&str, &str)]) -> Gateway {
         let local = FakeProvider::ollama().await;
         let public = FakeProvider::start(public).await;
         let mut vars: Vec<(String, String)> = local.env_vars();
@@ -99,7 +103,7 @@ impl Gateway {
         vars.push(("PUBLIC_LLM_MODEL".into(), PUBLIC_MODEL.into()));
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let t = TestServer::start(&[("policy.yaml", POLICY)], &refs).await;
+        let t = TestServer::start(&[("policy.yaml", policy)], &refs).await;
         local.set_reply(["Bon", "jour", " local"]);
         public.set_reply(["Hello", " from", " the cloud"]);
         Gateway { t, local, public }
@@ -616,6 +620,62 @@ async fn a_client_that_leaves_a_stream_is_audited_and_counted_as_cancelled() {
             "chat_requests_total{provider=\"anthropic\",status=\"failure\"}"
         ),
         Some(1.0)
+    );
+    g.finish().await;
+}
+
+#[tokio::test]
+async fn the_requested_model_routes_by_the_policy_model_condition() {
+    let policy = "version: 1\ndefaults:\n  provider: local\nrules:\n  - id: cloud-models\n    when:\n      model: ['gpt-4o*']\n    route: public\n    reason: cloud_model_requested\n";
+    let g = Gateway::start_with(policy, Flavor::OpenAi, &[]).await;
+    for (model, provider, rule, sent) in [
+        (
+            json!("GPT-4o-mini"),
+            "openai",
+            "cloud-models",
+            "GPT-4o-mini",
+        ),
+        (json!("llama3.2:1b"), "local", "", "llama3.2:1b"),
+        // The listed names mean the chosen provider's model; `policy-mesh`
+        // matches no cloud glob, so it stays local.
+        (json!("policy-mesh"), "local", "", LOCAL_MODEL),
+        (Value::Null, "local", "", LOCAL_MODEL),
+    ] {
+        for stream in [false, true] {
+            let a = g
+                .post(&json!({"model": model, "messages": user("hi"), "stream": stream}))
+                .await;
+            assert_eq!(a.status, 200, "{model}: {}", a.text);
+            assert_eq!(
+                a.header("x-policy-mesh-provider"),
+                Some(provider),
+                "{model}"
+            );
+            assert_eq!(a.header("x-policy-mesh-rule"), Some(rule), "{model}");
+            let answered = if stream {
+                chunks(&a).0[0]["model"].clone()
+            } else {
+                a.json()["model"].clone()
+            };
+            assert_eq!(answered, sent, "{model}");
+        }
+    }
+    let sent: Vec<Value> = g
+        .local
+        .requests()
+        .iter()
+        .map(|r| r.json()["model"].clone())
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "llama3.2:1b",
+            "llama3.2:1b",
+            LOCAL_MODEL,
+            LOCAL_MODEL,
+            LOCAL_MODEL,
+            LOCAL_MODEL
+        ]
     );
     g.finish().await;
 }
