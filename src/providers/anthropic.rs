@@ -7,9 +7,9 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use super::config::{ProviderConfigError, Secret};
-use super::http::{Endpoint, parse_json};
-use super::stream::{self, Decoder, StreamEvent, Usage, count, frame_json};
-use super::{BoxFuture, ChatProvider, ChatRequest, ProviderError, Reply, ReplyStream};
+use super::http::{Endpoint, Framing, HttpProvider, WireFormat, parse_json};
+use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
+use super::{ChatRequest, ProviderError, Reply};
 use crate::chat::{ChatMessage, Role};
 
 /// The `anthropic-version` header sent with every call.
@@ -117,7 +117,7 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
 /// `message_delta`, and `message_stop` to end. `ping` and the block
 /// boundaries carry nothing; an `error` event is the server giving up.
 #[derive(Debug, Default)]
-pub(crate) struct EventDecoder {
+pub struct EventDecoder {
     input_tokens: Option<u64>,
 }
 
@@ -168,11 +168,25 @@ impl Decoder for EventDecoder {
     }
 }
 
-/// A client for `POST {PUBLIC_LLM_URL}/v1/messages`.
-pub struct Anthropic {
-    /// `None` without `PUBLIC_LLM_API_KEY`: every call fails before the network.
-    endpoint: Option<Endpoint>,
+/// Anthropic's `/v1/messages` format.
+#[derive(Debug)]
+pub struct AnthropicApi;
+
+impl WireFormat for AnthropicApi {
+    const FRAMING: Framing = Framing::Sse;
+    type Decoder = EventDecoder;
+
+    fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
+        request_body(request, stream)
+    }
+
+    fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
+        parse_reply(body)
+    }
 }
+
+/// A client for `POST {PUBLIC_LLM_URL}/v1/messages`.
+pub type Anthropic = HttpProvider<AnthropicApi>;
 
 impl Anthropic {
     /// Sends `x-api-key: <key>` and `anthropic-version`.
@@ -197,41 +211,7 @@ impl Anthropic {
                     )?,
             ),
         };
-        Ok(Anthropic { endpoint })
-    }
-}
-
-impl Anthropic {
-    fn endpoint(&self) -> Result<&Endpoint, ProviderError> {
-        self.endpoint
-            .as_ref()
-            .ok_or_else(ProviderError::missing_public_key)
-    }
-}
-
-impl ChatProvider for Anthropic {
-    fn chat<'a>(&'a self, request: ChatRequest<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
-        Box::pin(async move {
-            self.endpoint()?
-                .chat(&request, request_body, parse_reply)
-                .await
-        })
-    }
-
-    fn chat_stream<'a>(
-        &'a self,
-        request: ChatRequest<'a>,
-    ) -> BoxFuture<'a, Result<ReplyStream, ProviderError>> {
-        Box::pin(async move {
-            self.endpoint()?
-                .chat_stream(
-                    &request,
-                    request_body,
-                    stream::sse_frames,
-                    EventDecoder::default(),
-                )
-                .await
-        })
+        Ok(HttpProvider::from_endpoint(endpoint))
     }
 }
 

@@ -1,13 +1,96 @@
 //! The one HTTP exchange every provider makes: POST a JSON body, sort the
-//! outcome into a failure category, and hand back the bytes of a 2xx body
-//! for the provider's own parser.
+//! outcome into a failure category, and hand a 2xx answer to the provider's
+//! own reading of it, whole or streamed. A provider is this exchange in its
+//! [`WireFormat`]: [`HttpProvider`].
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
 
 use super::config::ProviderConfigError;
 use super::error::ProviderError;
+use super::stream::{self, Decoder};
+use super::{BoxFuture, ChatProvider, ChatRequest, Reply, ReplyStream};
+
+/// How a streamed reply is cut into frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Server-sent events (OpenAI, Anthropic).
+    Sse,
+    /// One JSON object a line (Ollama).
+    Ndjson,
+}
+
+/// How one provider's API is spoken: the request it takes and the reply it
+/// gives, whole or streamed. Each provider module has one, with its pure
+/// translation functions tested beside it.
+pub trait WireFormat: Send + Sync + 'static {
+    /// How a streamed reply is framed.
+    const FRAMING: Framing;
+    /// Reads a streamed reply, frame by frame.
+    type Decoder: Decoder + Default;
+    /// The JSON body of a call; `stream` asks for a streamed reply.
+    fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value;
+    /// The reply of a 2xx whole answer.
+    fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError>;
+}
+
+/// A provider spoken to over HTTP in wire format `F`: exactly one upstream
+/// request per call, no retry.
+pub struct HttpProvider<F> {
+    /// `None` for a public provider without `PUBLIC_LLM_API_KEY`: every call
+    /// fails with `auth_error` before the network.
+    endpoint: Option<Endpoint>,
+    format: PhantomData<fn() -> F>,
+}
+
+impl<F> HttpProvider<F> {
+    pub(crate) fn from_endpoint(endpoint: Option<Endpoint>) -> Self {
+        HttpProvider {
+            endpoint,
+            format: PhantomData,
+        }
+    }
+
+    fn endpoint(&self) -> Result<&Endpoint, ProviderError> {
+        self.endpoint
+            .as_ref()
+            .ok_or_else(ProviderError::missing_public_key)
+    }
+}
+
+impl<F: WireFormat> ChatProvider for HttpProvider<F> {
+    fn chat<'a>(&'a self, request: ChatRequest<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
+        Box::pin(async move {
+            let body = self
+                .endpoint()?
+                .post_json(&F::request_body(&request, false))
+                .await?;
+            F::parse_reply(&body)
+        })
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        request: ChatRequest<'a>,
+    ) -> BoxFuture<'a, Result<ReplyStream, ProviderError>> {
+        Box::pin(async move {
+            let endpoint = self.endpoint()?;
+            // Only the wait for the status is bounded here; the stream bounds
+            // each read itself.
+            let response = endpoint
+                .send(&F::request_body(&request, true), None)
+                .await?;
+            let frames = match F::FRAMING {
+                Framing::Sse => stream::sse_frames(response, endpoint.timeout),
+                Framing::Ndjson => stream::ndjson_frames(response, endpoint.timeout),
+            };
+            Ok(stream::decode(frames, F::Decoder::default()))
+        })
+    }
+}
 
 /// The largest reply body read. A bigger one is refused rather than buffered,
 /// so that a misbehaving upstream cannot exhaust the gateway's memory.
@@ -58,47 +141,11 @@ impl Endpoint {
         self
     }
 
-    /// One chat exchange in a provider's wire format: `request_body` builds what
-    /// is sent, `parse_reply` reads the reply out of a 2xx answer.
-    pub(crate) async fn chat(
-        &self,
-        request: &super::ChatRequest<'_>,
-        request_body: fn(&super::ChatRequest<'_>, bool) -> serde_json::Value,
-        parse_reply: fn(&[u8]) -> Result<super::Reply, ProviderError>,
-    ) -> Result<super::Reply, ProviderError> {
-        let bytes = self.post_json(&request_body(request, false)).await?;
-        parse_reply(&bytes)
-    }
-
-    /// One streamed exchange: resolves once the provider has answered with a
-    /// 2xx status (within the timeout), then yields the reply as `decoder`
-    /// reads it from the frames `frames` cuts.
-    pub(crate) async fn chat_stream<F, S, D>(
-        &self,
-        request: &super::ChatRequest<'_>,
-        request_body: fn(&super::ChatRequest<'_>, bool) -> serde_json::Value,
-        frames: F,
-        decoder: D,
-    ) -> Result<super::ReplyStream, ProviderError>
-    where
-        F: FnOnce(reqwest::Response, Duration) -> S,
-        S: futures_util::Stream<Item = Result<(Option<String>, String), ProviderError>>
-            + Send
-            + 'static,
-        D: super::stream::Decoder,
-    {
-        let response = self.send(&request_body(request, true), None).await?;
-        Ok(super::stream::decode(
-            frames(response, self.timeout),
-            decoder,
-        ))
-    }
-
     /// POSTs `body` and returns the response once its status is a 2xx. With
     /// `whole: Some(t)` the whole exchange, body included, is bounded by `t`;
     /// with `None` only the wait for the status is (a stream bounds each read
     /// itself).
-    async fn send(
+    pub(crate) async fn send(
         &self,
         body: &serde_json::Value,
         whole: Option<Duration>,

@@ -5,9 +5,9 @@ use reqwest::header::AUTHORIZATION;
 use serde_json::{Map, Value, json};
 
 use super::config::{ProviderConfigError, Secret};
-use super::http::{Endpoint, parse_json};
-use super::stream::{self, Decoder, StreamEvent, Usage, count, frame_json};
-use super::{BoxFuture, ChatProvider, ChatRequest, ProviderError, Reply, ReplyStream};
+use super::http::{Endpoint, Framing, HttpProvider, WireFormat, parse_json};
+use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
+use super::{ChatRequest, ProviderError, Reply};
 
 /// The JSON body of a chat call: the messages as received, `stream` as
 /// asked, and the generation settings given, in Ollama's `options`.
@@ -69,7 +69,7 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
 /// `done: true` line with the reason and counts. A line with `error` is the
 /// server giving up half way.
 #[derive(Debug, Default)]
-pub(crate) struct NdjsonDecoder;
+pub struct NdjsonDecoder;
 
 impl Decoder for NdjsonDecoder {
     fn frame(
@@ -96,10 +96,25 @@ impl Decoder for NdjsonDecoder {
     }
 }
 
-/// A client for `POST {LOCAL_LLM_URL}/api/chat`.
-pub struct Ollama {
-    endpoint: Endpoint,
+/// Ollama's `/api/chat` format.
+#[derive(Debug)]
+pub struct OllamaApi;
+
+impl WireFormat for OllamaApi {
+    const FRAMING: Framing = Framing::Ndjson;
+    type Decoder = NdjsonDecoder;
+
+    fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
+        request_body(request, stream)
+    }
+
+    fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
+        parse_reply(body)
+    }
 }
+
+/// A client for `POST {LOCAL_LLM_URL}/api/chat`.
+pub type Ollama = HttpProvider<OllamaApi>;
 
 impl Ollama {
     /// Sends `Authorization: Bearer <key>` only when a key is given.
@@ -117,28 +132,7 @@ impl Ollama {
                 "LOCAL_LLM_API_KEY",
             )?;
         }
-        Ok(Ollama { endpoint })
-    }
-}
-
-impl ChatProvider for Ollama {
-    fn chat<'a>(&'a self, request: ChatRequest<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
-        Box::pin(async move {
-            self.endpoint
-                .chat(&request, request_body, parse_reply)
-                .await
-        })
-    }
-
-    fn chat_stream<'a>(
-        &'a self,
-        request: ChatRequest<'a>,
-    ) -> BoxFuture<'a, Result<ReplyStream, ProviderError>> {
-        Box::pin(async move {
-            self.endpoint
-                .chat_stream(&request, request_body, stream::ndjson_frames, NdjsonDecoder)
-                .await
-        })
+        Ok(HttpProvider::from_endpoint(Some(endpoint)))
     }
 }
 

@@ -5,9 +5,9 @@ use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 
 use super::config::{ProviderConfigError, Secret};
-use super::http::{Endpoint, parse_json};
-use super::stream::{self, Decoder, StreamEvent, Usage, count, frame_json};
-use super::{BoxFuture, ChatProvider, ChatRequest, ProviderError, Reply, ReplyStream};
+use super::http::{Endpoint, Framing, HttpProvider, WireFormat, parse_json};
+use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
+use super::{ChatRequest, ProviderError, Reply};
 
 /// The JSON body of a chat call: the messages as received and each
 /// generation setting the client gave, under OpenAI's own names. `stream` is
@@ -76,7 +76,7 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
 /// Reads OpenAI's chunk stream: `choices[0].delta.content` pieces, the
 /// `finish_reason`, the usage chunk when asked for, then `[DONE]`.
 #[derive(Debug, Default)]
-pub(crate) struct ChunkDecoder {
+pub struct ChunkDecoder {
     finished: bool,
 }
 
@@ -119,14 +119,29 @@ impl Decoder for ChunkDecoder {
     }
 }
 
-/// A client for `POST {PUBLIC_LLM_URL}/v1/chat/completions`.
-pub struct OpenAi {
-    /// `None` without `PUBLIC_LLM_API_KEY`: every call fails before the network.
-    endpoint: Option<Endpoint>,
+/// OpenAI's `/v1/chat/completions` format.
+#[derive(Debug)]
+pub struct OpenAiApi;
+
+impl WireFormat for OpenAiApi {
+    const FRAMING: Framing = Framing::Sse;
+    type Decoder = ChunkDecoder;
+
+    fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
+        request_body(request, stream)
+    }
+
+    fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
+        parse_reply(body)
+    }
 }
 
+/// A client for `POST {PUBLIC_LLM_URL}/v1/chat/completions`.
+pub type OpenAi = HttpProvider<OpenAiApi>;
+
 impl OpenAi {
-    /// Sends `Authorization: Bearer <key>`.
+    /// Sends `Authorization: Bearer <key>`; without a key every call fails
+    /// before the network.
     pub(crate) fn new(
         client: reqwest::Client,
         base_url: &str,
@@ -144,39 +159,7 @@ impl OpenAi {
                     )?,
             ),
         };
-        Ok(OpenAi { endpoint })
-    }
-
-    fn endpoint(&self) -> Result<&Endpoint, ProviderError> {
-        self.endpoint
-            .as_ref()
-            .ok_or_else(ProviderError::missing_public_key)
-    }
-}
-
-impl ChatProvider for OpenAi {
-    fn chat<'a>(&'a self, request: ChatRequest<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
-        Box::pin(async move {
-            self.endpoint()?
-                .chat(&request, request_body, parse_reply)
-                .await
-        })
-    }
-
-    fn chat_stream<'a>(
-        &'a self,
-        request: ChatRequest<'a>,
-    ) -> BoxFuture<'a, Result<ReplyStream, ProviderError>> {
-        Box::pin(async move {
-            self.endpoint()?
-                .chat_stream(
-                    &request,
-                    request_body,
-                    stream::sse_frames,
-                    ChunkDecoder::default(),
-                )
-                .await
-        })
+        Ok(HttpProvider::from_endpoint(endpoint))
     }
 }
 

@@ -47,7 +47,7 @@ pub enum StreamEvent {
 pub type ReplyStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
 
 /// A provider's reading of its own stream format, one frame at a time.
-pub(crate) trait Decoder: Send + 'static {
+pub trait Decoder: Send + 'static {
     /// Reads one frame: an SSE event's name and data, or an NDJSON line (no
     /// name). Pushes what it holds onto `out`; returns `true` when the frame
     /// ends the reply.
@@ -95,12 +95,12 @@ fn guarded_body(
 /// A frame: the SSE event name (`None` for NDJSON) and the payload.
 type Frame = (Option<String>, String);
 
+/// The frames of a streamed reply, in order.
+pub(crate) type Frames = Pin<Box<dyn Stream<Item = Result<Frame, ProviderError>> + Send>>;
+
 /// The frames of a server-sent event stream.
-pub(crate) fn sse_frames(
-    response: reqwest::Response,
-    idle: Duration,
-) -> impl Stream<Item = Result<Frame, ProviderError>> + Send + 'static {
-    guarded_body(response, idle)
+pub(crate) fn sse_frames(response: reqwest::Response, idle: Duration) -> Frames {
+    let frames = guarded_body(response, idle)
         .eventsource()
         .map(|event| match event {
             Ok(event) => Ok((Some(event.event), event.data)),
@@ -108,18 +108,16 @@ pub(crate) fn sse_frames(
             Err(EventStreamError::Utf8(_) | EventStreamError::Parser(_)) => Err(
                 ProviderError::bad_response("stream is not valid server-sent events"),
             ),
-        })
+        });
+    Box::pin(frames)
 }
 
 /// The non-empty lines of an NDJSON stream.
-pub(crate) fn ndjson_frames(
-    response: reqwest::Response,
-    idle: Duration,
-) -> impl Stream<Item = Result<Frame, ProviderError>> + Send + 'static {
+pub(crate) fn ndjson_frames(response: reqwest::Response, idle: Duration) -> Frames {
     // The reader speaks io::Error; the provider error rides inside it and is
     // taken back out below.
     let reader = StreamReader::new(guarded_body(response, idle).map_err(std::io::Error::other));
-    FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_REPLY_BYTES))
+    let lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_REPLY_BYTES))
         .map(|line| match line {
             Ok(line) => Ok((None, line)),
             Err(LinesCodecError::MaxLineLengthExceeded) => Err(ProviderError::too_large()),
@@ -129,24 +127,21 @@ pub(crate) fn ndjson_frames(
                 .cloned()
                 .unwrap_or_else(|| ProviderError::bad_response("stream is not valid UTF-8 lines"))),
         })
-        .try_filter(|(_, line)| std::future::ready(!line.trim().is_empty()))
+        .try_filter(|(_, line)| std::future::ready(!line.trim().is_empty()));
+    Box::pin(lines)
 }
 
 /// Runs `decoder` over `frames`: the events in order, then the end once a
 /// frame completes the reply (anything after it is not read), or the error
 /// that cut it short.
-pub(crate) fn decode<F, D>(frames: F, decoder: D) -> ReplyStream
-where
-    F: Stream<Item = Result<Frame, ProviderError>> + Send + 'static,
-    D: Decoder,
-{
-    struct State<F, D> {
-        frames: Pin<Box<F>>,
+pub(crate) fn decode<D: Decoder>(frames: Frames, decoder: D) -> ReplyStream {
+    struct State<D> {
+        frames: Frames,
         decoder: D,
         done: bool,
     }
     let state = State {
-        frames: Box::pin(frames),
+        frames,
         decoder,
         done: false,
     };
@@ -218,7 +213,9 @@ pub(crate) mod tests {
             .into_iter()
             .map(|(e, d)| Ok((e.map(str::to_owned), d.to_owned())))
             .collect();
-        decode(stream::iter(frames), decoder).collect().await
+        decode(Box::pin(stream::iter(frames)), decoder)
+            .collect()
+            .await
     }
 
     /// Every text piece of `events`, concatenated.
