@@ -348,11 +348,18 @@ async fn wait_for_count(count: &watch::Sender<usize>, n: usize, timeout: Duratio
         .is_ok_and(|r| r.is_ok())
 }
 
-/// A base URL on which nothing listens: a port bound and released at once.
+/// A base URL on which nothing listens: connections to it are refused.
 pub async fn closed_port_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
-    let addr = listener.local_addr().expect("its address");
-    drop(listener);
+    // Bound but never listening: a connection is refused, and while the
+    // socket lives no other server of this test process (they all bind port
+    // 0) can be given the port. It lives as long as the process: a freed
+    // port could be handed to another test's fake, which would answer.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind a port");
+    let addr = socket.local_addr().expect("its address");
+    std::mem::forget(socket);
     format!("http://{addr}")
 }
 
