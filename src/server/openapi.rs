@@ -775,7 +775,11 @@ fn openapi_json() {}
     description = "OpenAI's chat completion, routed by the policy like `/v1/chat` (one provider call, audited and counted). With `stream: true` the answer is `text/event-stream` of `ChatCompletionChunk` events ending with `data: [DONE]`.",
     request_body = CompletionRequest,
     responses(
-        (status = 200, description = "The provider answered: a `ChatCompletion`, or with `stream: true` a `text/event-stream` of `ChatCompletionChunk`", body = ChatCompletion,
+        (status = 200, description = "The provider answered: a `ChatCompletion`, or with `stream: true` a `text/event-stream` whose events' `data` are `ChatCompletionChunk`s, then `[DONE]`",
+            content(
+                (ChatCompletion = "application/json"),
+                (ChatCompletionChunk = "text/event-stream"),
+            ),
             headers(
                 ("x-request-id" = String, description = "The request id (audit)"),
                 ("x-policy-mesh-provider" = String, description = "local, openai or anthropic"),
