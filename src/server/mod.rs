@@ -222,6 +222,14 @@ pub async fn start(env: &Env) -> Result<Server, StartError> {
         config.max_body_bytes,
     );
     let (tx, rx) = oneshot::channel::<()>();
+    // Nagle's algorithm would hold each small write (a streamed chunk, a
+    // short answer) until the client acknowledges the previous one: tens of
+    // milliseconds added to the first token. Every write is a whole message.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let serving = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
