@@ -29,13 +29,19 @@ pub enum Framing {
 pub trait WireFormat: Send + Sync + 'static {
     /// How a streamed reply is framed.
     const FRAMING: Framing;
+    /// The JSON body of a call; its `bool` asks for a streamed reply.
+    const REQUEST_BODY: RequestBody;
+    /// The reply of a 2xx whole answer.
+    const PARSE_REPLY: ParseReply;
     /// Reads a streamed reply, frame by frame.
     type Decoder: Decoder + Default;
-    /// The JSON body of a call; `stream` asks for a streamed reply.
-    fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value;
-    /// The reply of a 2xx whole answer.
-    fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError>;
 }
+
+/// Builds the JSON body of a call; the `bool` asks for a streamed reply.
+pub type RequestBody = fn(&ChatRequest<'_>, bool) -> Value;
+
+/// Reads the reply out of the body of a 2xx whole answer.
+pub type ParseReply = fn(&[u8]) -> Result<Reply, ProviderError>;
 
 /// A provider spoken to over HTTP in wire format `F`: exactly one upstream
 /// request per call, no retry.
@@ -66,9 +72,9 @@ impl<F: WireFormat> ChatProvider for HttpProvider<F> {
         Box::pin(async move {
             let body = self
                 .endpoint()?
-                .post_json(&F::request_body(&request, false))
+                .post_json(&(F::REQUEST_BODY)(&request, false))
                 .await?;
-            F::parse_reply(&body)
+            (F::PARSE_REPLY)(&body)
         })
     }
 
@@ -81,7 +87,7 @@ impl<F: WireFormat> ChatProvider for HttpProvider<F> {
             // Only the wait for the status is bounded here; the stream bounds
             // each read itself.
             let response = endpoint
-                .send(&F::request_body(&request, true), None)
+                .send(&(F::REQUEST_BODY)(&request, true), None)
                 .await?;
             let frames = match F::FRAMING {
                 Framing::Sse => stream::sse_frames(response, endpoint.timeout),

@@ -5,7 +5,9 @@ use reqwest::header::AUTHORIZATION;
 use serde_json::{Map, Value, json};
 
 use super::config::{ProviderConfigError, Secret};
-use super::http::{Endpoint, Framing, HttpProvider, WireFormat, parse_json};
+use super::http::{
+    Endpoint, Framing, HttpProvider, ParseReply, RequestBody, WireFormat, parse_json,
+};
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
 
@@ -102,15 +104,9 @@ pub struct OllamaApi;
 
 impl WireFormat for OllamaApi {
     const FRAMING: Framing = Framing::Ndjson;
+    const REQUEST_BODY: RequestBody = request_body;
+    const PARSE_REPLY: ParseReply = parse_reply;
     type Decoder = NdjsonDecoder;
-
-    fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
-        request_body(request, stream)
-    }
-
-    fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
-        parse_reply(body)
-    }
 }
 
 /// A client for `POST {LOCAL_LLM_URL}/api/chat`.

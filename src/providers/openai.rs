@@ -5,7 +5,9 @@ use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 
 use super::config::{ProviderConfigError, Secret};
-use super::http::{Endpoint, Framing, HttpProvider, WireFormat, parse_json};
+use super::http::{
+    Endpoint, Framing, HttpProvider, ParseReply, RequestBody, WireFormat, parse_json,
+};
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
 
@@ -125,15 +127,9 @@ pub struct OpenAiApi;
 
 impl WireFormat for OpenAiApi {
     const FRAMING: Framing = Framing::Sse;
+    const REQUEST_BODY: RequestBody = request_body;
+    const PARSE_REPLY: ParseReply = parse_reply;
     type Decoder = ChunkDecoder;
-
-    fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
-        request_body(request, stream)
-    }
-
-    fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
-        parse_reply(body)
-    }
 }
 
 /// A client for `POST {PUBLIC_LLM_URL}/v1/chat/completions`.
