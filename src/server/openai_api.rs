@@ -17,8 +17,6 @@
 //! local and public models, and [`AUTO_MODEL`]) mean "the chosen provider's
 //! configured model"; any other name is sent to the chosen provider as it is.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -363,10 +361,9 @@ fn completion_id(exchange: &Exchange) -> String {
     format!("chatcmpl-{}", exchange.request_id.simple())
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Unix seconds, as OpenAI's `created`.
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 fn usage_json(usage: Usage) -> Value {
@@ -416,7 +413,7 @@ fn provider_error(e: &ProviderError) -> Response {
 /// Builds the chunks of one streamed completion.
 struct Chunks {
     id: String,
-    created: u64,
+    created: i64,
     model: String,
 }
 
