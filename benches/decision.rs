@@ -13,10 +13,10 @@ use std::time::Duration;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use policy_mesh::chat::ChatMessage;
 use policy_mesh::compiler::CompiledPolicy;
-use policy_mesh::decision::Provider;
+use policy_mesh::names::{Provider, Route};
 use policy_mesh::normalize::normalize;
 use policy_mesh::policy::{
-    EffectiveDefaults, KeywordMatch, Located, Location, PolicySet, Position, Route, RuleSpec, Scope,
+    EffectiveDefaults, KeywordMatch, Located, Location, PolicySet, Position, RuleSpec, Scope,
 };
 
 const KEYWORD_COUNTS: [usize; 4] = [10, 1_000, 10_000, 100_000];

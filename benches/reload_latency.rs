@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use policy_mesh::config::Env;
+use policy_mesh::env::Env;
 use policy_mesh::policy::{SourceFile, parse_policy};
 
 /// A policy the size of a real one: 20 rules, 10 keywords and a pattern each.

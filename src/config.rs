@@ -1,63 +1,9 @@
-//! Configuration from the environment (and an optional `.env`), read once into
-//! an [`Env`] snapshot so that every consumer, and every test, sees one
-//! consistent set of values without touching the process environment.
+//! Configuration that spans stages: the public provider that `route: public`
+//! resolves to, read from the [`Env`] snapshot.
 
-use std::collections::HashMap;
-use std::path::Path;
-
-use crate::decision::Provider;
+use crate::env::Env;
+use crate::names::Provider;
 use crate::policy::LoadError;
-
-/// A snapshot of configuration variables. An empty value counts as unset.
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    vars: HashMap<String, String>,
-}
-
-impl Env {
-    /// The process environment, with `.env` in the working folder filling in
-    /// what the environment does not set.
-    pub fn from_process() -> Self {
-        Self::from_process_and_dotenv(Path::new(".env"))
-    }
-
-    /// The process environment, with the dotenv file at `path` (when it exists)
-    /// filling in what the environment does not set.
-    pub fn from_process_and_dotenv(path: &Path) -> Self {
-        let mut vars: HashMap<String, String> = HashMap::new();
-        if let Ok(iter) = dotenvy::from_path_iter(path) {
-            for (k, v) in iter.flatten() {
-                vars.insert(k, v);
-            }
-        }
-        for (k, v) in std::env::vars_os() {
-            if let (Ok(k), Ok(v)) = (k.into_string(), v.into_string()) {
-                vars.insert(k, v);
-            }
-        }
-        Env { vars }
-    }
-
-    /// A snapshot holding exactly these variables (for tests and embedding).
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Env {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
-    }
-
-    /// The value of `name`, or `None` when it is unset or empty.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-}
 
 /// Default base URL of the public provider.
 pub const DEFAULT_PUBLIC_LLM_URL: &str = "https://api.openai.com";
@@ -76,9 +22,8 @@ pub fn public_provider(env: &Env) -> Result<Provider, LoadError> {
         ));
     }
     match env.get("PUBLIC_LLM_PROVIDER") {
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "openai" => Ok(Provider::Openai),
-            "anthropic" => Ok(Provider::Anthropic),
+        Some(v) => match v.to_ascii_lowercase().parse::<Provider>() {
+            Ok(provider) if provider != Provider::Local => Ok(provider),
             _ => Err(LoadError::whole(
                 "PUBLIC_LLM_PROVIDER",
                 format!("invalid value {v:?}: expected `openai` or `anthropic`"),

@@ -3,6 +3,8 @@
 //!
 //! The crate is layered so that each stage can be tested and benchmarked alone:
 //!
+//! - [`names`]: the shared words (routes, providers, roles, failure categories,
+//!   audit statuses), a leaf every other module may use.
 //! - [`policy`]: the policy language: types, loading files, validation with
 //!   `path:line:column` errors, the environment overlay and the version hash.
 //! - [`compiler`]: a validated policy compiled into one Aho-Corasick automaton,
@@ -24,7 +26,9 @@ pub mod cli;
 pub mod compiler;
 pub mod config;
 pub mod decision;
+pub mod env;
 pub mod metrics;
+pub mod names;
 pub mod normalize;
 pub mod policy;
 pub mod providers;
@@ -32,40 +36,45 @@ pub mod reload;
 pub mod server;
 
 use compiler::CompiledPolicy;
-use config::Env;
-use decision::Provider;
-use policy::{LoadErrors, PolicySource};
+use env::Env;
+use policy::{LoadErrors, PolicySource, Refused, SourceFile};
 
 /// Reads, validates and compiles the policy at `source`, with the overlay and the
 /// public provider (`PUBLIC_LLM_PROVIDER`, `PUBLIC_LLM_URL`) from `env`.
 ///
 /// Every error is reported at once: the policy's, then the public provider's.
 pub fn load_compiled(source: &PolicySource, env: &Env) -> Result<CompiledPolicy, LoadErrors> {
-    let provider = config::public_provider(env);
-    let set = policy::load(source, env);
-    match (set, provider) {
-        (Ok(set), Ok(provider)) => CompiledPolicy::compile(set, provider),
-        (Ok(set), Err(provider_error)) => {
-            // Compile anyway, with a stand-in provider, so that the policy's own
-            // errors are not hidden behind the variable's.
-            let mut errors = CompiledPolicy::compile(set, Provider::Openai)
-                .err()
-                .unwrap_or_default();
-            errors.0.push(provider_error);
-            Err(errors)
+    compile_files(&policy::read_sources(source)?, env)
+}
+
+/// Validates and compiles policy files already read, in load order, as
+/// [`load_compiled`] does.
+///
+/// The language stage and the compiler each report what is theirs: when the
+/// language refuses the policy, or the public provider is invalid, the
+/// compiler still checks the keywords, patterns and globs of every rule that
+/// was read, so one load names every problem.
+pub fn compile_files(files: &[SourceFile], env: &Env) -> Result<CompiledPolicy, LoadErrors> {
+    let (mut errors, rules) = match (
+        policy::parse_policy(files, env),
+        config::public_provider(env),
+    ) {
+        (Ok(set), Ok(provider)) => return CompiledPolicy::compile(set, provider),
+        (Ok(set), Err(provider_error)) => (vec![provider_error], set.rules),
+        (Err(Refused { errors, rules }), provider) => {
+            let mut errors = errors.0;
+            errors.extend(provider.err());
+            (errors, rules)
         }
-        (Err(mut errors), provider) => {
-            if let Err(provider_error) = provider {
-                errors.0.push(provider_error);
-            }
-            Err(errors)
-        }
-    }
+    };
+    errors.extend(compiler::rule_errors(&rules));
+    Err(LoadErrors::in_load_order(errors, files))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::Provider;
 
     fn origins(source: &PolicySource, pairs: &[(&str, &str)]) -> Vec<String> {
         let env = Env::from_pairs(pairs.iter().copied());

@@ -13,6 +13,8 @@ use prometheus::{
     Opts, Registry,
 };
 
+use crate::names::{AuditStatus, Provider};
+
 /// The content type of the text exposition format served on `/v1/metrics`.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
@@ -42,9 +44,6 @@ pub struct Metrics {
 pub const CHAT_LATENCY_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
-
-/// The providers and statuses `chat_requests_total` is labelled with.
-const PROVIDERS: [&str; 3] = ["local", "openai", "anthropic"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -136,12 +135,12 @@ impl Metrics {
         }
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
-            for provider in PROVIDERS {
-                chat_requests.with_label_values(&[provider, result]);
-            }
         }
-        // The histogram too, so a dashboard's rate() has a series from start.
-        for provider in PROVIDERS {
+        for provider in Provider::WORDS {
+            for status in AuditStatus::WORDS {
+                chat_requests.with_label_values(&[provider, status]);
+            }
+            // The histograms too, so a dashboard's rate() has a series from start.
             chat_latency.with_label_values(&[provider]);
             time_to_first_token.with_label_values(&[provider]);
         }
@@ -208,21 +207,20 @@ impl Metrics {
     /// One accepted `/v1/chat` request: its provider (`local`, `openai`,
     /// `anthropic`), whether the provider answered, and the seconds from the
     /// decision to the answer or failure.
-    pub fn chat_request(&self, provider: &str, success: bool, latency_seconds: f64) {
-        let status = if success { "success" } else { "failure" };
+    pub fn chat_request(&self, provider: Provider, status: AuditStatus, latency_seconds: f64) {
         self.chat_requests
-            .with_label_values(&[provider, status])
+            .with_label_values(&[provider.as_str(), status.as_str()])
             .inc();
         self.chat_latency
-            .with_label_values(&[provider])
+            .with_label_values(&[provider.as_str()])
             .observe(latency_seconds);
     }
 
     /// A streamed chat to `provider` sent its first piece of text
     /// `seconds` after the decision.
-    pub fn time_to_first_token(&self, provider: &str, seconds: f64) {
+    pub fn time_to_first_token(&self, provider: Provider, seconds: f64) {
         self.time_to_first_token
-            .with_label_values(&[provider])
+            .with_label_values(&[provider.as_str()])
             .observe(seconds);
     }
 
@@ -298,7 +296,7 @@ mod tests {
             ),
             Some(0.0)
         );
-        m.chat_request("local", true, 0.07);
+        m.chat_request(Provider::Local, AuditStatus::Success, 0.07);
         m.audit_write_failed();
         let text = m.render();
         assert_eq!(

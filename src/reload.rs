@@ -393,7 +393,7 @@ pub fn spawn_reloader(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::Provider;
+    use crate::names::Provider;
     use crate::policy::{EffectiveDefaults, LoadError, PolicySet};
     use std::sync::atomic::{AtomicUsize, Ordering};
 

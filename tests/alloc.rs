@@ -9,7 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use common::*;
-use policy_mesh::policy::Route;
+use policy_mesh::names::Route;
 
 struct Counting;
 
@@ -58,7 +58,7 @@ fn a_warm_decision_with_keywords_and_model_globs_does_not_allocate() {
         rule("short", Route::Local).chars(None, Some(10)),
     ]);
     let messages = [
-        msg(policy_mesh::chat::Role::System, "Be brief."),
+        msg(policy_mesh::names::Role::System, "Be brief."),
         user("Summarize the CONFIDENTIAL memo, please"),
     ];
     let requests = [

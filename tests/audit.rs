@@ -11,12 +11,12 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use policy_mesh::audit::{
-    AuditConfig, AuditError, AuditEvent, AuditStatus, AuditStore, decision_string, now,
-    prompt_hash, prompt_length,
+    AuditConfig, AuditError, AuditEvent, AuditStore, decision_string, now, prompt_hash,
+    prompt_length,
 };
 use policy_mesh::chat::ChatMessage;
-use policy_mesh::config::Env;
-use policy_mesh::decision::Provider;
+use policy_mesh::env::Env;
+use policy_mesh::names::{AuditStatus, FailureCategory, Provider};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
@@ -252,7 +252,7 @@ fn failure_event() -> AuditEvent {
         policy_version: "fedcba9876543210".repeat(4),
         status: AuditStatus::Failure,
         latency_ms: 60000.5,
-        failure_category: Some("timeout".to_owned()),
+        failure_category: Some(FailureCategory::Timeout),
         prompt_hash: prompt_hash(&prompt, None),
         prompt_length: prompt_length(&prompt),
         model: "claude-3-5-haiku-latest".to_owned(),

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_providers::{FakeProvider, Flavor, Mode, closed_port_url};
-use policy_mesh::config::Env;
+use policy_mesh::env::Env;
 use policy_mesh::server::{self, StartError};
 use serde_json::{Value, json};
 use server_common::{DEADLINE, TestServer, metric};

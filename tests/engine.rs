@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
-use policy_mesh::chat::Role;
 use policy_mesh::compiler::{CompiledPolicy, check_glob, check_keyword, check_pattern};
-use policy_mesh::decision::{Condition, Provider};
-use policy_mesh::policy::{EffectiveDefaults, Route};
+use policy_mesh::decision::Condition;
+use policy_mesh::names::{Provider, Role, Route};
+use policy_mesh::policy::EffectiveDefaults;
 
 /// The product's original routing, as the shipped policy expresses it.
 fn seed_rules() -> Vec<policy_mesh::policy::RuleSpec> {
@@ -555,16 +555,16 @@ fn compile_reports_every_bad_keyword_and_pattern_at_its_position() {
     assert_eq!(lines.len(), 3, "{errors}");
     assert!(
         lines[0].starts_with("policies/10-test.yaml:6:11: keyword ")
-            && lines[0].contains("empty once normalized"),
+            && lines[0].contains("is empty once case, width and invisible characters are ignored"),
         "{}",
         lines[0]
     );
     assert_eq!(
         lines[1],
-        "policies/10-test.yaml:13:11: invalid pattern \"(open\": unclosed group"
+        "policies/10-test.yaml:13:11: invalid regex \"(open\": unclosed group"
     );
     assert!(
-        lines[2].starts_with("policies/10-test.yaml:24:10: invalid pattern \"[z-a]\": "),
+        lines[2].starts_with("policies/10-test.yaml:24:10: invalid regex \"[z-a]\": "),
         "{}",
         lines[2]
     );

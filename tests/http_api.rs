@@ -5,7 +5,7 @@
 
 mod server_common;
 
-use policy_mesh::config::Env;
+use policy_mesh::env::Env;
 use policy_mesh::server::{self, StartError};
 use serde_json::{Value, json};
 use server_common::{TestServer, metric, policy, version_of};
@@ -54,11 +54,12 @@ async fn routes_shows_the_live_policy_without_keyword_values() {
     .await;
     let r = t.routes().await;
     let file = t.path("00-base.yaml").to_str().unwrap().to_owned();
-    let mut overlaid = policy_mesh::policy::load(
+    let overlaid = policy_mesh::load_compiled(
         &policy_mesh::policy::PolicySource::Dir(t.dir.path().to_path_buf()),
         &Env::from_pairs([("POLICY_CHARS_PER_TOKEN", "3.5")]),
     )
     .unwrap();
+    let mut overlaid = overlaid.policy().clone();
     assert_eq!(r["version"], overlaid.version);
     overlaid.version.clear();
     let times = [

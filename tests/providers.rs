@@ -8,11 +8,11 @@ mod fake_providers;
 use std::time::Duration;
 
 use fake_providers::{FakeProvider, Flavor, Mode, closed_port_url};
-use policy_mesh::chat::{ChatMessage, Role};
-use policy_mesh::config::Env;
-use policy_mesh::decision::Provider;
+use policy_mesh::chat::ChatMessage;
+use policy_mesh::env::Env;
+use policy_mesh::names::{FailureCategory, Provider, Role};
 use policy_mesh::providers::{
-    FailureCategory, MAX_REPLY_BYTES, ProviderError, Providers, Reply, anthropic::ANTHROPIC_VERSION,
+    MAX_REPLY_BYTES, ProviderError, Providers, Reply, anthropic::ANTHROPIC_VERSION,
 };
 use serde_json::{Value, json};
 

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use policy_mesh::policy::{cases, schema, yaml};
+use policy_mesh::cli::cases;
+use policy_mesh::policy::{schema, yaml};
 use serde_json::{Value, json};
 
 fn repo(path: &str) -> PathBuf {

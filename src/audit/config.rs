@@ -9,7 +9,7 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 
 use super::AuditError;
-use crate::config::Env;
+use crate::env::Env;
 
 /// `DATABASE_URL` when unset.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/policy-mesh.db";

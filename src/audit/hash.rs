@@ -52,7 +52,8 @@ fn feed(messages: &[ChatMessage], mut update: impl FnMut(&[u8])) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::{ChatMessage, Role};
+    use crate::chat::ChatMessage;
+    use crate::names::Role;
 
     fn sha256_hex(bytes: &[u8]) -> String {
         hex::encode(Sha256::digest(bytes))

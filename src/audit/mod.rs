@@ -17,9 +17,9 @@
 //!
 //! ```no_run
 //! # async fn chat(messages: Vec<policy_mesh::chat::ChatMessage>) -> Result<(), policy_mesh::audit::AuditError> {
-//! use policy_mesh::audit::{self, AuditConfig, AuditEvent, AuditStatus, AuditStore};
-//! use policy_mesh::config::Env;
-//! use policy_mesh::decision::Provider;
+//! use policy_mesh::audit::{self, AuditConfig, AuditEvent, AuditStore};
+//! use policy_mesh::env::Env;
+//! use policy_mesh::names::{AuditStatus, Provider};
 //!
 //! // At start-up: an error here names the variable (and never the password).
 //! let config = AuditConfig::from_env(&Env::from_process())?;
@@ -64,31 +64,11 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::decision::Provider;
+use crate::names::{AuditStatus, FailureCategory, Provider};
 
 pub use config::{AuditConfig, AuditDatabase, DEFAULT_DATABASE_URL, redact_url};
 pub use hash::{prompt_hash, prompt_length};
 pub use store::AuditStore;
-
-/// Whether the provider answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AuditStatus {
-    /// The provider returned a reply.
-    Success,
-    /// The provider failed; see [`AuditEvent::failure_category`].
-    Failure,
-}
-
-impl AuditStatus {
-    /// The word stored and shown: `success` or `failure`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditStatus::Success => "success",
-            AuditStatus::Failure => "failure",
-        }
-    }
-}
 
 /// One chat request's audit event. Its JSON is exactly the field table of
 /// `GET /v1/audit/{request_id}`.
@@ -111,7 +91,7 @@ pub struct AuditEvent {
     /// Milliseconds from the decision to the provider's answer or failure.
     pub latency_ms: f64,
     /// The failure category (`timeout`, `connect_error`, …) on a failure.
-    pub failure_category: Option<String>,
+    pub failure_category: Option<FailureCategory>,
     /// [`prompt_hash`] of the request's messages.
     pub prompt_hash: String,
     /// [`prompt_length`] of the request's messages.
@@ -225,7 +205,7 @@ mod tests {
             policy_version: "v".to_owned(),
             status: AuditStatus::Failure,
             latency_ms: 1.5,
-            failure_category: Some("timeout".to_owned()),
+            failure_category: Some(FailureCategory::Timeout),
             prompt_hash: "h".to_owned(),
             prompt_length: 3,
             model: "m".to_owned(),

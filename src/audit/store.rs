@@ -25,8 +25,8 @@ use sqlx::{Postgres, QueryBuilder, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{AuditConfig, AuditDatabase, AuditError, AuditEvent, AuditStatus};
-use crate::decision::Provider;
+use super::{AuditConfig, AuditDatabase, AuditError, AuditEvent};
+use crate::names::{AuditStatus, FailureCategory, Provider, UnknownName};
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -319,7 +319,7 @@ fn sqlite_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Sqlite> {
             .push_bind(event.policy_version.clone())
             .push_bind(event.status.as_str())
             .push_bind(event.latency_ms)
-            .push_bind(event.failure_category.clone())
+            .push_bind(event.failure_category.map(FailureCategory::as_str))
             .push_bind(event.prompt_hash.clone())
             .push_bind(row.prompt_length)
             .push_bind(event.model.clone())
@@ -341,7 +341,7 @@ fn postgres_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Postgre
             .push_bind(event.policy_version.clone())
             .push_bind(event.status.as_str())
             .push_bind(event.latency_ms)
-            .push_bind(event.failure_category.clone())
+            .push_bind(event.failure_category.map(FailureCategory::as_str))
             .push_bind(event.prompt_hash.clone())
             .push_bind(row.prompt_length)
             .push_bind(event.model.clone())
@@ -393,17 +393,19 @@ impl EventRow {
             request_id,
             message,
         };
-        let provider = match self.provider.as_str() {
-            "local" => Provider::Local,
-            "openai" => Provider::Openai,
-            "anthropic" => Provider::Anthropic,
-            other => return Err(malformed(format!("unknown provider {other:?}"))),
-        };
-        let status = match self.status.as_str() {
-            "success" => AuditStatus::Success,
-            "failure" => AuditStatus::Failure,
-            other => return Err(malformed(format!("unknown status {other:?}"))),
-        };
+        let provider: Provider = self
+            .provider
+            .parse()
+            .map_err(|e: UnknownName| malformed(e.to_string()))?;
+        let status: AuditStatus = self
+            .status
+            .parse()
+            .map_err(|e: UnknownName| malformed(e.to_string()))?;
+        let failure_category = self
+            .failure_category
+            .map(|c| c.parse::<FailureCategory>())
+            .transpose()
+            .map_err(|e| malformed(e.to_string()))?;
         let reason_codes = serde_json::from_str(&self.reason_codes)
             .map_err(|e| malformed(format!("reason_codes: {e}")))?;
         let prompt_length = u64::try_from(self.prompt_length)
@@ -417,7 +419,7 @@ impl EventRow {
             policy_version: self.policy_version,
             status,
             latency_ms: self.latency_ms,
-            failure_category: self.failure_category,
+            failure_category,
             prompt_hash: self.prompt_hash,
             prompt_length,
             model: self.model,

@@ -8,6 +8,7 @@
 //! Exit status: 0 success; 1 an invalid policy, variable, case file or request,
 //! or a failing case; 2 a command-line usage error.
 
+pub mod cases;
 pub mod request;
 
 use std::io::{Read, Write};
@@ -17,8 +18,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::chat::ChatMessage;
-use crate::config::Env;
-use crate::policy::{LoadErrors, PolicySource, cases, schema};
+use crate::env::Env;
+use crate::policy::{LoadErrors, PolicySource, schema};
 
 /// Exit status of a command-line usage error (clap's, and the spec's).
 const USAGE: u8 = 2;

@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use crate::chat::{ChatMessage, Role};
+use crate::chat::ChatMessage;
+use crate::names::Role;
 
 /// What a decision reads of a chat request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,8 +22,8 @@ use aho_corasick::automaton::Automaton;
 use aho_corasick::nfa::{contiguous, noncontiguous};
 use aho_corasick::{Anchored, MatchKind, StartKind, dfa};
 
+use super::RuleBits;
 use super::TargetTable;
-use crate::decision::RuleBits;
 
 /// Up to this many bytes of keywords, the automaton is a DFA: one table lookup per
 /// input byte, the fastest search. Its memory grows with states × byte classes

@@ -11,18 +11,18 @@
 //! Compiling never panics: every problem becomes a [`LoadError`] at the offending
 //! keyword, pattern, glob or rule, and every problem is reported, not only the first.
 
+mod bits;
 mod keywords;
 mod models;
 mod patterns;
 
 use std::sync::Arc;
 
-use crate::decision::{Provider, RuleBits};
+use crate::names::{Provider, Route};
 use crate::normalize::normalize;
-use crate::policy::{
-    CharBounds, LoadError, LoadErrors, PolicySet, Route, RuleSpec, Scope, UsdBounds,
-};
+use crate::policy::{CharBounds, LoadError, LoadErrors, PolicySet, RuleSpec, Scope, UsdBounds};
 
+pub(crate) use bits::RuleBits;
 pub(crate) use keywords::KeywordMatcher;
 pub(crate) use models::ModelMatcher;
 pub use models::check_glob;
@@ -179,10 +179,6 @@ impl CompiledPolicy {
         set: PolicySet,
         public_provider: Provider,
     ) -> Result<CompiledPolicy, LoadErrors> {
-        let provider_of = |route: Route| match route {
-            Route::Local => Provider::Local,
-            Route::Public => public_provider,
-        };
         let mut errors = Vec::new();
         let mut keywords = Interner::new();
         let mut patterns = Interner::new();
@@ -232,7 +228,7 @@ impl CompiledPolicy {
                 id: Arc::from(spec.id.as_str()),
                 outcome: Outcome {
                     route: spec.route,
-                    provider: provider_of(spec.route),
+                    provider: spec.route.provider(public_provider),
                     reason: Arc::from(spec.reason.as_str()),
                 },
                 keywords: !spec.keywords.is_empty(),
@@ -310,7 +306,7 @@ impl CompiledPolicy {
             models: model_matcher,
             default: Outcome {
                 route: default_route,
-                provider: provider_of(default_route),
+                provider: default_route.provider(public_provider),
                 reason: Arc::from("default"),
             },
             price: defaults.input_usd_per_1m_tokens.value,
@@ -340,14 +336,6 @@ impl CompiledPolicy {
         self.public_provider
     }
 
-    /// Where `route` sends a request under this policy.
-    pub fn provider_for(&self, route: Route) -> Provider {
-        match route {
-            Route::Local => Provider::Local,
-            Route::Public => self.public_provider,
-        }
-    }
-
     /// Number of rules in the chain.
     pub fn rule_count(&self) -> usize {
         self.rules.len()
@@ -374,6 +362,25 @@ impl CompiledPolicy {
     }
 }
 
+/// Every keyword, pattern and glob of `rules` that the compiler would refuse,
+/// each at its position, with the words [`CompiledPolicy::compile`] uses.
+/// Checking them one by one is what a policy that failed elsewhere still
+/// needs, so that one load reports every problem.
+pub fn rule_errors(rules: &[RuleSpec]) -> Vec<LoadError> {
+    let mut errors: Vec<LoadError> = rules
+        .iter()
+        .flat_map(|rule| &rule.keywords)
+        .filter_map(|k| {
+            check_keyword(&k.value)
+                .err()
+                .map(|why| LoadError::at_location(&k.at, why))
+        })
+        .collect();
+    errors.extend(patterns::invalid_patterns(rules));
+    errors.extend(models::invalid_globs(rules));
+    errors
+}
+
 /// Checks one keyword as the compiler will normalize it; `Err` carries a
 /// plain-words message when nothing is left of it once normalized (only invisible
 /// characters, for example).
@@ -386,7 +393,7 @@ pub fn check_keyword(keyword: &str) -> Result<(), String> {
 }
 
 fn empty_keyword_message(keyword: &str) -> String {
-    format!("keyword {keyword:?} is empty once normalized (it holds only invisible characters)")
+    format!("keyword {keyword:?} is empty once case, width and invisible characters are ignored")
 }
 
 /// An error about the matchers as a whole, placed at the first rule they concern.

@@ -15,8 +15,8 @@
 
 use globset::{Candidate, Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
+use super::RuleBits;
 use super::TargetTable;
-use crate::decision::RuleBits;
 use crate::policy::{LoadError, RuleSpec};
 
 /// The shared glob set and the rules each glob belongs to.

@@ -8,8 +8,8 @@
 
 use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
 
+use super::RuleBits;
 use super::TargetTable;
-use crate::decision::RuleBits;
 use crate::policy::{LoadError, RuleSpec};
 
 /// Limit on the compiled size of one pattern, and of the whole set.
@@ -145,7 +145,7 @@ pub(crate) fn invalid_patterns(rules: &[RuleSpec]) -> Vec<LoadError> {
         .flat_map(|rule| &rule.patterns)
         .filter_map(|p| {
             check_pattern(&p.value).err().map(|why| {
-                LoadError::at_location(&p.at, format!("invalid pattern {:?}: {why}", p.value))
+                LoadError::at_location(&p.at, format!("invalid regex {:?}: {why}", p.value))
             })
         })
         .collect()

@@ -23,33 +23,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
 
-use crate::chat::{ChatMessage, Role};
-use crate::compiler::{CompiledPolicy, Outcome};
+use crate::chat::ChatMessage;
+use crate::compiler::{CompiledPolicy, Outcome, RuleBits};
+use crate::names::{Provider, Role, Route};
 use crate::normalize::{normalize_general, normalize_into};
-use crate::policy::{CharBounds, Route, UsdBounds};
-
-/// A concrete provider a request is sent to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// The Ollama-compatible server at `LOCAL_LLM_URL`.
-    Local,
-    /// OpenAI's chat completions API at `PUBLIC_LLM_URL`.
-    Openai,
-    /// Anthropic's messages API at `PUBLIC_LLM_URL`.
-    Anthropic,
-}
-
-impl Provider {
-    /// The word used in APIs, metrics and audit.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Local => "local",
-            Provider::Openai => "openai",
-            Provider::Anthropic => "anthropic",
-        }
-    }
-}
+use crate::policy::{CharBounds, UsdBounds};
 
 /// The reason code of a default decision.
 pub const DEFAULT_REASON: &str = "default";
@@ -166,53 +144,6 @@ impl Serialize for Explanation {
         self.decision.serialize_fields(&mut s)?;
         s.serialize_field("trace", &self.trace)?;
         s.end()
-    }
-}
-
-/// One bit per rule of the chain.
-#[derive(Debug, Default)]
-pub(crate) struct RuleBits(Vec<u64>);
-
-impl RuleBits {
-    /// Sized for `rules` rules, with the bits of the rules where `f` holds set.
-    pub(crate) fn from_fn(rules: usize, f: impl Fn(usize) -> bool) -> Self {
-        let mut bits = RuleBits::default();
-        bits.reset(rules);
-        for rule in (0..rules).filter(|&r| f(r)) {
-            bits.set(rule);
-        }
-        bits
-    }
-
-    /// Number of 64-bit words.
-    pub(crate) fn words(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Word `w` (rules `64 * w ..`), zero past the end.
-    #[inline]
-    pub(crate) fn word(&self, w: usize) -> u64 {
-        self.0.get(w).copied().unwrap_or(0)
-    }
-
-    /// All clear, sized for `rules` rules (reusing the allocation).
-    fn reset(&mut self, rules: usize) {
-        self.0.clear();
-        self.0.resize(rules.div_ceil(64), 0);
-    }
-
-    #[inline]
-    pub(crate) fn get(&self, rule: usize) -> bool {
-        self.0
-            .get(rule / 64)
-            .is_some_and(|w| w & (1 << (rule % 64)) != 0)
-    }
-
-    #[inline]
-    pub(crate) fn set(&mut self, rule: usize) {
-        if let Some(w) = self.0.get_mut(rule / 64) {
-            *w |= 1 << (rule % 64);
-        }
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::SourceFile;
+
 /// A 1-based line and column (columns count Unicode characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
@@ -92,6 +94,18 @@ impl std::error::Error for LoadError {}
 pub struct LoadErrors(pub Vec<LoadError>);
 
 impl LoadErrors {
+    /// `errors` in the order they are reported: by file in load order, then
+    /// by position (a whole-file error first); errors about anything else,
+    /// variables, last. The sort is stable, so errors at one place keep the
+    /// order they were found in.
+    pub fn in_load_order(mut errors: Vec<LoadError>, files: &[SourceFile]) -> Self {
+        errors.sort_by_cached_key(|e| {
+            let file = files.iter().position(|f| *f.path == *e.origin);
+            (file.unwrap_or(usize::MAX), e.position)
+        });
+        LoadErrors(errors)
+    }
+
     /// The error lines joined by `\n`, as reported in `reload.last_error`.
     pub fn lines(&self) -> String {
         self.to_string()

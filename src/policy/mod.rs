@@ -5,11 +5,10 @@
 //! [`parse_policy`] does everything else, so reloads, tests and benchmarks share
 //! one path. Every problem found is reported, each as `path:line:column: message`.
 
-pub mod cases;
 mod error;
 pub mod overlay;
 pub mod schema;
-mod source;
+pub(crate) mod source;
 mod types;
 mod validate;
 pub mod yaml;
@@ -21,11 +20,12 @@ pub use error::{LoadError, LoadErrors, Located, Location, Position};
 pub use overlay::{EffectiveDefaults, Provenance, Sourced};
 pub use source::{PolicySource, SourceFile, read_sources};
 pub use types::{
-    CharBounds, Defaults, ID_PATTERN, KeywordMatch, PolicyFile, Pricing, Route, Rule, Scope,
-    UsdBounds, When,
+    CharBounds, Defaults, ID_PATTERN, KeywordMatch, PolicyFile, Pricing, Rule, Scope, UsdBounds,
+    When,
 };
 
-use crate::config::Env;
+use crate::env::Env;
+use crate::names::Route;
 
 /// A validated policy: every file parsed and checked, the defaults overlaid.
 #[derive(Debug, Clone)]
@@ -93,13 +93,21 @@ impl fmt::Display for RuleSpec {
     }
 }
 
-/// Reads, parses and validates the policy at `source` with the overlay from `env`.
-pub fn load(source: &PolicySource, env: &Env) -> Result<PolicySet, LoadErrors> {
-    let files = read_sources(source)?;
-    parse_policy(&files, env)
+/// A policy the language refused: every error it found, in load order, and
+/// the rules it could read all the same, so that the compiler can report
+/// their keywords, patterns and globs in the same load.
+#[derive(Debug)]
+pub struct Refused {
+    /// What is wrong, files in load order, then position; variables last.
+    pub errors: LoadErrors,
+    /// The rules that were read whole, in load order.
+    pub rules: Vec<RuleSpec>,
 }
 
-/// Parses and validates policy files already read, in load order.
-pub fn parse_policy(files: &[SourceFile], env: &Env) -> Result<PolicySet, LoadErrors> {
+/// Parses and validates policy files already read, in load order, with the
+/// overlay from `env`: everything the language says, which leaves to the
+/// compiler whether each keyword normalizes and each pattern or glob compiles
+/// (`crate::load_compiled` does both).
+pub fn parse_policy(files: &[SourceFile], env: &Env) -> Result<PolicySet, Refused> {
     validate::validate(files, env)
 }

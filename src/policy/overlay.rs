@@ -3,8 +3,9 @@
 
 use std::fmt;
 
-use super::{Defaults, LoadError, Route};
-use crate::config::Env;
+use super::{Defaults, LoadError};
+use crate::env::Env;
+use crate::names::Route;
 
 /// Built-in characters per token.
 pub const BUILTIN_CHARS_PER_TOKEN: f64 = 4.0;

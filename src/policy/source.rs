@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{LoadError, LoadErrors};
-use crate::config::Env;
+use crate::env::Env;
 
 /// Default policy folder.
 pub const DEFAULT_POLICY_DIR: &str = "policies/";

@@ -10,6 +10,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::names::Route;
+
 /// Pattern shared by rule ids and reason codes.
 pub const ID_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
 
@@ -72,26 +74,6 @@ pub struct Pricing {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "f64", extend("exclusiveMinimum" = 0))]
     pub chars_per_token: Option<f64>,
-}
-
-/// Where a request is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Route {
-    /// The local, Ollama-compatible model server (`LOCAL_LLM_URL`).
-    Local,
-    /// The cloud provider (`PUBLIC_LLM_URL`): OpenAI or Anthropic.
-    Public,
-}
-
-impl Route {
-    /// The word used in policies and APIs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Route::Local => "local",
-            Route::Public => "public",
-        }
-    }
 }
 
 /// One routing rule.

@@ -11,28 +11,12 @@ use sha2::{Digest, Sha256};
 use super::yaml::{DocumentSchema, Positions, parse_value, schema_violations, validator_for};
 use super::{
     Defaults, EffectiveDefaults, LoadError, LoadErrors, Located, Location, PolicyFile, PolicySet,
-    Position, Rule, RuleSpec, SourceFile, SourceInfo,
+    Position, Refused, Rule, RuleSpec, SourceFile, SourceInfo,
 };
-use crate::config::Env;
+use crate::env::Env;
 use serde_json::Value;
 
 static POLICY_SCHEMA: LazyLock<DocumentSchema> = LazyLock::new(validator_for::<PolicyFile>);
-
-/// Errors with the order they are reported in: files in load order, then position;
-/// variables last.
-struct Errors(Vec<(usize, LoadError)>);
-
-impl Errors {
-    fn push(&mut self, file: usize, e: LoadError) {
-        self.0.push((file, e));
-    }
-
-    fn into_sorted(mut self) -> LoadErrors {
-        self.0
-            .sort_by(|(fa, a), (fb, b)| fa.cmp(fb).then(a.position.cmp(&b.position)));
-        LoadErrors(self.0.into_iter().map(|(_, e)| e).collect())
-    }
-}
 
 /// The text of a file, or an error at the first byte that is not UTF-8.
 pub(crate) fn utf8_text<'a>(path: &str, bytes: &'a [u8]) -> Result<&'a str, LoadError> {
@@ -51,7 +35,6 @@ pub(crate) fn utf8_text<'a>(path: &str, bytes: &'a [u8]) -> Result<&'a str, Load
 /// What could be read of one file: its defaults and every rule that is valid on
 /// its own, so that a file with one bad rule still has its other rules checked.
 struct ParsedFile<'a> {
-    index: usize,
     file: &'a SourceFile,
     positions: Positions,
     defaults: Option<Defaults>,
@@ -59,7 +42,6 @@ struct ParsedFile<'a> {
 }
 
 fn parse_file<'a>(
-    index: usize,
     file: &'a SourceFile,
     report: &mut dyn FnMut(LoadError),
 ) -> Option<ParsedFile<'a>> {
@@ -98,7 +80,6 @@ fn parse_file<'a>(
         report(e);
     }
     Some(ParsedFile {
-        index,
         file,
         positions,
         defaults,
@@ -106,16 +87,18 @@ fn parse_file<'a>(
     })
 }
 
-pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, LoadErrors> {
+pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Refused> {
     if files.is_empty() {
-        return Err(LoadError::whole("policy", "no policy files").into());
+        return Err(Refused {
+            errors: LoadError::whole("policy", "no policy files").into(),
+            rules: Vec::new(),
+        });
     }
-    const VARIABLES: usize = usize::MAX;
-    let mut errors = Errors(Vec::new());
+    let mut errors = Vec::new();
 
     let mut docs: Vec<ParsedFile<'_>> = Vec::with_capacity(files.len());
-    for (i, file) in files.iter().enumerate() {
-        if let Some(parsed) = parse_file(i, file, &mut |e| errors.push(i, e)) {
+    for file in files {
+        if let Some(parsed) = parse_file(file, &mut |e| errors.push(e)) {
             docs.push(parsed);
         }
     }
@@ -123,7 +106,7 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Loa
     // `defaults` in one file at most.
     let mut defaults_file: Option<(&str, &Defaults, Location)> = None;
     for doc in &docs {
-        let (i, file) = (&doc.index, doc.file);
+        let file = doc.file;
         let Some(defaults) = &doc.defaults else {
             continue;
         };
@@ -132,15 +115,10 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Loa
             position: doc.positions.key("/defaults"),
         };
         match &defaults_file {
-            Some((_, _, first)) => errors.push(
-                *i,
-                LoadError::at_location(
-                    &at,
-                    format!(
-                        "`defaults` is already set in {first}; only one file may carry defaults"
-                    ),
-                ),
-            ),
+            Some((_, _, first)) => errors.push(LoadError::at_location(
+                &at,
+                format!("`defaults` is already set in {first}; only one file may carry defaults"),
+            )),
             None => defaults_file = Some((&file.path, defaults, at)),
         }
     }
@@ -149,7 +127,7 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Loa
         match EffectiveDefaults::resolve(defaults_file.as_ref().map(|(p, d, _)| (*p, *d)), env) {
             Ok(d) => Some(d),
             Err(es) => {
-                es.into_iter().for_each(|e| errors.push(VARIABLES, e));
+                es.into_iter().for_each(|e| errors.push(e));
                 None
             }
         };
@@ -163,7 +141,7 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Loa
     let mut first_ids: HashMap<&str, Location> = HashMap::new();
     let mut rules = Vec::new();
     for doc in &docs {
-        let (i, file) = (&doc.index, doc.file);
+        let file = doc.file;
         let pos = &doc.positions;
         let located = |pointer: &str| Location {
             path: file.path.clone(),
@@ -173,101 +151,52 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Loa
             let ptr = format!("/rules/{r}");
             let id_at = located(&format!("{ptr}/id"));
             match first_ids.get(rule.id.as_str()) {
-                Some(first) => errors.push(
-                    *i,
-                    LoadError::at_location(
-                        &id_at,
-                        format!("duplicate rule id `{}`: first defined at {first}", rule.id),
-                    ),
-                ),
+                Some(first) => errors.push(LoadError::at_location(
+                    &id_at,
+                    format!("duplicate rule id `{}`: first defined at {first}", rule.id),
+                )),
                 None => {
                     first_ids.insert(&rule.id, id_at);
                 }
             }
             let when = rule.when.clone().unwrap_or_default();
 
-            let mut keywords = Vec::new();
-            for (k, keyword) in when.keywords.iter().flatten().enumerate() {
-                let at = located(&format!("{ptr}/when/keywords/{k}"));
-                if crate::normalize::normalize(keyword).is_empty() {
-                    errors.push(
-                        *i,
-                        LoadError::at_location(
-                            &at,
-                            format!("keyword {keyword:?} is empty once case, width and invisible characters are ignored"),
-                        ),
-                    );
-                }
-                keywords.push(Located {
-                    value: keyword.clone(),
-                    at,
-                });
-            }
-
-            let mut patterns = Vec::new();
-            for (k, pattern) in when.patterns.iter().flatten().enumerate() {
-                let at = located(&format!("{ptr}/when/patterns/{k}"));
-                if let Err(msg) = crate::compiler::check_pattern(pattern) {
-                    // The regex crate explains over several lines; keep the one that says what is wrong.
-                    let msg = msg
-                        .lines()
-                        .find_map(|l| l.trim().strip_prefix("error: "))
-                        .unwrap_or(msg.lines().next().unwrap_or_default())
-                        .to_owned();
-                    errors.push(
-                        *i,
-                        LoadError::at_location(&at, format!("invalid regex {pattern:?}: {msg}")),
-                    );
-                }
-                patterns.push(Located {
-                    value: pattern.clone(),
-                    at,
-                });
-            }
-
-            let mut model = Vec::new();
-            for (k, glob) in when.model.iter().flatten().enumerate() {
-                let at = located(&format!("{ptr}/when/model/{k}"));
-                if let Err(why) = crate::compiler::check_glob(glob) {
-                    errors.push(
-                        *i,
-                        LoadError::at_location(&at, format!("invalid glob {glob:?}: {why}")),
-                    );
-                }
-                model.push(Located {
-                    value: glob.clone(),
-                    at,
-                });
-            }
+            // Keywords, patterns and globs are kept as written, with where;
+            // whether each normalizes or compiles is the compiler's to say.
+            let listed = |list: &Option<Vec<String>>, key: &str| -> Vec<Located<String>> {
+                list.iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(k, value)| Located {
+                        value: value.clone(),
+                        at: located(&format!("{ptr}/when/{key}/{k}")),
+                    })
+                    .collect()
+            };
+            let keywords = listed(&when.keywords, "keywords");
+            let patterns = listed(&when.patterns, "patterns");
+            let model = listed(&when.model, "model");
 
             if let Some(b) = &when.input_chars
                 && let (Some(min), Some(max)) = (b.min, b.max)
                 && min > max
             {
-                errors.push(
-                    *i,
-                    LoadError::at_location(
-                        &located(&format!("{ptr}/when/input_chars")),
-                        format!("`input_chars` has min {min} greater than max {max}"),
-                    ),
-                );
+                errors.push(LoadError::at_location(
+                    &located(&format!("{ptr}/when/input_chars")),
+                    format!("`input_chars` has min {min} greater than max {max}"),
+                ));
             }
             if let Some(b) = &when.estimated_usd {
                 if let (Some(min), Some(max)) = (b.min, b.max)
                     && min > max
                 {
-                    errors.push(
-                        *i,
-                        LoadError::at_location(
-                            &located(&format!("{ptr}/when/estimated_usd")),
-                            format!("`estimated_usd` has min {min} greater than max {max}"),
-                        ),
-                    );
+                    errors.push(LoadError::at_location(
+                        &located(&format!("{ptr}/when/estimated_usd")),
+                        format!("`estimated_usd` has min {min} greater than max {max}"),
+                    ));
                 }
                 if !has_price {
-                    errors.push(
-                        *i,
-                        LoadError::at(
+                    errors.push(LoadError::at(
                             &file.path,
                             pos.key(&format!("{ptr}/when/estimated_usd")),
                             "`estimated_usd` needs a price: set `defaults.pricing.input_usd_per_1m_tokens` \
@@ -294,12 +223,12 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Loa
         }
     }
 
-    let Some(defaults) = defaults else {
-        return Err(errors.into_sorted());
+    let Some(defaults) = defaults.filter(|_| errors.is_empty()) else {
+        return Err(Refused {
+            errors: LoadErrors::in_load_order(errors, files),
+            rules,
+        });
     };
-    if !errors.0.is_empty() {
-        return Err(errors.into_sorted());
-    }
     Ok(PolicySet {
         sources: files
             .iter()
@@ -328,8 +257,8 @@ pub(crate) fn version(files: &[SourceFile], defaults: &EffectiveDefaults) -> Str
         h.update(&f.bytes);
     }
     h.update([match defaults.provider.value {
-        super::Route::Local => 0u8,
-        super::Route::Public => 1u8,
+        crate::names::Route::Local => 0u8,
+        crate::names::Route::Public => 1u8,
     }]);
     match defaults.input_usd_per_1m_tokens.value {
         Some(price) => {

@@ -12,7 +12,8 @@ use super::http::{
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
-use crate::chat::{ChatMessage, Role};
+use crate::chat::ChatMessage;
+use crate::names::Role;
 
 /// The `anthropic-version` header sent with every call.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -214,8 +215,9 @@ impl Anthropic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::FailureCategory;
+    use crate::providers::GenerationOptions;
     use crate::providers::stream::tests::{run, text};
-    use crate::providers::{FailureCategory, GenerationOptions};
 
     fn msg(role: Role, content: &str) -> ChatMessage {
         ChatMessage {

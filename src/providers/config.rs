@@ -6,8 +6,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::{self, Env};
-use crate::decision::Provider;
+use crate::config;
+use crate::env::Env;
+use crate::names::Provider;
 
 /// Default base URL of the local (Ollama-compatible) provider.
 pub const DEFAULT_LOCAL_LLM_URL: &str = "http://localhost:11434";

@@ -2,64 +2,7 @@
 //! messages are the gateway's own words: an upstream body is never relayed (it
 //! may quote the key) and nothing here ever holds a key or a URL.
 
-use std::fmt;
-
-use serde::Serialize;
-
-/// Why a provider call failed; the word before the `:` of a chat response's
-/// `error`, the audit's `failure_category` and a bounded metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureCategory {
-    /// No complete answer within `PROVIDER_TIMEOUT_SECONDS`.
-    Timeout,
-    /// No HTTP response: refused, DNS, TLS, closed or reset before a status line.
-    ConnectError,
-    /// HTTP 401 or 403, or a public call with no `PUBLIC_LLM_API_KEY`.
-    AuthError,
-    /// Any other 4xx, 429 included.
-    ClientError,
-    /// Any 5xx.
-    ServerError,
-    /// Any other status, or a 2xx whose body is empty, cut short, not JSON or
-    /// lacks the reply.
-    BadResponse,
-    /// The client closed the connection before a streamed reply ended; the
-    /// upstream request was dropped. Only a stream ends this way.
-    Cancelled,
-}
-
-impl FailureCategory {
-    /// Every category, in the order of the API's table, then `cancelled`.
-    pub const ALL: [FailureCategory; 7] = [
-        FailureCategory::Timeout,
-        FailureCategory::ConnectError,
-        FailureCategory::AuthError,
-        FailureCategory::ClientError,
-        FailureCategory::ServerError,
-        FailureCategory::BadResponse,
-        FailureCategory::Cancelled,
-    ];
-
-    /// The word used in responses, audit and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureCategory::Timeout => "timeout",
-            FailureCategory::ConnectError => "connect_error",
-            FailureCategory::AuthError => "auth_error",
-            FailureCategory::ClientError => "client_error",
-            FailureCategory::ServerError => "server_error",
-            FailureCategory::BadResponse => "bad_response",
-            FailureCategory::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl fmt::Display for FailureCategory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::names::FailureCategory;
 
 /// A failed provider call. `Display` gives `<category>: <message>`, the chat
 /// response's `error` as it is sent (`server_error: provider answered HTTP 500`).

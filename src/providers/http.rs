@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::config::ProviderConfigError;
 use super::error::ProviderError;
-use super::stream::{self, Decoder};
+use super::stream::{self, Decoder, MAX_REPLY_BYTES};
 use super::{BoxFuture, ChatProvider, ChatRequest, Reply, ReplyStream};
 
 /// How a streamed reply is cut into frames.
@@ -97,10 +97,6 @@ impl<F: WireFormat> ChatProvider for HttpProvider<F> {
         })
     }
 }
-
-/// The largest reply body read. A bigger one is refused rather than buffered,
-/// so that a misbehaving upstream cannot exhaust the gateway's memory.
-pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 /// One provider endpoint on the shared client, with its auth headers built
 /// once (and marked sensitive, so that no debug output of reqwest or hyper
@@ -214,7 +210,7 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<serde_json::Value, ProviderError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::FailureCategory;
+    use crate::names::FailureCategory;
 
     #[test]
     fn parse_json_sorts_unusable_bodies() {

@@ -30,15 +30,14 @@ pub use self::config::{
     DEFAULT_ANTHROPIC_MODEL, DEFAULT_LOCAL_LLM_MODEL, DEFAULT_LOCAL_LLM_URL, DEFAULT_OPENAI_MODEL,
     DEFAULT_PROVIDER_TIMEOUT_SECONDS, ProviderConfig, ProviderConfigError, Secret,
 };
-pub use self::error::{FailureCategory, ProviderError};
-pub use self::http::MAX_REPLY_BYTES;
+pub use self::error::ProviderError;
 pub use self::ollama::Ollama;
 pub use self::openai::OpenAi;
-pub use self::stream::{ReplyStream, StreamEvent, Usage};
+pub use self::stream::{MAX_REPLY_BYTES, ReplyStream, StreamEvent, Usage};
 
 use crate::chat::ChatMessage;
-use crate::config::Env;
-use crate::decision::Provider;
+use crate::env::Env;
+use crate::names::Provider;
 
 /// A boxed, sendable future: what [`ChatProvider::chat`] returns, so that the
 /// trait stays usable as `dyn ChatProvider`.
@@ -257,6 +256,7 @@ impl Providers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::FailureCategory;
 
     #[test]
     fn debug_of_the_registry_redacts_keys() {

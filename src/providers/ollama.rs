@@ -135,9 +135,11 @@ impl Ollama {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::{ChatMessage, Role};
+    use crate::chat::ChatMessage;
+    use crate::names::FailureCategory;
+    use crate::names::Role;
+    use crate::providers::GenerationOptions;
     use crate::providers::stream::tests::{run, text};
-    use crate::providers::{FailureCategory, GenerationOptions};
 
     fn body(messages: &[ChatMessage], options: &GenerationOptions, stream: bool) -> Value {
         request_body(

@@ -20,7 +20,10 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
 use super::error::ProviderError;
-use super::http::MAX_REPLY_BYTES;
+
+/// The largest reply body read. A bigger one is refused rather than buffered,
+/// so that a misbehaving upstream cannot exhaust the gateway's memory.
+pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Token counts of one exchange, as the provider reported them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

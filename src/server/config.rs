@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::config::Env;
+use crate::env::Env;
 use crate::reload::WatchMode;
 
 /// Default listen address.

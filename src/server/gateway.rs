@@ -25,10 +25,11 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::ApiError;
 use super::request::{ChatBody, ChatRequest};
-use crate::audit::{self, AuditEvent, AuditStatus};
+use crate::audit::{self, AuditEvent};
 use crate::chat::ChatMessage;
-use crate::decision::{Decision, Provider};
-use crate::providers::{self, FailureCategory, GenerationOptions, ProviderError, Reply};
+use crate::decision::Decision;
+use crate::names::{AuditStatus, FailureCategory, Provider};
+use crate::providers::{self, GenerationOptions, ProviderError, Reply};
 
 /// The header that carries the request id of a chat.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -167,11 +168,10 @@ impl Exchange {
         }
         let decision = &self.decision;
         state.metrics.decision(decision.rule_id(), &decision.reason);
-        state.metrics.chat_request(
-            decision.provider.as_str(),
-            failure.is_none(),
-            latency.as_secs_f64(),
-        );
+        let status = AuditStatus::of(failure.is_none());
+        state
+            .metrics
+            .chat_request(decision.provider, status, latency.as_secs_f64());
         log_chat(self.request_id, decision, failure, latency);
     }
 
@@ -186,12 +186,9 @@ impl Exchange {
             rule: decision.rule_id().map(str::to_owned),
             reason_codes: reason_codes.iter().map(|c| (*c).to_owned()).collect(),
             policy_version: decision.policy_version.to_string(),
-            status: match failure {
-                None => AuditStatus::Success,
-                Some(_) => AuditStatus::Failure,
-            },
+            status: AuditStatus::of(failure.is_none()),
             latency_ms: latency.as_secs_f64() * 1000.0,
-            failure_category: failure.map(|e| e.category().as_str().to_owned()),
+            failure_category: failure.map(ProviderError::category),
             prompt_hash: self.prompt_hash.clone(),
             prompt_length: self.prompt_length,
             model: self.model.clone(),

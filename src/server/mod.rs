@@ -30,7 +30,7 @@ pub use config::{ConfigError, ServerConfig};
 pub use error::ApiError;
 
 use crate::audit::{AuditConfig, AuditError, AuditStore};
-use crate::config::Env;
+use crate::env::Env;
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySource};
 use crate::providers::{Providers, ProvidersError};

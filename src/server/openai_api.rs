@@ -30,8 +30,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::gateway::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::request::{body_bytes, invalid, kind, messages, parse_json};
-use crate::chat::{ChatMessage, Role};
-use crate::decision::{Decision, Provider};
+use crate::chat::ChatMessage;
+use crate::decision::Decision;
+use crate::names::{Provider, Role};
 use crate::providers::{GenerationOptions, ProviderError, Reply, ReplyStream, StreamEvent, Usage};
 
 /// The model name that always means "the chosen provider's configured model".
@@ -456,7 +457,7 @@ async fn relay(
         created: unix_now(),
         model: exchange.model.clone(),
     };
-    let provider = exchange.decision.provider.as_str();
+    let provider = exchange.decision.provider;
     let mut first_token = true;
     let mut finished = false;
     let mut usage = None;

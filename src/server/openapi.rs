@@ -13,10 +13,9 @@
 use axum::Router;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
-
-use crate::audit::AuditStatus;
-use crate::providers::FailureCategory;
 use utoipa_swagger_ui::SwaggerUi;
+
+use crate::names::{AuditStatus, FailureCategory, Provider, Role, Route};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -91,40 +90,6 @@ pub struct ChatMessage {
     pub role: Role,
     /// The text; may be empty.
     pub content: String,
-}
-
-/// The author of a message.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// The user.
-    User,
-    /// A previous reply.
-    Assistant,
-    /// Instructions to the model.
-    System,
-}
-
-/// Which provider a request goes to.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// The Ollama-compatible server at `LOCAL_LLM_URL`.
-    Local,
-    /// OpenAI (or a compatible server) at `PUBLIC_LLM_URL`.
-    Openai,
-    /// Anthropic at `PUBLIC_LLM_URL`.
-    Anthropic,
-}
-
-/// A route as the policy writes it.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Route {
-    /// The local provider.
-    Local,
-    /// The public provider.
-    Public,
 }
 
 /// `POST /v1/chat`: the decision and the reply, or the provider's failure.

@@ -12,7 +12,8 @@ use axum::extract::{FromRequest, Request};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use crate::chat::{ChatMessage, Role};
+use crate::chat::ChatMessage;
+use crate::names::Role;
 
 /// Deepest nesting accepted: each object or array is one level, the body's
 /// top-level object is level 1.

@@ -9,8 +9,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::decision::Provider;
-use crate::policy::{CharBounds, KeywordMatch, Route, RuleSpec, Scope, Sourced, UsdBounds};
+use crate::names::{Provider, Route};
+use crate::policy::{CharBounds, KeywordMatch, RuleSpec, Scope, Sourced, UsdBounds};
 use crate::reload::{Live, ReloadStatus};
 
 /// `GET /v1/routes`.
@@ -107,13 +107,6 @@ fn sourced<T>(s: &Sourced<T>, value: Value) -> ValueView {
     }
 }
 
-fn provider_of(route: Route, public: Provider) -> Provider {
-    match route {
-        Route::Local => Provider::Local,
-        Route::Public => public,
-    }
-}
-
 impl<'a> RoutesView<'a> {
     /// The view of one snapshot.
     pub fn new(live: &'a Live) -> Self {
@@ -160,7 +153,7 @@ fn rule(r: &RuleSpec, public: Provider) -> RuleView<'_> {
         id: &r.id,
         description: r.description.as_deref(),
         route: r.route,
-        provider: provider_of(r.route, public),
+        provider: r.route.provider(public),
         reason: &r.reason,
         file: &r.at.path,
         line: r.at.position.line,

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use policy_mesh::chat::{ChatMessage, Role};
+use policy_mesh::chat::ChatMessage;
 use policy_mesh::compiler::CompiledPolicy;
-use policy_mesh::decision::Provider;
+use policy_mesh::names::{Provider, Role, Route};
 use policy_mesh::policy::{
     CharBounds, EffectiveDefaults, KeywordMatch, Located, Location, PolicySet, Position,
-    Provenance, Route, RuleSpec, Scope, Sourced, UsdBounds,
+    Provenance, RuleSpec, Scope, Sourced, UsdBounds,
 };
 
 /// The path every test rule claims to come from.

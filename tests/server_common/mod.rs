@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use policy_mesh::config::Env;
+use policy_mesh::env::Env;
 use policy_mesh::policy::{SourceFile, parse_policy};
 use policy_mesh::server::{self, Server};
 use serde_json::Value;

@@ -13,11 +13,11 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
-use super::source::is_policy_file_name;
-use super::{LoadError, Route, yaml};
 use crate::chat::ChatMessage;
 use crate::compiler::CompiledPolicy;
-use crate::decision::Provider;
+use crate::names::{Provider, Route};
+use crate::policy::source::is_policy_file_name;
+use crate::policy::{LoadError, schema, yaml};
 
 /// One file of policy test cases.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
@@ -59,8 +59,8 @@ pub struct Expect {
     pub route: Option<Route>,
     /// `local`, `openai` or `anthropic`.
     #[serde(default)]
-    #[schemars(with = "ProviderName")]
-    pub provider: Option<ProviderName>,
+    #[schemars(with = "Provider")]
+    pub provider: Option<Provider>,
     /// The id of the rule that must decide; `null`: no rule holds (the default decision).
     #[serde(default, deserialize_with = "present")]
     #[schemars(with = "Option<String>")]
@@ -83,33 +83,6 @@ fn no_defaults(schema: &mut schemars::Schema) {
                 property.remove("default");
             }
         }
-    }
-}
-
-/// A provider as written in a case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderName {
-    /// The local model server.
-    Local,
-    /// OpenAI.
-    Openai,
-    /// Anthropic.
-    Anthropic,
-}
-
-impl ProviderName {
-    /// The word used in policies and APIs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderName::Local => "local",
-            ProviderName::Openai => "openai",
-            ProviderName::Anthropic => "anthropic",
-        }
-    }
-
-    fn is(self, provider: Provider) -> bool {
-        self.as_str() == provider.as_str()
     }
 }
 
@@ -211,7 +184,7 @@ pub fn parse_cases(
 /// The schema of case files as committed in `schema/policy-tests.schema.json`
 /// (pretty-printed, with a final newline).
 pub fn cases_schema_json() -> String {
-    let mut text = serde_json::to_string_pretty(&super::schema::schema_for::<CaseFile>())
+    let mut text = serde_json::to_string_pretty(&schema::schema_for::<CaseFile>())
         .unwrap_or_else(|e| unreachable!("a JSON value always serializes: {e}"));
     text.push('\n');
     text
@@ -260,7 +233,7 @@ impl Case {
 
         let e = &self.expect;
         let matches = e.route.is_none_or(|r| r.as_str() == decided_route)
-            && e.provider.is_none_or(|p| p.is(decided_provider))
+            && e.provider.is_none_or(|p| p == decided_provider)
             && e.rule.as_ref().is_none_or(|r| r.as_deref() == decided_rule)
             && e.reason.as_deref().is_none_or(|r| r == decided_reason);
         let failure = (!matches).then(|| {
@@ -348,7 +321,7 @@ mod tests {
 
     #[test]
     fn the_schema_refuses_what_serde_refuses_and_an_empty_expect() {
-        let schema = super::super::schema::schema_for::<CaseFile>();
+        let schema = schema::schema_for::<CaseFile>();
         let validator = jsonschema::validator_for(&schema).expect("schema compiles");
         let case = |expect: serde_json::Value| {
             serde_json::json!({"cases": [{
@@ -371,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_case_may_name_the_model_it_asks_for() {
-        let schema = super::super::schema::schema_for::<CaseFile>();
+        let schema = schema::schema_for::<CaseFile>();
         let validator = jsonschema::validator_for(&schema).expect("schema compiles");
         let case = |model: serde_json::Value| {
             serde_json::json!({"cases": [{
@@ -397,7 +370,7 @@ mod tests {
         }];
         let set = crate::policy::parse_policy(
             &files,
-            &crate::config::Env::from_pairs(Vec::<(&str, &str)>::new()),
+            &crate::env::Env::from_pairs(Vec::<(&str, &str)>::new()),
         )
         .expect("valid policy");
         let policy = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");

@@ -1,0 +1,60 @@
+//! The configuration snapshot: the environment (and an optional `.env`), read
+//! once into an [`Env`] so that every consumer, and every test, sees one
+//! consistent set of values without touching the process environment.
+//!
+//! A leaf: it imports nothing of the crate, so the policy language, the
+//! providers, the audit and the server all read their variables from it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A snapshot of configuration variables. An empty value counts as unset.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment, with `.env` in the working folder filling in
+    /// what the environment does not set.
+    pub fn from_process() -> Self {
+        Self::from_process_and_dotenv(Path::new(".env"))
+    }
+
+    /// The process environment, with the dotenv file at `path` (when it exists)
+    /// filling in what the environment does not set.
+    pub fn from_process_and_dotenv(path: &Path) -> Self {
+        let mut vars: HashMap<String, String> = HashMap::new();
+        if let Ok(iter) = dotenvy::from_path_iter(path) {
+            for (k, v) in iter.flatten() {
+                vars.insert(k, v);
+            }
+        }
+        for (k, v) in std::env::vars_os() {
+            if let (Ok(k), Ok(v)) = (k.into_string(), v.into_string()) {
+                vars.insert(k, v);
+            }
+        }
+        Env { vars }
+    }
+
+    /// A snapshot holding exactly these variables (for tests and embedding).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The value of `name`, or `None` when it is unset or empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}

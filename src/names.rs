@@ -1,0 +1,241 @@
+//! The shared names: the closed sets of words that policies, decisions,
+//! providers, the audit, metrics and the APIs all speak (`local`, `openai`,
+//! `timeout`, `success`, …).
+//!
+//! Each set is one enum, declared once with `names!`: its words are its
+//! serde names (snake case), its `FromStr`, its `Display`, its JSON Schema (for policy
+//! editors) and its OpenAPI schema, and `ALL` lists its values in order for
+//! whoever must enumerate them (metric labels that start at zero, the store
+//! reading a row back). A new value is added here and nowhere else.
+//!
+//! This module imports nothing of the crate, so every other module may use it
+//! without making a cycle.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A word that is not one of its set's, as `FromStr` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {value:?}: expected {}", one_of(expected))]
+pub struct UnknownName {
+    /// What the word names (`provider`, `route`, …).
+    pub what: &'static str,
+    /// The word as given.
+    pub value: String,
+    /// The words of the set, in order.
+    pub expected: &'static [&'static str],
+}
+
+/// `` `a` ``, `` `a` or `b` ``, `` `a`, `b` or `c` ``.
+fn one_of(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// Declares a closed set of words as an enum with its serde names,
+/// `as_str`, `Display`, `FromStr`, both schemas and `ALL`.
+macro_rules! names {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $word:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash,
+            serde::Serialize, serde::Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+        )]
+        // Each word is its variant's name in snake case; the tests hold
+        // `as_str` to serde's. (utoipa reads `rename_all`, not a variant's
+        // own `rename`.)
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: [$name; { [$($word),+].len() }] = [$($name::$variant),+];
+
+            /// The words of the set, in the order of [`Self::ALL`].
+            pub const WORDS: &'static [&'static str] = &[$($word),+];
+
+            /// The word used in policies, APIs, audit and metrics.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            /// The value whose word is `s`, exactly (words are lowercase).
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                match s {
+                    $($word => Ok($name::$variant),)+
+                    _ => Err(UnknownName {
+                        what: $what,
+                        value: s.to_owned(),
+                        expected: Self::WORDS,
+                    }),
+                }
+            }
+        }
+    };
+}
+
+names! {
+    /// Where a request is sent, as a policy writes it.
+    pub enum Route ("route") {
+        /// The local, Ollama-compatible model server (`LOCAL_LLM_URL`).
+        Local = "local",
+        /// The cloud provider (`PUBLIC_LLM_URL`): OpenAI or Anthropic.
+        Public = "public",
+    }
+}
+
+impl Route {
+    /// The provider this route resolves to when `route: public` means `public`.
+    pub const fn provider(self, public: Provider) -> Provider {
+        match self {
+            Route::Local => Provider::Local,
+            Route::Public => public,
+        }
+    }
+}
+
+names! {
+    /// A concrete provider a request is sent to.
+    pub enum Provider ("provider") {
+        /// The Ollama-compatible server at `LOCAL_LLM_URL`.
+        Local = "local",
+        /// OpenAI's chat completions API (or a compatible server) at `PUBLIC_LLM_URL`.
+        Openai = "openai",
+        /// Anthropic's messages API at `PUBLIC_LLM_URL`.
+        Anthropic = "anthropic",
+    }
+}
+
+names! {
+    /// Who wrote a chat message.
+    pub enum Role ("role") {
+        /// The person asking.
+        User = "user",
+        /// The model's earlier replies.
+        Assistant = "assistant",
+        /// Instructions to the model.
+        System = "system",
+    }
+}
+
+names! {
+    /// Why a provider call failed: the word before the `:` of a chat
+    /// response's `error`, the audit's `failure_category` and a bounded metric
+    /// label.
+    pub enum FailureCategory ("failure category") {
+        /// No complete answer within `PROVIDER_TIMEOUT_SECONDS`.
+        Timeout = "timeout",
+        /// No HTTP response: refused, DNS, TLS, closed or reset before a status line.
+        ConnectError = "connect_error",
+        /// HTTP 401 or 403, or a public call with no `PUBLIC_LLM_API_KEY`.
+        AuthError = "auth_error",
+        /// Any other 4xx, 429 included.
+        ClientError = "client_error",
+        /// Any 5xx.
+        ServerError = "server_error",
+        /// Any other status, or a 2xx whose body is empty, cut short, not JSON or
+        /// lacks the reply.
+        BadResponse = "bad_response",
+        /// The client closed the connection before a streamed reply ended; the
+        /// upstream request was dropped. Only a stream ends this way.
+        Cancelled = "cancelled",
+    }
+}
+
+names! {
+    /// Whether the provider answered, as the audit and `chat_requests_total`
+    /// record it.
+    pub enum AuditStatus ("audit status") {
+        /// The provider returned a reply.
+        Success = "success",
+        /// The provider failed; the event's `failure_category` says how.
+        Failure = "failure",
+    }
+}
+
+impl AuditStatus {
+    /// `success` when the provider answered, else `failure`.
+    pub const fn of(answered: bool) -> AuditStatus {
+        if answered {
+            AuditStatus::Success
+        } else {
+            AuditStatus::Failure
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each set's words are its serde names, and `FromStr` reads them back.
+    fn round_trips<T>(all: &[T])
+    where
+        T: Copy + PartialEq + fmt::Debug + fmt::Display + FromStr + serde::Serialize,
+    {
+        for &value in all {
+            let word = value.to_string();
+            assert_eq!(serde_json::to_value(value).ok(), Some(word.clone().into()));
+            assert_eq!(word.parse::<T>().ok(), Some(value));
+        }
+    }
+
+    #[test]
+    fn words_are_serde_names_and_parse_back() {
+        round_trips(&Route::ALL);
+        round_trips(&Provider::ALL);
+        round_trips(&Role::ALL);
+        round_trips(&FailureCategory::ALL);
+        round_trips(&AuditStatus::ALL);
+        assert_eq!(Provider::WORDS, ["local", "openai", "anthropic"]);
+        assert_eq!(FailureCategory::ALL.len(), 7);
+    }
+
+    #[test]
+    fn an_unknown_word_names_the_set_and_its_words() {
+        let err = "remote".parse::<Route>().expect_err("not a route");
+        assert_eq!(
+            err.to_string(),
+            "invalid route \"remote\": expected `local` or `public`"
+        );
+        let err = "Local"
+            .parse::<Provider>()
+            .expect_err("words are lowercase");
+        assert_eq!(
+            err.to_string(),
+            "invalid provider \"Local\": expected `local`, `openai` or `anthropic`"
+        );
+    }
+
+    #[test]
+    fn a_route_resolves_to_a_provider() {
+        assert_eq!(Route::Local.provider(Provider::Anthropic), Provider::Local);
+        assert_eq!(
+            Route::Public.provider(Provider::Anthropic),
+            Provider::Anthropic
+        );
+    }
+}
