@@ -1,9 +1,8 @@
 //! Configuration that spans stages: the public provider that `route: public`
 //! resolves to, read from the [`Env`] snapshot.
 
-use crate::env::Env;
+use crate::env::{ConfigError, Env};
 use crate::names::Provider;
-use crate::policy::LoadError;
 
 /// Default base URL of the public provider.
 pub const DEFAULT_PUBLIC_LLM_URL: &str = "https://api.openai.com";
@@ -11,12 +10,12 @@ pub const DEFAULT_PUBLIC_LLM_URL: &str = "https://api.openai.com";
 /// The provider that `route: public` resolves to: `PUBLIC_LLM_PROVIDER` when
 /// set, else `anthropic` when the host of `PUBLIC_LLM_URL` contains
 /// `anthropic` (any case), else `openai`.
-pub fn public_provider(env: &Env) -> Result<Provider, LoadError> {
+pub fn public_provider(env: &Env) -> Result<Provider, ConfigError> {
     let url = env.get("PUBLIC_LLM_URL").unwrap_or(DEFAULT_PUBLIC_LLM_URL);
     let parsed = url::Url::parse(url)
-        .map_err(|e| LoadError::whole("PUBLIC_LLM_URL", format!("invalid URL {url:?}: {e}")))?;
+        .map_err(|e| ConfigError::new("PUBLIC_LLM_URL", format!("invalid URL {url:?}: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(LoadError::whole(
+        return Err(ConfigError::new(
             "PUBLIC_LLM_URL",
             format!("invalid URL {url:?}: expected an http:// or https:// URL with a host"),
         ));
@@ -24,7 +23,7 @@ pub fn public_provider(env: &Env) -> Result<Provider, LoadError> {
     match env.get("PUBLIC_LLM_PROVIDER") {
         Some(v) => match v.to_ascii_lowercase().parse::<Provider>() {
             Ok(provider) if provider != Provider::Local => Ok(provider),
-            _ => Err(LoadError::whole(
+            _ => Err(ConfigError::new(
                 "PUBLIC_LLM_PROVIDER",
                 format!("invalid value {v:?}: expected `openai` or `anthropic`"),
             )),
@@ -44,7 +43,7 @@ pub fn public_provider(env: &Env) -> Result<Provider, LoadError> {
 mod tests {
     use super::*;
 
-    fn provider(pairs: &[(&str, &str)]) -> Result<Provider, LoadError> {
+    fn provider(pairs: &[(&str, &str)]) -> Result<Provider, ConfigError> {
         public_provider(&Env::from_pairs(pairs.iter().copied()))
     }
 
@@ -74,9 +73,9 @@ mod tests {
             Ok(Provider::Openai)
         );
         let err = provider(&[("PUBLIC_LLM_PROVIDER", "azure")]).unwrap_err();
-        assert_eq!(err.origin, "PUBLIC_LLM_PROVIDER");
+        assert_eq!(err.variable, "PUBLIC_LLM_PROVIDER");
         let err = provider(&[("PUBLIC_LLM_URL", "not a url")]).unwrap_err();
-        assert_eq!(err.origin, "PUBLIC_LLM_URL");
+        assert_eq!(err.variable, "PUBLIC_LLM_URL");
     }
 
     #[test]

@@ -58,3 +58,31 @@ impl Env {
             .filter(|v| !v.is_empty())
     }
 }
+
+/// A configuration variable with an invalid value: the one error of every
+/// stage that reads the environment (server, providers, audit, logging).
+/// `Display` gives `VARIABLE: message`; the message never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    /// The variable's name (`PROVIDER_TIMEOUT_SECONDS`).
+    pub variable: String,
+    /// What is wrong, in plain words.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `variable`.
+    pub fn new(variable: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            variable: variable.into(),
+            message: message.into(),
+        }
+    }
+
+    /// `invalid value "…": expected …`, for a variable whose value may be
+    /// shown (never a key's).
+    pub fn invalid(variable: impl Into<String>, value: &str, expected: &str) -> Self {
+        Self::new(variable, format!("invalid value {value:?}: {expected}"))
+    }
+}

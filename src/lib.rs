@@ -60,10 +60,10 @@ pub fn compile_files(files: &[SourceFile], env: &Env) -> Result<CompiledPolicy, 
         config::public_provider(env),
     ) {
         (Ok(set), Ok(provider)) => return CompiledPolicy::compile(set, provider),
-        (Ok(set), Err(provider_error)) => (vec![provider_error], set.rules),
+        (Ok(set), Err(provider_error)) => (vec![provider_error.into()], set.rules),
         (Err(Refused { errors, rules }), provider) => {
             let mut errors = errors.0;
-            errors.extend(provider.err());
+            errors.extend(provider.err().map(Into::into));
             (errors, rules)
         }
     };

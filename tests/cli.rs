@@ -311,6 +311,70 @@ fn invalid_variables_are_named_and_exit_1() {
 }
 
 #[test]
+fn check_validates_every_variable_serve_reads() {
+    // Each of these stops `serve`; `check` must say so too, one line for
+    // each part (server, logging, providers, audit) in one run.
+    let run = run(
+        &["check", &shipped()],
+        &[
+            ("PROVIDER_TIMEOUT_SECONDS", "abc"),
+            ("BIND_ADDR", "nowhere"),
+            ("AUDIT_ENABLED", "maybe"),
+            ("LOG_FORMAT", "xml"),
+        ],
+        None,
+    );
+    assert_eq!(run.status, 1, "{run:?}");
+    assert_eq!(run.stdout, "");
+    line_starting(
+        &run.stderr,
+        "PROVIDER_TIMEOUT_SECONDS: invalid value \"abc\"",
+    );
+    line_starting(&run.stderr, "BIND_ADDR: invalid value \"nowhere\"");
+    line_starting(
+        &run.stderr,
+        "AUDIT_ENABLED: invalid value \"maybe\": expected true, false, 1 or 0",
+    );
+    line_starting(&run.stderr, "LOG_FORMAT: invalid value \"xml\"");
+    assert_eq!(run.stderr.lines().count(), 4, "{}", run.stderr);
+
+    // The public provider's URL is the policy's and the providers': named once.
+    let run = self::run(
+        &["check", &shipped()],
+        &[("PUBLIC_LLM_URL", "ftp://example.com")],
+        None,
+    );
+    assert_eq!(run.status, 1, "{run:?}");
+    assert_eq!(
+        run.stderr.matches("PUBLIC_LLM_URL: ").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+
+    // `serve` refuses the same variables with the same lines (an invalid
+    // BIND_ADDR among them, so that it can never start listening here).
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let served = run_in(
+        cwd.path(),
+        &["serve"],
+        &[
+            ("POLICY_DIR", &shipped()),
+            ("PROVIDER_TIMEOUT_SECONDS", "abc"),
+            ("BIND_ADDR", "nowhere"),
+            ("AUDIT_ENABLED", "false"),
+        ],
+        None,
+    );
+    assert_eq!(served.status, 1, "{served:?}");
+    line_starting(
+        &served.stderr,
+        "PROVIDER_TIMEOUT_SECONDS: invalid value \"abc\"",
+    );
+    line_starting(&served.stderr, "BIND_ADDR: invalid value \"nowhere\"");
+}
+
+#[test]
 fn test_passes_on_the_shipped_policy() {
     let run = run(&["test", &shipped()], &[], None);
     assert_eq!(run.status, 0, "{run:?}");

@@ -8,8 +8,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 
-use super::AuditError;
-use crate::env::Env;
+use crate::env::{ConfigError, Env};
 
 /// `DATABASE_URL` when unset.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/policy-mesh.db";
@@ -48,12 +47,11 @@ impl AuditConfig {
     /// `DATABASE_URL` (`sqlite://PATH`, `postgres://…` or `postgresql://…`;
     /// default [`DEFAULT_DATABASE_URL`]; ignored when audit is off) and
     /// `AUDIT_HASH_KEY`. An invalid value is an error naming its variable.
-    pub fn from_env(env: &Env) -> Result<Self, AuditError> {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let enabled = match env.get("AUDIT_ENABLED") {
             None => true,
-            Some(v) => parse_bool(v).ok_or_else(|| AuditError::Config {
-                variable: "AUDIT_ENABLED",
-                message: format!("expected true, false, 1 or 0, got {v:?}"),
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                ConfigError::invalid("AUDIT_ENABLED", v, "expected true, false, 1 or 0")
             })?,
         };
         let raw_url = env
@@ -132,10 +130,12 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-fn parse_database_url(raw: &str) -> Result<AuditDatabase, AuditError> {
-    let invalid = |why: String| AuditError::Config {
-        variable: "DATABASE_URL",
-        message: format!("invalid value {}: {why}", redact_url(raw)),
+fn parse_database_url(raw: &str) -> Result<AuditDatabase, ConfigError> {
+    let invalid = |why: String| {
+        ConfigError::new(
+            "DATABASE_URL",
+            format!("invalid value {}: {why}", redact_url(raw)),
+        )
     };
     let (scheme, rest) = raw
         .split_once("://")
@@ -231,7 +231,7 @@ mod tests {
 
     const CANARY: &str = "canary-pw-7f3a9";
 
-    fn config(pairs: &[(&str, &str)]) -> Result<AuditConfig, AuditError> {
+    fn config(pairs: &[(&str, &str)]) -> Result<AuditConfig, ConfigError> {
         AuditConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
     }
 

@@ -64,6 +64,7 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
+use crate::env::ConfigError;
 use crate::names::{AuditStatus, FailureCategory, Provider};
 
 pub use config::{AuditConfig, AuditDatabase, DEFAULT_DATABASE_URL, redact_url};
@@ -128,14 +129,9 @@ fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Er
 /// No variant's message holds a password or key.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// A configuration variable has an invalid value.
-    #[error("{variable}: {message}")]
-    Config {
-        /// The variable's name.
-        variable: &'static str,
-        /// What is wrong, with any password redacted.
-        message: String,
-    },
+    /// A configuration variable has an invalid value (any password redacted).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The database could not be opened (or its folder created).
     #[error("cannot open the audit store at DATABASE_URL={url}: {source}")]
     Open {

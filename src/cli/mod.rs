@@ -105,9 +105,25 @@ pub fn run(command: Command, env: Env) -> ExitCode {
     }
 }
 
-/// `check`: the summary line on stdout, or every error line on stderr.
+/// `check`: the summary line on stdout, or every error line on stderr: the
+/// policy's, then every other variable `serve` reads that is invalid.
 fn check(source: &PolicySource, env: &Env) -> ExitCode {
-    match crate::load_compiled(source, env) {
+    let policy = crate::load_compiled(source, env);
+    let settings = crate::server::Settings::from_env(env);
+    if let Err(errors) = &settings {
+        let mut lines = policy.as_ref().err().cloned().unwrap_or_default().0;
+        // The public provider's variables are the policy's too: once is enough.
+        lines.extend(
+            errors
+                .iter()
+                .filter(|e| !lines.iter().any(|l| l.origin == e.variable))
+                .cloned()
+                .map(Into::into)
+                .collect::<Vec<_>>(),
+        );
+        return report(&LoadErrors(lines));
+    }
+    match policy {
         Ok(compiled) => {
             let policy = compiled.policy();
             print_stdout(&format!(

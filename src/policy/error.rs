@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::SourceFile;
+use crate::env::ConfigError;
 
 /// A 1-based line and column (columns count Unicode characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,6 +71,13 @@ impl LoadError {
             position: None,
             message: message.into(),
         }
+    }
+}
+
+/// An invalid variable among a policy's load errors: `VARIABLE: message`.
+impl From<ConfigError> for LoadError {
+    fn from(e: ConfigError) -> Self {
+        LoadError::whole(e.variable, e.message)
     }
 }
 

@@ -6,13 +6,14 @@
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
-use super::config::{ProviderConfigError, Secret};
+use super::config::Secret;
 use super::http::{
     Endpoint, Framing, HttpProvider, ParseReply, RequestBody, WireFormat, parse_json,
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
 use crate::chat::ChatMessage;
+use crate::env::ConfigError;
 use crate::names::Role;
 
 /// The `anthropic-version` header sent with every call.
@@ -192,7 +193,7 @@ impl Anthropic {
         base_url: &str,
         api_key: Option<&Secret>,
         timeout: std::time::Duration,
-    ) -> Result<Self, ProviderConfigError> {
+    ) -> Result<Self, ConfigError> {
         let endpoint = match api_key {
             None => None,
             Some(key) => Some(

@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config;
-use crate::env::Env;
+use crate::env::{ConfigError, Env};
 use crate::names::Provider;
 
 /// Default base URL of the local (Ollama-compatible) provider.
@@ -41,25 +41,6 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
-    }
-}
-
-/// An invalid provider setting: which variable, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {message}")]
-pub struct ProviderConfigError {
-    /// The offending variable (`PROVIDER_TIMEOUT_SECONDS`).
-    pub variable: String,
-    /// What is wrong, in plain words; never holds a key.
-    pub message: String,
-}
-
-impl ProviderConfigError {
-    fn new(variable: &str, message: impl Into<String>) -> Self {
-        ProviderConfigError {
-            variable: variable.to_owned(),
-            message: message.into(),
-        }
     }
 }
 
@@ -117,7 +98,7 @@ fn redact_url(raw: &str) -> String {
 
 impl ProviderConfig {
     /// Reads and validates the provider variables of `env`.
-    pub fn from_env(env: &Env) -> Result<Self, ProviderConfigError> {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let local_url = base_url(
             "LOCAL_LLM_URL",
             env.get("LOCAL_LLM_URL").unwrap_or(DEFAULT_LOCAL_LLM_URL),
@@ -127,8 +108,7 @@ impl ProviderConfig {
             env.get("PUBLIC_LLM_URL")
                 .unwrap_or(config::DEFAULT_PUBLIC_LLM_URL),
         )?;
-        let public_provider = config::public_provider(env)
-            .map_err(|e| ProviderConfigError::new(&e.origin, e.message))?;
+        let public_provider = config::public_provider(env)?;
         let local_api_key = api_key(env, "LOCAL_LLM_API_KEY")?;
         let public_api_key = api_key(env, "PUBLIC_LLM_API_KEY")?;
         let default_public_model = match public_provider {
@@ -168,18 +148,18 @@ impl ProviderConfig {
 
 /// An `http(s)://host…` URL with any trailing `/` removed, so that endpoint
 /// paths can be appended to it as they are.
-fn base_url(variable: &str, value: &str) -> Result<String, ProviderConfigError> {
+fn base_url(variable: &str, value: &str) -> Result<String, ConfigError> {
     let parsed = url::Url::parse(value)
-        .map_err(|e| ProviderConfigError::new(variable, format!("invalid URL {value:?}: {e}")))?;
+        .map_err(|e| ConfigError::new(variable, format!("invalid URL {value:?}: {e}")))?;
     let shown = redact_url(value);
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(ProviderConfigError::new(
+        return Err(ConfigError::new(
             variable,
             format!("invalid URL {shown:?}: expected an http:// or https:// URL with a host"),
         ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(ProviderConfigError::new(
+        return Err(ConfigError::new(
             variable,
             format!("invalid URL {shown:?}: a base URL takes no query or fragment"),
         ));
@@ -189,12 +169,12 @@ fn base_url(variable: &str, value: &str) -> Result<String, ProviderConfigError> 
 
 /// An optional key. It must be usable in an HTTP header; the message never
 /// quotes it.
-fn api_key(env: &Env, variable: &str) -> Result<Option<Secret>, ProviderConfigError> {
+fn api_key(env: &Env, variable: &str) -> Result<Option<Secret>, ConfigError> {
     let Some(key) = env.get(variable) else {
         return Ok(None);
     };
     if !key.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
-        return Err(ProviderConfigError::new(
+        return Err(ConfigError::new(
             variable,
             "invalid value: a key may hold only visible ASCII characters and spaces",
         ));
@@ -202,13 +182,13 @@ fn api_key(env: &Env, variable: &str) -> Result<Option<Secret>, ProviderConfigEr
     Ok(Some(Secret::new(key)))
 }
 
-fn timeout(env: &Env) -> Result<Duration, ProviderConfigError> {
+fn timeout(env: &Env) -> Result<Duration, ConfigError> {
     const VAR: &str = "PROVIDER_TIMEOUT_SECONDS";
     let Some(raw) = env.get(VAR) else {
         return Ok(Duration::from_secs(DEFAULT_PROVIDER_TIMEOUT_SECONDS));
     };
     let invalid = || {
-        ProviderConfigError::new(
+        ConfigError::new(
             VAR,
             format!("invalid value {raw:?}: expected a number of seconds > 0"),
         )
@@ -218,7 +198,7 @@ fn timeout(env: &Env) -> Result<Duration, ProviderConfigError> {
         return Err(invalid());
     }
     let duration = Duration::try_from_secs_f64(seconds)
-        .map_err(|_| ProviderConfigError::new(VAR, format!("invalid value {raw:?}: too large")))?;
+        .map_err(|_| ConfigError::new(VAR, format!("invalid value {raw:?}: too large")))?;
     // A value so small that it rounds to zero would disable the timeout.
     if duration.is_zero() {
         return Err(invalid());
@@ -230,7 +210,7 @@ fn timeout(env: &Env) -> Result<Duration, ProviderConfigError> {
 mod tests {
     use super::*;
 
-    fn config(pairs: &[(&str, &str)]) -> Result<ProviderConfig, ProviderConfigError> {
+    fn config(pairs: &[(&str, &str)]) -> Result<ProviderConfig, ConfigError> {
         ProviderConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
     }
 

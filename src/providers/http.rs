@@ -9,10 +9,10 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-use super::config::ProviderConfigError;
 use super::error::ProviderError;
 use super::stream::{self, Decoder, MAX_REPLY_BYTES};
 use super::{BoxFuture, ChatProvider, ChatRequest, Reply, ReplyStream};
+use crate::env::ConfigError;
 
 /// How a streamed reply is cut into frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,10 +127,9 @@ impl Endpoint {
         name: HeaderName,
         value: &str,
         variable: &str,
-    ) -> Result<Self, ProviderConfigError> {
-        let mut value = HeaderValue::from_str(value).map_err(|_| ProviderConfigError {
-            variable: variable.to_owned(),
-            message: "invalid value: not usable in an HTTP header".to_owned(),
+    ) -> Result<Self, ConfigError> {
+        let mut value = HeaderValue::from_str(value).map_err(|_| {
+            ConfigError::new(variable, "invalid value: not usable in an HTTP header")
         })?;
         value.set_sensitive(true);
         self.headers.insert(name, value);

@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub use self::anthropic::Anthropic;
 pub use self::config::{
     DEFAULT_ANTHROPIC_MODEL, DEFAULT_LOCAL_LLM_MODEL, DEFAULT_LOCAL_LLM_URL, DEFAULT_OPENAI_MODEL,
-    DEFAULT_PROVIDER_TIMEOUT_SECONDS, ProviderConfig, ProviderConfigError, Secret,
+    DEFAULT_PROVIDER_TIMEOUT_SECONDS, ProviderConfig, Secret,
 };
 pub use self::error::ProviderError;
 pub use self::ollama::Ollama;
@@ -36,6 +36,7 @@ pub use self::openai::OpenAi;
 pub use self::stream::{MAX_REPLY_BYTES, ReplyStream, StreamEvent, Usage};
 
 use crate::chat::ChatMessage;
+use crate::env::ConfigError;
 use crate::env::Env;
 use crate::names::Provider;
 
@@ -129,7 +130,7 @@ pub trait ChatProvider: Send + Sync {
 pub enum ProvidersError {
     /// A provider variable is invalid.
     #[error(transparent)]
-    Config(#[from] ProviderConfigError),
+    Config(#[from] ConfigError),
     /// The HTTP client could not be built (TLS roots, proxy settings).
     #[error("cannot build the HTTP client for the providers: {0}")]
     Client(String),

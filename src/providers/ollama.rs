@@ -4,12 +4,13 @@
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Map, Value, json};
 
-use super::config::{ProviderConfigError, Secret};
+use super::config::Secret;
 use super::http::{
     Endpoint, Framing, HttpProvider, ParseReply, RequestBody, WireFormat, parse_json,
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
+use crate::env::ConfigError;
 
 /// The JSON body of a chat call: the messages as received, `stream` as
 /// asked, and the generation settings given, in Ollama's `options`.
@@ -119,7 +120,7 @@ impl Ollama {
         base_url: &str,
         api_key: Option<&Secret>,
         timeout: std::time::Duration,
-    ) -> Result<Self, ProviderConfigError> {
+    ) -> Result<Self, ConfigError> {
         let mut endpoint = Endpoint::new(client, base_url, "/api/chat", timeout);
         if let Some(key) = api_key {
             endpoint = endpoint.with_secret_header(

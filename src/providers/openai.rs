@@ -4,12 +4,13 @@
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 
-use super::config::{ProviderConfigError, Secret};
+use super::config::Secret;
 use super::http::{
     Endpoint, Framing, HttpProvider, ParseReply, RequestBody, WireFormat, parse_json,
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
+use crate::env::ConfigError;
 
 /// The JSON body of a chat call: the messages as received and each
 /// generation setting the client gave, under OpenAI's own names. `stream` is
@@ -143,7 +144,7 @@ impl OpenAi {
         base_url: &str,
         api_key: Option<&Secret>,
         timeout: std::time::Duration,
-    ) -> Result<Self, ProviderConfigError> {
+    ) -> Result<Self, ConfigError> {
         let endpoint = match api_key {
             None => None,
             Some(key) => Some(

@@ -1,10 +1,15 @@
-//! The server's own settings, read from an [`Env`] and validated at start-up so
-//! that a bad value stops the process with a message naming the variable.
+//! The settings `serve` reads from an [`Env`], validated at start-up so that a
+//! bad value stops the process with a message naming the variable: the
+//! server's own ([`ServerConfig`]), logging ([`LogConfig`]), and, gathered
+//! with the providers' and the audit's into [`Settings`], every variable at
+//! once, which `policy-mesh check` reports too.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::env::Env;
+use crate::audit::AuditConfig;
+use crate::env::{ConfigError, Env};
+use crate::providers::ProviderConfig;
 use crate::reload::WatchMode;
 
 /// Default listen address.
@@ -14,16 +19,85 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
 /// Default scan interval with `POLICY_WATCH=poll`.
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1_000;
 
-/// A configuration variable with an invalid value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: invalid value {value:?}: {expected}")]
-pub struct ConfigError {
-    /// The variable's name.
-    pub variable: &'static str,
-    /// The value as given.
-    pub value: String,
-    /// What a valid value looks like.
-    pub expected: &'static str,
+/// Every setting `serve` reads, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen, the body limit, how the policy folder is watched.
+    pub server: ServerConfig,
+    /// `RUST_LOG` and `LOG_FORMAT`.
+    pub log: LogConfig,
+    /// The providers' URLs, keys, models and timeout.
+    pub providers: ProviderConfig,
+    /// Whether and where requests are audited.
+    pub audit: AuditConfig,
+}
+
+impl Settings {
+    /// Reads and validates every variable `serve` reads; `Err` names each
+    /// invalid one (one error per part: server, logging, providers, audit).
+    pub fn from_env(env: &Env) -> Result<Self, Vec<ConfigError>> {
+        match (
+            ServerConfig::from_env(env),
+            LogConfig::from_env(env),
+            ProviderConfig::from_env(env),
+            AuditConfig::from_env(env),
+        ) {
+            (Ok(server), Ok(log), Ok(providers), Ok(audit)) => Ok(Settings {
+                server,
+                log,
+                providers,
+                audit,
+            }),
+            (server, log, providers, audit) => {
+                Err([server.err(), log.err(), providers.err(), audit.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect())
+            }
+        }
+    }
+}
+
+/// How the gateway logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `RUST_LOG`, a tracing filter; default `info`.
+    pub filter: String,
+    /// `LOG_FORMAT=json`: JSON lines; else (`text`, the default) text.
+    pub json: bool,
+}
+
+impl LogConfig {
+    /// Reads and validates `RUST_LOG` and `LOG_FORMAT`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let filter = env.get("RUST_LOG").unwrap_or("info");
+        if tracing_subscriber::EnvFilter::try_new(filter).is_err() {
+            return Err(ConfigError::invalid(
+                "RUST_LOG",
+                filter,
+                "expected a log filter such as `info` or `policy_mesh=debug`",
+            ));
+        }
+        let json = match env
+            .get("LOG_FORMAT")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "LOG_FORMAT",
+                    other,
+                    "expected `text` or `json`",
+                ));
+            }
+        };
+        Ok(LogConfig {
+            filter: filter.to_owned(),
+            json,
+        })
+    }
 }
 
 /// Validated server settings.
@@ -41,17 +115,17 @@ impl ServerConfig {
     /// Reads and validates every server variable; the first invalid one is the error.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let bind = env.get("BIND_ADDR").unwrap_or(DEFAULT_BIND_ADDR);
-        let bind_addr = bind.trim().parse().map_err(|_| ConfigError {
-            variable: "BIND_ADDR",
-            value: bind.to_owned(),
-            expected: "expected an address IP:port, such as 127.0.0.1:8000",
+        let bind_addr = bind.trim().parse().map_err(|_| {
+            ConfigError::invalid(
+                "BIND_ADDR",
+                bind,
+                "expected an address IP:port, such as 127.0.0.1:8000",
+            )
         })?;
         let max_body_bytes = match env.get("MAX_BODY_BYTES") {
             None => DEFAULT_MAX_BODY_BYTES,
-            Some(v) => positive(v).ok_or_else(|| ConfigError {
-                variable: "MAX_BODY_BYTES",
-                value: v.to_owned(),
-                expected: "expected an integer > 0",
+            Some(v) => positive(v).ok_or_else(|| {
+                ConfigError::invalid("MAX_BODY_BYTES", v, "expected an integer > 0")
             })? as usize,
         };
         let watch = match env
@@ -63,20 +137,22 @@ impl ServerConfig {
             Some(v) if v == "poll" => {
                 let ms = match env.get("POLICY_POLL_INTERVAL_MS") {
                     None => DEFAULT_POLL_INTERVAL_MS,
-                    Some(v) => positive(v).ok_or_else(|| ConfigError {
-                        variable: "POLICY_POLL_INTERVAL_MS",
-                        value: v.to_owned(),
-                        expected: "expected an integer > 0 (milliseconds)",
+                    Some(v) => positive(v).ok_or_else(|| {
+                        ConfigError::invalid(
+                            "POLICY_POLL_INTERVAL_MS",
+                            v,
+                            "expected an integer > 0 (milliseconds)",
+                        )
                     })?,
                 };
                 WatchMode::Poll(Duration::from_millis(ms))
             }
             Some(_) => {
-                return Err(ConfigError {
-                    variable: "POLICY_WATCH",
-                    value: env.get("POLICY_WATCH").unwrap_or_default().to_owned(),
-                    expected: "expected `notify` or `poll`",
-                });
+                return Err(ConfigError::invalid(
+                    "POLICY_WATCH",
+                    env.get("POLICY_WATCH").unwrap_or_default(),
+                    "expected `notify` or `poll`",
+                ));
             }
         };
         Ok(ServerConfig {

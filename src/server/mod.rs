@@ -26,11 +26,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::sync::oneshot;
 
-pub use config::{ConfigError, ServerConfig};
+pub use config::{LogConfig, ServerConfig, Settings};
 pub use error::ApiError;
 
 use crate::audit::{AuditConfig, AuditError, AuditStore};
-use crate::env::Env;
+use crate::env::{ConfigError, Env};
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySource};
 use crate::providers::{Providers, ProvidersError};
@@ -81,14 +81,14 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A configuration variable is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A provider variable is invalid, or the HTTP client cannot be built.
+    /// Configuration variables are invalid: one line each.
+    #[error("{}", config_lines(.0))]
+    Config(Vec<ConfigError>),
+    /// The HTTP client of the providers cannot be built.
     #[error(transparent)]
     Providers(#[from] ProvidersError),
-    /// An audit variable is invalid, or the store cannot be opened or
-    /// migrated (the message names `DATABASE_URL` without its password).
+    /// The audit store cannot be opened or migrated (the message names
+    /// `DATABASE_URL` without its password).
     #[error(transparent)]
     Audit(#[from] AuditError),
     /// The policy is invalid: every error line.
@@ -110,6 +110,12 @@ pub enum StartError {
         /// Why.
         source: notify::Error,
     },
+}
+
+/// Invalid variables, one `VARIABLE: message` line each.
+pub fn config_lines(errors: &[ConfigError]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.join("\n")
 }
 
 /// A running server: its address, its live policy, and the means to stop it.
@@ -161,9 +167,19 @@ impl Server {
 /// the policy (invalid: an error with every line), binds, opens and migrates
 /// the audit store, watches the policy folder and serves in the background.
 pub async fn start(env: &Env) -> Result<Server, StartError> {
-    let config = ServerConfig::from_env(env)?;
-    let providers = Providers::from_env(env)?;
-    let audit_config = AuditConfig::from_env(env)?;
+    let settings = Settings::from_env(env).map_err(StartError::Config)?;
+    start_with(env, settings).await
+}
+
+/// [`start`] with settings already read from `env`.
+async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError> {
+    let Settings {
+        server: config,
+        providers,
+        audit: audit_config,
+        log: _,
+    } = settings;
+    let providers = Providers::new(providers)?;
     let source = PolicySource::from_env(env);
     let metrics = Arc::new(Metrics::new());
     let loader_env = env.clone();
@@ -255,28 +271,11 @@ pub async fn start(env: &Env) -> Result<Server, StartError> {
 
 /// Sets up logging from `RUST_LOG` (default `info`) and `LOG_FORMAT` (`json`
 /// for JSON lines, otherwise text). A second call changes nothing.
-pub fn init_tracing(env: &Env) -> Result<(), ConfigError> {
-    let filter = env.get("RUST_LOG").unwrap_or("info");
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|_| ConfigError {
-        variable: "RUST_LOG",
-        value: filter.to_owned(),
-        expected: "expected a log filter such as `info` or `policy_mesh=debug`",
-    })?;
-    let json = match env
-        .get("LOG_FORMAT")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("text") => false,
-        Some("json") => true,
-        Some(other) => {
-            return Err(ConfigError {
-                variable: "LOG_FORMAT",
-                value: other.to_owned(),
-                expected: "expected `text` or `json`",
-            });
-        }
-    };
+pub fn init_tracing(log: &LogConfig) {
+    // Validated by `LogConfig::from_env`; `info` only if that was bypassed.
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = log.json;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colours only for a person at a terminal, never in files or collectors.
@@ -287,16 +286,19 @@ pub fn init_tracing(env: &Env) -> Result<(), ConfigError> {
     } else {
         builder.try_init()
     };
-    Ok(())
 }
 
 /// Runs the gateway until SIGINT/SIGTERM; returns the process exit status
 /// (1 when start-up fails: invalid policy or configuration, address in use).
 pub fn run(env: Env) -> ExitCode {
-    if let Err(e) = init_tracing(&env) {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
-    }
+    let settings = match Settings::from_env(&env) {
+        Ok(settings) => settings,
+        Err(errors) => {
+            eprintln!("{}", config_lines(&errors));
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(&settings.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -305,7 +307,7 @@ pub fn run(env: Env) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match start(&env).await {
+        let server = match start_with(&env, settings).await {
             Ok(server) => server,
             Err(e) => {
                 // Every line of a policy error, each on its own line.
