@@ -430,6 +430,37 @@ fn test_reports_a_wrong_expectation() {
 }
 
 #[test]
+fn a_case_failing_under_an_overlay_names_the_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("00.yaml"),
+        "version: 1\nrules:\n  - {id: secret, route: local, when: {keywords: [secret]}}\n",
+    )
+    .expect("write policy");
+    std::fs::create_dir(dir.path().join("tests")).expect("mkdir tests");
+    std::fs::write(
+        dir.path().join("tests/cases.yaml"),
+        "cases:\n  - name: hello stays here\n    messages: [{ role: user, content: hello }]\n    expect: { route: local }\n",
+    )
+    .expect("write cases");
+    let path = dir.path().display().to_string();
+    let plain = run(&["test", &path], &[], None);
+    assert_eq!(plain.status, 0, "{plain:?}");
+    let overlaid = run(
+        &["test", &path],
+        &[("POLICY_DEFAULT_PROVIDER", "public")],
+        None,
+    );
+    assert_eq!(overlaid.status, 1, "{overlaid:?}");
+    assert_eq!(
+        overlaid.stdout,
+        "FAIL hello stays here: expected route=local; decided route=public provider=openai \
+         rule=null reason=default; default provider public from env:POLICY_DEFAULT_PROVIDER\n\
+         0 passed, 1 failed\n"
+    );
+}
+
+#[test]
 fn test_reports_an_invalid_case_file_at_its_position() {
     let text = "cases:\n  - name: typo\n    messages: [{ role: user, content: hi }]\n    expext: { route: local }\n";
     let dir = with_cases(text);

@@ -17,7 +17,7 @@ use crate::chat::ChatMessage;
 use crate::compiler::CompiledPolicy;
 use crate::names::{Provider, Route};
 use crate::policy::source::is_policy_file_name;
-use crate::policy::{LoadError, schema, yaml};
+use crate::policy::{LoadError, Provenance, schema, yaml};
 
 /// One file of policy test cases.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
@@ -250,18 +250,59 @@ impl Case {
             if let Some(r) = &e.reason {
                 expected.push(format!("reason={r}"));
             }
-            format!(
+            let mut line = format!(
                 "expected {}; decided route={decided_route} provider={} rule={} reason={decided_reason}",
                 expected.join(" "),
                 decided_provider.as_str(),
                 rule_word(decided_rule),
-            )
+            );
+            for overlay in environment_overlays(policy, decision.is_default()) {
+                line.push_str("; ");
+                line.push_str(&overlay);
+            }
+            line
         });
         CaseResult {
             name: self.name.clone(),
             failure,
         }
     }
+}
+
+/// The defaults the environment set that could have changed this decision,
+/// each as `default provider public from env:POLICY_DEFAULT_PROVIDER`, so a
+/// case that fails only under some variables says which: the default
+/// provider when no rule held, the price and characters per token when a
+/// rule has an `estimated_usd` condition.
+fn environment_overlays(policy: &CompiledPolicy, default_decision: bool) -> Vec<String> {
+    let set = policy.policy();
+    let d = &set.defaults;
+    let from_env = |source: &Provenance| matches!(source, Provenance::Env(_));
+    let mut overlays = Vec::new();
+    if default_decision && from_env(&d.provider.source) {
+        overlays.push(format!(
+            "default provider {} from {}",
+            d.provider.value, d.provider.source
+        ));
+    }
+    if set.rules.iter().any(|r| r.estimated_usd.is_some()) {
+        if let (Some(price), true) = (
+            d.input_usd_per_1m_tokens.value,
+            from_env(&d.input_usd_per_1m_tokens.source),
+        ) {
+            overlays.push(format!(
+                "input_usd_per_1m_tokens {price} from {}",
+                d.input_usd_per_1m_tokens.source
+            ));
+        }
+        if from_env(&d.chars_per_token.source) {
+            overlays.push(format!(
+                "chars_per_token {} from {}",
+                d.chars_per_token.value, d.chars_per_token.source
+            ));
+        }
+    }
+    overlays
 }
 
 /// The last line of a test run: `N passed, M failed`.
