@@ -9,7 +9,6 @@
 //! or a failing case; 2 a command-line usage error.
 
 pub mod cases;
-pub mod request;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -18,6 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::chat::ChatMessage;
+use crate::server::request::ChatRequest;
 use crate::env::Env;
 use crate::policy::{LoadErrors, PolicySource, schema};
 
@@ -173,7 +173,7 @@ fn decide(
     model: Option<String>,
 ) -> ExitCode {
     let mut request = match message {
-        Some(text) => request::DecideRequest {
+        Some(text) => ChatRequest {
             messages: vec![ChatMessage::user(text)],
             model: None,
         },
@@ -203,12 +203,14 @@ fn decide(
     }
 }
 
-fn read_request() -> Result<request::DecideRequest, String> {
-    let mut text = String::new();
+/// The request on stdin, read by the parser of `POST /v1/decide`, so a
+/// mistake is worded as the API words it.
+fn read_request() -> Result<ChatRequest, String> {
+    let mut text = Vec::new();
     std::io::stdin()
-        .read_to_string(&mut text)
+        .read_to_end(&mut text)
         .map_err(|e| format!("cannot read stdin: {e}"))?;
-    request::parse_chat_request(&text)
+    ChatRequest::from_slice(&text).map_err(|e| e.to_string())
 }
 
 /// `1 file`, `3 files`.
