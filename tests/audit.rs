@@ -2,8 +2,9 @@
 //! always, and the same tests on PostgreSQL when `TEST_DATABASE_URL` names a
 //! server where we may create databases (`scripts/ci-postgres.sh` starts a
 //! throwaway one). Each test gets a fresh database of its own, so they run in
-//! parallel; without `TEST_DATABASE_URL` the PostgreSQL variants say they are
-//! skipped and pass.
+//! parallel. The PostgreSQL variants are `#[ignore]`d, so that a missing
+//! server shows as ignored rather than passed; `.ci/run` runs them with
+//! `--include-ignored`, and one run without `TEST_DATABASE_URL` fails.
 
 #![allow(clippy::unwrap_used)]
 
@@ -56,22 +57,15 @@ impl TestDb {
         }
     }
 
-    /// A fresh database on the `TEST_DATABASE_URL` server, or `None` (after
-    /// saying so) when that variable is unset.
-    async fn postgres(test: &str) -> Option<TestDb> {
-        TestDb::postgres_with(test, &[]).await
-    }
-
-    async fn postgres_with(test: &str, extra: &[(&str, &str)]) -> Option<TestDb> {
+    /// A fresh database on the `TEST_DATABASE_URL` server; panics when that
+    /// variable is unset (the test was asked for by `--ignored`).
+    async fn postgres() -> TestDb {
         let admin_url = match std::env::var("TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => url,
-            _ => {
-                eprintln!(
-                    "{test}: skipped on PostgreSQL: TEST_DATABASE_URL is not set \
-                     (eval \"$(scripts/ci-postgres.sh)\" starts a throwaway server)"
-                );
-                return None;
-            }
+            _ => panic!(
+                "TEST_DATABASE_URL is not set \
+                 (eval \"$(scripts/ci-postgres.sh)\" starts a throwaway server)"
+            ),
         };
         let name = format!("pm_audit_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&admin_url)
@@ -85,16 +79,15 @@ impl TestDb {
         let mut url = url::Url::parse(&admin_url).unwrap();
         url.set_path(&format!("/{name}"));
         let url = url.to_string();
-        let mut pairs = vec![("DATABASE_URL", url.as_str())];
-        pairs.extend_from_slice(extra);
-        Some(TestDb {
+        let pairs = [("DATABASE_URL", url.as_str())];
+        TestDb {
             config: AuditConfig::from_env(&Env::from_pairs(pairs)).unwrap(),
             target: Target::Postgres {
                 admin_url,
                 name,
                 url,
             },
-        })
+        }
     }
 
     async fn connect(&self) -> AuditStore {
@@ -183,7 +176,7 @@ impl TestDb {
     }
 }
 
-/// Runs a test body on SQLite and, when configured, on PostgreSQL.
+/// Runs a test body on SQLite and (an ignored test) on PostgreSQL.
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -195,11 +188,11 @@ macro_rules! on_both_databases {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs PostgreSQL: TEST_DATABASE_URL (eval \"$(scripts/ci-postgres.sh)\" starts one)"]
             async fn postgres() {
-                if let Some(db) = super::TestDb::postgres(stringify!($name)).await {
-                    super::$name(&db).await;
-                    db.cleanup().await;
-                }
+                let db = super::TestDb::postgres().await;
+                super::$name(&db).await;
+                db.cleanup().await;
             }
         }
     )*};
@@ -587,11 +580,9 @@ async fn sqlite_under_a_regular_file_is_an_open_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: TEST_DATABASE_URL (eval \"$(scripts/ci-postgres.sh)\" starts one)"]
 async fn postgres_replicas_starting_together_migrate_once() {
-    let Some(db) = TestDb::postgres("postgres_replicas_starting_together_migrate_once").await
-    else {
-        return;
-    };
+    let db = TestDb::postgres().await;
     let mut starts = tokio::task::JoinSet::new();
     for _ in 0..4 {
         let config = db.config.clone();

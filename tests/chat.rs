@@ -47,18 +47,15 @@ enum Db {
 }
 
 impl Db {
-    /// A fresh database on the `TEST_DATABASE_URL` server, or `None` (after
-    /// saying so) when that variable is unset.
-    async fn postgres(test: &str) -> Option<Db> {
+    /// A fresh database on the `TEST_DATABASE_URL` server; panics when that
+    /// variable is unset (the test was asked for by `--ignored`).
+    async fn postgres() -> Db {
         let admin_url = match std::env::var("TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => url,
-            _ => {
-                eprintln!(
-                    "{test}: skipped on PostgreSQL: TEST_DATABASE_URL is not set \
-                     (eval \"$(scripts/ci-postgres.sh)\" starts a throwaway server)"
-                );
-                return None;
-            }
+            _ => panic!(
+                "TEST_DATABASE_URL is not set \
+                 (eval \"$(scripts/ci-postgres.sh)\" starts a throwaway server)"
+            ),
         };
         let name = format!("pm_chat_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&admin_url).await.unwrap();
@@ -69,11 +66,11 @@ impl Db {
         admin.close().await.unwrap();
         let mut url = url::Url::parse(&admin_url).unwrap();
         url.set_path(&format!("/{name}"));
-        Some(Db::Postgres {
+        Db::Postgres {
             admin_url,
             name,
             url: url.to_string(),
-        })
+        }
     }
 
     async fn count(&self) -> i64 {
@@ -1106,10 +1103,9 @@ async fn secrets_and_prompts_stay_out_of_answers_logs_and_the_sqlite_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: TEST_DATABASE_URL (eval \"$(scripts/ci-postgres.sh)\" starts one)"]
 async fn secrets_stay_out_of_answers_and_logs_on_postgres() {
-    let Some(db) = Db::postgres("secrets_stay_out_of_answers_and_logs_on_postgres").await else {
-        return;
-    };
+    let db = Db::postgres().await;
     check_secrets_and_prompts(Some(db)).await;
 }
 
@@ -1142,10 +1138,9 @@ fn a_bad_database_url_exits_1_naming_the_variable_without_its_password() {
 // --- PostgreSQL ------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: TEST_DATABASE_URL (eval \"$(scripts/ci-postgres.sh)\" starts one)"]
 async fn on_postgres_successes_and_failures_are_audited() {
-    let Some(db) = Db::postgres("on_postgres_successes_and_failures_are_audited").await else {
-        return;
-    };
+    let db = Db::postgres().await;
     let g = Gateway::start_on(Flavor::OpenAi, Some(db), &[]).await;
     let answer = g.chat(SENSITIVE).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -1162,12 +1157,9 @@ async fn on_postgres_successes_and_failures_are_audited() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: TEST_DATABASE_URL (eval \"$(scripts/ci-postgres.sh)\" starts one)"]
 async fn on_postgres_two_hundred_concurrent_chats_make_two_hundred_events() {
-    let Some(db) =
-        Db::postgres("on_postgres_two_hundred_concurrent_chats_make_two_hundred_events").await
-    else {
-        return;
-    };
+    let db = Db::postgres().await;
     let g = Gateway::start_on(Flavor::OpenAi, Some(db), &[]).await;
     check_concurrent(&g).await;
     g.finish().await;
