@@ -17,9 +17,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::chat::ChatMessage;
-use crate::server::request::ChatRequest;
 use crate::env::Env;
 use crate::policy::{LoadErrors, PolicySource, schema};
+use crate::server::request::ChatRequest;
 
 /// Exit status of a command-line usage error (clap's, and the spec's).
 const USAGE: u8 = 2;
