@@ -5,6 +5,8 @@
 //!
 //! - [`names`]: the shared words (routes, providers, roles, failure categories,
 //!   audit statuses), a leaf every other module may use.
+//! - [`env`]: the configuration snapshot, and the one error of a bad variable;
+//!   a leaf too.
 //! - [`policy`]: the policy language: types, loading files, validation with
 //!   `path:line:column` errors, the environment overlay and the version hash.
 //! - [`compiler`]: a validated policy compiled into one Aho-Corasick automaton,
@@ -16,7 +18,8 @@
 //! - [`metrics`]: the Prometheus metrics it exports.
 //! - [`cli`]: the `policy-mesh` command line.
 //!
-//! [`load_compiled`] is the one path from files to a policy ready to decide;
+//! [`load_compiled`] (over [`compile_files`]) is the one path from files to a
+//! policy ready to decide;
 //! start-up, hot reload and every command use it, so they accept and refuse the
 //! same policies with the same error lines.
 
