@@ -16,7 +16,7 @@
 //! `audit_write_failures_total`; it never turns a chat into an error.
 //!
 //! ```no_run
-//! # async fn chat(messages: Vec<policy_mesh::chat::ChatMessage>) -> Result<(), policy_mesh::audit::AuditError> {
+//! # async fn chat(messages: Vec<policy_mesh::chat::ChatMessage>) -> Result<(), Box<dyn std::error::Error>> {
 //! use policy_mesh::audit::{self, AuditConfig, AuditEvent, AuditStore};
 //! use policy_mesh::env::Env;
 //! use policy_mesh::names::{AuditStatus, Provider};
@@ -64,7 +64,6 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::env::ConfigError;
 use crate::names::{AuditStatus, FailureCategory, Provider};
 
 pub use config::{AuditConfig, AuditDatabase, DEFAULT_DATABASE_URL, redact_url};
@@ -125,13 +124,11 @@ fn rfc3339_millis<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-/// Why the audit store could not be configured, opened, written or read.
+/// Why the audit store could not be opened, written or read (a bad variable
+/// is an [`crate::env::ConfigError`] of [`AuditConfig::from_env`]).
 /// No variant's message holds a password or key.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// A configuration variable has an invalid value (any password redacted).
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// The database could not be opened (or its folder created).
     #[error("cannot open the audit store at DATABASE_URL={url}: {source}")]
     Open {
