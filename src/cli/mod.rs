@@ -21,7 +21,7 @@ use crate::env::Env;
 use crate::policy::{LoadErrors, PolicySource, schema};
 use crate::server::request::ChatRequest;
 
-/// Exit status of a command-line usage error (clap's, and the spec's).
+/// Exit status of a command-line usage error, as clap exits on one.
 const USAGE: u8 = 2;
 
 /// A local-first AI gateway that routes chat requests by a YAML policy.
