@@ -128,6 +128,22 @@ impl ApiError {
     }
 }
 
+/// The error of a rejected request, answered in OpenAI's shape.
+#[derive(Debug)]
+pub struct OpenAiError(pub ApiError);
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        self.0.into_openai_response()
+    }
+}
+
+impl From<ApiError> for OpenAiError {
+    fn from(e: ApiError) -> Self {
+        OpenAiError(e)
+    }
+}
+
 /// Logs each error response once: server errors at ERROR with their detail,
 /// client errors at DEBUG (they are the client's to fix, and may be many).
 pub async fn log_errors(request: Request, next: Next) -> Response {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gateway;
 mod handlers;
 pub mod openai_api;
+pub mod openai_request;
 pub mod openapi;
 pub mod request;
 pub mod routes;

@@ -18,22 +18,21 @@
 //! configured model"; any other name is sent to the chosen provider as it is.
 
 use axum::Json;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, OpenAiError};
 use super::gateway::{Exchange, REQUEST_ID_HEADER, failure_status};
-use super::request::{body_bytes, invalid, kind, messages, parse_json};
-use crate::chat::ChatMessage;
+use super::openai_request::{CompletionBody, CompletionRequest};
 use crate::decision::Decision;
-use crate::names::{Provider, Role};
-use crate::providers::{GenerationOptions, ProviderError, Reply, ReplyStream, StreamEvent, Usage};
+use crate::names::Provider;
+use crate::providers::{ProviderError, Reply, ReplyStream, StreamEvent, Usage};
 
 /// The model name that always means "the chosen provider's configured model".
 pub const AUTO_MODEL: &str = "policy-mesh";
@@ -51,217 +50,6 @@ pub const POLICY_VERSION_HEADER: HeaderName =
 /// How many chunks may wait for a slow client before the upstream is no
 /// longer read (back-pressure, not buffering of the whole reply).
 const STREAM_BUFFER: usize = 32;
-
-/// What a token count must be.
-const WHOLE: &str = "a whole number ≥ 0";
-
-/// A validated OpenAI chat completion request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CompletionRequest {
-    /// The messages, with text parts joined.
-    pub messages: Vec<ChatMessage>,
-    /// The model asked for; `None` when absent or `null`.
-    pub model: Option<String>,
-    /// Whether to answer with a stream of chunks.
-    pub stream: bool,
-    /// Settings passed on to the provider.
-    pub options: GenerationOptions,
-}
-
-/// The error of a rejected request, answered in OpenAI's shape.
-#[derive(Debug)]
-pub struct OpenAiError(pub ApiError);
-
-impl IntoResponse for OpenAiError {
-    fn into_response(self) -> Response {
-        self.0.into_openai_response()
-    }
-}
-
-impl From<ApiError> for OpenAiError {
-    fn from(e: ApiError) -> Self {
-        OpenAiError(e)
-    }
-}
-
-impl CompletionRequest {
-    /// Parses and validates a request body. Fields OpenAI defines that a text
-    /// gateway cannot honour (`n` other than 1, tool messages, non-text
-    /// content parts) are refused, naming the field; unknown fields are
-    /// ignored.
-    pub fn from_slice(body: &[u8]) -> Result<Self, ApiError> {
-        let Value::Object(mut body) = parse_json(body)? else {
-            return Err(invalid("request body", "expected a JSON object"));
-        };
-        let messages = messages(&mut body, message)?;
-        let model = optional(&body, "model", "a string", Value::as_str)?.map(str::to_owned);
-        let stream = optional(&body, "stream", "a boolean", Value::as_bool)?.unwrap_or(false);
-        if let Some(n) = optional(&body, "n", WHOLE, Value::as_u64)?
-            && n != 1
-        {
-            return Err(invalid("n", "only one choice (n: 1) is supported"));
-        }
-        let include_usage = match body.remove("stream_options") {
-            None | Some(Value::Null) => false,
-            Some(Value::Object(o)) => optional(&o, "include_usage", "a boolean", Value::as_bool)
-                .map_err(|_| invalid("stream_options.include_usage", "expected a boolean or null"))?
-                .unwrap_or(false),
-            Some(other) => {
-                return Err(invalid(
-                    "stream_options",
-                    &format!("expected an object or null, got {}", kind(&other)),
-                ));
-            }
-        };
-        let stop = match body.remove("stop") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::String(s)) => vec![s],
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| match v {
-                    Value::String(s) => Ok(s),
-                    other => Err(invalid(
-                        &format!("stop[{i}]"),
-                        &format!("expected a string, got {}", kind(&other)),
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(invalid(
-                    "stop",
-                    &format!(
-                        "expected a string or a list of strings, got {}",
-                        kind(&other)
-                    ),
-                ));
-            }
-        };
-        let options = GenerationOptions {
-            temperature: optional(&body, "temperature", "a number", Value::as_f64)?,
-            top_p: optional(&body, "top_p", "a number", Value::as_f64)?,
-            max_tokens: optional(&body, "max_tokens", WHOLE, Value::as_u64)?,
-            max_completion_tokens: optional(&body, "max_completion_tokens", WHOLE, Value::as_u64)?,
-            stop,
-            user: optional(&body, "user", "a string", Value::as_str)?.map(str::to_owned),
-            include_usage,
-        };
-        Ok(CompletionRequest {
-            messages,
-            model,
-            stream,
-            options,
-        })
-    }
-}
-
-/// `body[name]` read by `get`: `None` when absent or `null`, an error naming
-/// the field and what it should be (`expected`) when `get` refuses it.
-fn optional<'a, T>(
-    body: &'a Map<String, Value>,
-    name: &str,
-    expected: &str,
-    get: fn(&'a Value) -> Option<T>,
-) -> Result<Option<T>, ApiError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => get(value).map(Some).ok_or_else(|| {
-            invalid(
-                name,
-                &format!("expected {expected} or null, got {}", kind(value)),
-            )
-        }),
-    }
-}
-
-/// One message: `role` (`developer` counts as `system`), `content` as a
-/// string, a list of text parts (joined as they are, so the policy sees
-/// exactly the text the provider gets) or, for an assistant, `null`.
-fn message(i: usize, item: Value) -> Result<ChatMessage, ApiError> {
-    let Value::Object(mut fields) = item else {
-        return Err(invalid(
-            &format!("messages[{i}]"),
-            &format!("expected a message object, got {}", kind(&item)),
-        ));
-    };
-    let role = match fields.remove("role") {
-        None => return Err(invalid(&format!("messages[{i}].role"), "missing")),
-        Some(Value::String(s)) => match s.as_str() {
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            "system" | "developer" => Role::System,
-            "tool" | "function" => {
-                return Err(invalid(
-                    &format!("messages[{i}].role"),
-                    "tool and function messages are not supported: the gateway relays text chats",
-                ));
-            }
-            // The value is not quoted back: it is the client's text.
-            _ => {
-                return Err(invalid(
-                    &format!("messages[{i}].role"),
-                    "expected \"system\", \"developer\", \"user\" or \"assistant\", got another string",
-                ));
-            }
-        },
-        Some(other) => {
-            return Err(invalid(
-                &format!("messages[{i}].role"),
-                &format!("expected a string, got {}", kind(&other)),
-            ));
-        }
-    };
-    let content = match fields.remove("content") {
-        Some(Value::String(s)) => s,
-        Some(Value::Null) | None if role == Role::Assistant => String::new(),
-        None => return Err(invalid(&format!("messages[{i}].content"), "missing")),
-        Some(Value::Array(parts)) => {
-            let mut text = String::new();
-            for (j, part) in parts.iter().enumerate() {
-                let at = format!("messages[{i}].content[{j}]");
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => match part.get("text") {
-                        Some(Value::String(t)) => text.push_str(t),
-                        _ => return Err(invalid(&format!("{at}.text"), "expected a string")),
-                    },
-                    Some(_) => {
-                        return Err(invalid(
-                            &format!("{at}.type"),
-                            "only text parts are supported",
-                        ));
-                    }
-                    None => {
-                        return Err(invalid(&format!("{at}.type"), "missing or not a string"));
-                    }
-                }
-            }
-            text
-        }
-        Some(other) => {
-            return Err(invalid(
-                &format!("messages[{i}].content"),
-                &format!(
-                    "expected a string or a list of text parts, got {}",
-                    kind(&other)
-                ),
-            ));
-        }
-    };
-    Ok(ChatMessage { role, content })
-}
-
-/// Extracts a [`CompletionRequest`], answering a bad body in OpenAI's shape.
-#[derive(Debug)]
-pub struct CompletionBody(pub CompletionRequest);
-
-impl<S: Send + Sync> FromRequest<S> for CompletionBody {
-    type Rejection = OpenAiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = body_bytes(req, state).await?;
-        Ok(CompletionBody(CompletionRequest::from_slice(&bytes)?))
-    }
-}
 
 /// The model sent for `requested` when the policy chose `provider`: see the
 /// module's notes.

@@ -1,15 +1,27 @@
-//! The chat request body shared by `/v1/decide` and `/v1/chat`, and the
-//! extractor that turns any bad body into our error shape.
+//! How a request body is read, for every API: the one reader ([`read`]), the
+//! serde pieces the wire types of each API are built from, and the `/v1/chat`
+//! and `/v1/decide` body.
 //!
 //! Parsing is two steps so each failure gets its own answer: well-formed JSON
 //! (syntax, UTF-8, surrogates, nesting at most [`MAX_DEPTH`]) or `400
-//! invalid_json`; then the shape, checked by hand so the message names the
-//! exact field (`messages[3].role`), or `422 invalid_request`. Unknown fields
-//! are ignored, as OpenAI-style clients send extra ones.
+//! invalid_json`; then the shape, read by serde into the API's wire types, or
+//! `422 invalid_request` naming the field (`messages[3].role`, from
+//! `serde_path_to_error`'s path) in one wording: `<field>: expected <what>,
+//! got <kind>`, `<field>: missing`, or the rule the value breaks. The client's
+//! text is never quoted back: error messages reach the log. Unknown fields are
+//! ignored, as OpenAI-style clients send extra ones.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use serde_path_to_error::{Path, Segment};
 
 use super::error::ApiError;
 use crate::chat::ChatMessage;
@@ -18,6 +30,216 @@ use crate::names::Role;
 /// Deepest nesting accepted: each object or array is one level, the body's
 /// top-level object is level 1.
 pub const MAX_DEPTH: usize = 128;
+
+/// What a token count must be.
+pub(crate) const WHOLE: &str = "a whole number ≥ 0";
+
+/// Reads a body into `T`: `400` when it is not well-formed JSON, `422` naming
+/// the field when it does not fit `T`.
+pub(crate) fn read<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value = parse_json(body)?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = field_name(e.path());
+        shape_error(field, &e.into_inner().to_string())
+    })
+}
+
+/// `messages[3].role` from serde's path; empty at the top level.
+fn field_name(path: &Path) -> String {
+    let mut name = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => name.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                name.push_str(key);
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    name
+}
+
+/// The 422 for a serde error at `field`, in our wording. serde's own messages
+/// quote the value (`invalid type: string "…", expected …`); only its kind is
+/// kept.
+fn shape_error(mut field: String, message: &str) -> ApiError {
+    let text = if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.trim_end_matches('`');
+        if !field.is_empty() {
+            field.push('.');
+        }
+        field.push_str(name);
+        "missing".to_owned()
+    } else if let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+    {
+        // The expectation is ours (a visitor's `expecting`), never client
+        // text, so the last ", expected " is where it starts.
+        match rest.rfind(", expected ") {
+            Some(at) => format!(
+                "expected {}, got {}",
+                expectation(&rest[at + ", expected ".len()..]),
+                unexpected_kind(&rest[..at])
+            ),
+            None => "has the wrong type".to_owned(),
+        }
+    } else {
+        message.to_owned()
+    };
+    if field.is_empty() {
+        field.push_str("request body");
+    }
+    invalid(&field, &text)
+}
+
+/// serde's names for what a primitive expects, in the API's words.
+fn expectation(expected: &str) -> &str {
+    match expected {
+        "u64" => WHOLE,
+        "f64" => "a number",
+        "a sequence" => "a list",
+        other => other,
+    }
+}
+
+/// The kind of value serde's `Unexpected` describes, without the value.
+fn unexpected_kind(unexpected: &str) -> &'static str {
+    let starts = |prefix: &str| unexpected.starts_with(prefix);
+    // serde_json writes `null` for serde's "unit value".
+    if starts("null") || starts("unit") {
+        "null"
+    } else if starts("boolean") {
+        "a boolean"
+    } else if starts("integer") || starts("floating point") {
+        "a number"
+    } else if starts("string") {
+        "a string"
+    } else if starts("sequence") {
+        "a list"
+    } else if starts("map") {
+        "an object"
+    } else {
+        "another value"
+    }
+}
+
+/// `422 invalid_request` with the message `<path>: <message>`.
+pub(crate) fn invalid(path: &str, message: &str) -> ApiError {
+    ApiError::InvalidRequest(format!("{path}: {message}"))
+}
+
+/// A JSON object read as `T`. serde reads a struct from a list too (its
+/// fields in order); the API's objects must be objects.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(PhantomData))
+    }
+}
+
+/// A closed set of words read from a JSON string.
+pub(crate) trait Words: FromStr {
+    /// The words to name when another string is sent.
+    const EXPECTED: &'static [&'static str];
+}
+
+impl Words for Role {
+    const EXPECTED: &'static [&'static str] = Role::WORDS;
+}
+
+/// `"a"`, `"a" or "b"`, `"a", "b" or "c"`.
+fn quoted(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// `deserialize_with` for a field that holds one of `T`'s words; another
+/// string is refused without being quoted back.
+pub(crate) fn word<'de, D: Deserializer<'de>, T: Words>(deserializer: D) -> Result<T, D::Error> {
+    struct WordVisitor<T>(PhantomData<T>);
+
+    impl<T: Words> Visitor<'_> for WordVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(&quoted(T::EXPECTED))
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+            s.parse().map_err(|_| {
+                E::custom(format!(
+                    "expected {}, got another string",
+                    quoted(T::EXPECTED)
+                ))
+            })
+        }
+    }
+
+    deserializer.deserialize_str(WordVisitor(PhantomData))
+}
+
+/// `deserialize_with` for `messages`: a list of at least one message.
+pub(crate) fn messages<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let items = Vec::<T>::deserialize(deserializer)?;
+    if items.is_empty() {
+        return Err(de::Error::custom("must hold at least one message"));
+    }
+    Ok(items)
+}
+
+/// `deserialize_with` for an optional field where absent and `null` differ:
+/// absent is `None` (with `#[serde(default)]`), `null` is `Some(None)`.
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// The body of `/v1/chat` and `/v1/decide` on the wire.
+#[derive(Debug, Deserialize)]
+struct ChatRequestBody {
+    #[serde(deserialize_with = "messages")]
+    messages: Vec<Object<MessageBody>>,
+    model: Option<String>,
+}
+
+/// One message of a `/v1/chat` body on the wire.
+#[derive(Debug, Deserialize)]
+struct MessageBody {
+    #[serde(deserialize_with = "word")]
+    role: Role,
+    content: String,
+}
 
 /// A validated chat request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,113 +253,18 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// Parses and validates a request body.
     pub fn from_slice(body: &[u8]) -> Result<Self, ApiError> {
-        let value = parse_json(body)?;
-        Self::from_value(value)
-    }
-
-    fn from_value(value: Value) -> Result<Self, ApiError> {
-        let Value::Object(mut body) = value else {
-            return Err(invalid("request body", "expected a JSON object"));
-        };
-        let messages = messages(&mut body, message)?;
-        let model = match body.remove("model") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s),
-            Some(other) => {
-                return Err(invalid(
-                    "model",
-                    &format!("expected a string or null, got {}", kind(&other)),
-                ));
-            }
-        };
-        Ok(ChatRequest { messages, model })
-    }
-}
-
-/// The `messages` field: a non-empty list, each item read by `message` with
-/// its index.
-pub(crate) fn messages(
-    body: &mut Map<String, Value>,
-    message: fn(usize, Value) -> Result<ChatMessage, ApiError>,
-) -> Result<Vec<ChatMessage>, ApiError> {
-    match body.remove("messages") {
-        None => Err(invalid("messages", "missing")),
-        Some(Value::Array(items)) if items.is_empty() => {
-            Err(invalid("messages", "must hold at least one message"))
-        }
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| message(i, item))
-            .collect(),
-        Some(other) => Err(invalid(
-            "messages",
-            &format!("expected a list of messages, got {}", kind(&other)),
-        )),
-    }
-}
-
-fn message(i: usize, item: Value) -> Result<ChatMessage, ApiError> {
-    let Value::Object(mut fields) = item else {
-        return Err(invalid(
-            &format!("messages[{i}]"),
-            &format!("expected a message object, got {}", kind(&item)),
-        ));
-    };
-    let role = match field(&mut fields, i, "role")? {
-        Value::String(s) => match s.as_str() {
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            "system" => Role::System,
-            _ => {
-                return Err(invalid(
-                    &format!("messages[{i}].role"),
-                    // The value is not quoted back: it is the client's text and
-                    // error messages reach the log.
-                    "expected \"user\", \"assistant\" or \"system\", got another string",
-                ));
-            }
-        },
-        other => {
-            return Err(invalid(
-                &format!("messages[{i}].role"),
-                &format!(
-                    "expected \"user\", \"assistant\" or \"system\", got {}",
-                    kind(&other)
-                ),
-            ));
-        }
-    };
-    let content = match field(&mut fields, i, "content")? {
-        Value::String(s) => s,
-        other => {
-            return Err(invalid(
-                &format!("messages[{i}].content"),
-                &format!("expected a string, got {}", kind(&other)),
-            ));
-        }
-    };
-    Ok(ChatMessage { role, content })
-}
-
-fn field(fields: &mut Map<String, Value>, i: usize, name: &str) -> Result<Value, ApiError> {
-    fields
-        .remove(name)
-        .ok_or_else(|| invalid(&format!("messages[{i}].{name}"), "missing"))
-}
-
-pub(crate) fn invalid(path: &str, message: &str) -> ApiError {
-    ApiError::InvalidRequest(format!("{path}: {message}"))
-}
-
-pub(crate) fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
+        let Object(body) = read::<Object<ChatRequestBody>>(body)?;
+        Ok(ChatRequest {
+            messages: body
+                .messages
+                .into_iter()
+                .map(|Object(m)| ChatMessage {
+                    role: m.role,
+                    content: m.content,
+                })
+                .collect(),
+            model: body.model,
+        })
     }
 }
 
@@ -148,8 +275,10 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     }
     check_depth(body)?;
     let mut de = serde_json::Deserializer::from_slice(body);
-    // serde_json stops at 127 levels; `check_depth` has already bounded the
-    // nesting at MAX_DEPTH, so the parser's own limit can go.
+    // serde_json's own limit is fixed at 128 nested values counted so that
+    // only 127 levels parse, one short of the API's 128, and it cannot be
+    // raised; so `check_depth` bounds the nesting at MAX_DEPTH first (without
+    // recursing) and the parser's limit goes (the `unbounded_depth` feature).
     de.disable_recursion_limit();
     let value = serde::Deserialize::deserialize(&mut de)
         .and_then(|v: Value| de.end().map(|()| v))
@@ -295,42 +424,80 @@ mod tests {
         assert!(ChatRequest::from_slice(text.as_bytes()).is_ok());
     }
 
+    /// The 422 message of `body`.
+    fn shape(body: &str) -> String {
+        match err(body) {
+            ApiError::InvalidRequest(m) => m,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
     #[test]
-    fn wrong_shapes_name_the_field() {
-        for (body, field) in [
-            ("[]", "request body"),
-            ("{}", "messages"),
-            (r#"{"messages":{}}"#, "messages"),
-            (r#"{"messages":[]}"#, "messages"),
+    fn wrong_shapes_name_the_field_in_one_wording() {
+        for (body, message) in [
+            ("[]", "request body: expected an object, got a list"),
+            ("3", "request body: expected an object, got a number"),
+            ("{}", "messages: missing"),
+            (
+                r#"{"messages":{}}"#,
+                "messages: expected a list, got an object",
+            ),
+            (
+                r#"{"messages":[]}"#,
+                "messages: must hold at least one message",
+            ),
             (
                 r#"{"messages":[{"role":"user","content":"a"},"x"]}"#,
-                "messages[1]",
+                "messages[1]: expected an object, got a string",
             ),
-            (r#"{"messages":[{"content":"a"}]}"#, "messages[0].role"),
+            // serde reads a struct from a list of its fields; a message is an object.
+            (
+                r#"{"messages":[["user","hi"]]}"#,
+                "messages[0]: expected an object, got a list",
+            ),
+            (
+                r#"{"messages":[{"content":"a"}]}"#,
+                "messages[0].role: missing",
+            ),
             (
                 r#"{"messages":[{"role":"tool","content":"a"}]}"#,
-                "messages[0].role",
+                r#"messages[0].role: expected "user", "assistant" or "system", got another string"#,
             ),
             (
                 r#"{"messages":[{"role":1,"content":"a"}]}"#,
-                "messages[0].role",
+                r#"messages[0].role: expected "user", "assistant" or "system", got a number"#,
             ),
-            (r#"{"messages":[{"role":"user"}]}"#, "messages[0].content"),
+            (
+                r#"{"messages":[{"role":"user"}]}"#,
+                "messages[0].content: missing",
+            ),
             (
                 r#"{"messages":[{"role":"user","content":null}]}"#,
-                "messages[0].content",
+                "messages[0].content: expected a string, got null",
             ),
             (
                 r#"{"messages":[{"role":"user","content":"a"}],"model":3}"#,
-                "model",
+                "model: expected a string, got a number",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"a"}],"model":{"a":1}}"#,
+                "model: expected a string, got an object",
             ),
         ] {
-            match err(body) {
-                ApiError::InvalidRequest(m) => {
-                    assert!(m.starts_with(&format!("{field}: ")), "{body}: {m}")
-                }
-                other => panic!("{body}: {other:?}"),
-            }
+            assert_eq!(shape(body), message, "{body}");
+        }
+    }
+
+    #[test]
+    fn the_clients_text_is_never_quoted_back() {
+        for body in [
+            r#"{"messages":[{"role":"top secret, expected x","content":"a"}]}"#,
+            r#"{"messages":[{"role":"user","content":"a"}],"model":false,"x":"top secret"}"#,
+            r#"{"messages":["top secret, expected an object"]}"#,
+            r#"{"messages":"top secret"}"#,
+        ] {
+            let message = shape(body);
+            assert!(!message.contains("top secret"), "{body}: {message}");
         }
     }
 }

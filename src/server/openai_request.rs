@@ -1,0 +1,517 @@
+//! The body of `POST /v1/chat/completions` on the wire, read by the one
+//! reader ([`read`]) and validated into a [`CompletionRequest`].
+//!
+//! Fields OpenAI defines that a text gateway cannot honour (`n` other than 1,
+//! tool and function messages, non-text content parts) are refused, naming the
+//! field; unknown fields are ignored.
+
+use std::fmt;
+use std::str::FromStr;
+
+use axum::extract::{FromRequest, Request};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+use super::error::{ApiError, OpenAiError};
+use super::request::{Object, Words, body_bytes, invalid, messages, present, read, word};
+use crate::chat::ChatMessage;
+use crate::names::Role;
+use crate::providers::GenerationOptions;
+
+/// A validated OpenAI chat completion request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    /// The messages, with text parts joined.
+    pub messages: Vec<ChatMessage>,
+    /// The model asked for; `None` when absent or `null`.
+    pub model: Option<String>,
+    /// Whether to answer with a stream of chunks.
+    pub stream: bool,
+    /// Settings passed on to the provider.
+    pub options: GenerationOptions,
+}
+
+impl CompletionRequest {
+    /// Parses and validates a request body.
+    pub fn from_slice(body: &[u8]) -> Result<Self, ApiError> {
+        let Object(body) = read::<Object<CompletionRequestBody>>(body)?;
+        body.validate()
+    }
+}
+
+/// The request body as OpenAI defines it, the fields the gateway reads.
+#[derive(Debug, Deserialize)]
+struct CompletionRequestBody {
+    #[serde(deserialize_with = "messages")]
+    messages: Vec<Object<CompletionMessage>>,
+    model: Option<String>,
+    stream: Option<bool>,
+    n: Option<u64>,
+    stream_options: Option<Object<StreamOptions>>,
+    stop: Option<Stop>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    user: Option<String>,
+}
+
+impl CompletionRequestBody {
+    fn validate(self) -> Result<CompletionRequest, ApiError> {
+        if let Some(n) = self.n
+            && n != 1
+        {
+            return Err(invalid("n", "only one choice (n: 1) is supported"));
+        }
+        let messages = self
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, Object(m))| m.validate(i))
+            .collect::<Result<_, _>>()?;
+        let options = GenerationOptions {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_tokens: self.max_tokens,
+            max_completion_tokens: self.max_completion_tokens,
+            stop: self.stop.map(|Stop(stop)| stop).unwrap_or_default(),
+            user: self.user,
+            include_usage: self
+                .stream_options
+                .and_then(|Object(o)| o.include_usage)
+                .unwrap_or(false),
+        };
+        Ok(CompletionRequest {
+            messages,
+            model: self.model,
+            stream: self.stream.unwrap_or(false),
+            options,
+        })
+    }
+}
+
+/// `stream_options`.
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+/// `stop`: a string or a list of strings.
+#[derive(Debug)]
+struct Stop(Vec<String>);
+
+impl<'de> Deserialize<'de> for Stop {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StopVisitor;
+
+        impl<'de> Visitor<'de> for StopVisitor {
+            type Value = Stop;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Stop, E> {
+                Ok(Stop(vec![s.to_owned()]))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Stop, A::Error> {
+                let mut stop = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    stop.push(s);
+                }
+                Ok(Stop(stop))
+            }
+        }
+
+        deserializer.deserialize_any(StopVisitor)
+    }
+}
+
+/// One message on the wire.
+#[derive(Debug, Deserialize)]
+struct CompletionMessage {
+    #[serde(deserialize_with = "word")]
+    role: CompletionRole,
+    /// Absent is `None`, `null` is `Some(None)`: an assistant may send either.
+    #[serde(default, deserialize_with = "present")]
+    content: Option<Option<CompletionContent>>,
+}
+
+impl CompletionMessage {
+    /// The message as the policy and the providers see it: `developer` counts
+    /// as `system`; text parts are joined as they are, so the policy sees
+    /// exactly the text the provider gets.
+    fn validate(self, i: usize) -> Result<ChatMessage, ApiError> {
+        let role = match self.role {
+            CompletionRole::User => Role::User,
+            CompletionRole::Assistant => Role::Assistant,
+            CompletionRole::System | CompletionRole::Developer => Role::System,
+            CompletionRole::Tool | CompletionRole::Function => {
+                return Err(invalid(
+                    &format!("messages[{i}].role"),
+                    "tool and function messages are not supported: the gateway relays text chats",
+                ));
+            }
+        };
+        let content = match self.content {
+            Some(Some(CompletionContent::Text(text))) => text,
+            Some(Some(CompletionContent::Parts(parts))) => {
+                let mut text = String::new();
+                for (j, Object(part)) in parts.into_iter().enumerate() {
+                    let at = format!("messages[{i}].content[{j}]");
+                    match (part.kind, part.text) {
+                        (PartKind::Text, Some(t)) => text.push_str(&t),
+                        (PartKind::Text, None) => {
+                            return Err(invalid(&format!("{at}.text"), "missing"));
+                        }
+                        (PartKind::Other, _) => {
+                            return Err(invalid(
+                                &format!("{at}.type"),
+                                "only text parts are supported",
+                            ));
+                        }
+                    }
+                }
+                text
+            }
+            None | Some(None) if role == Role::Assistant => String::new(),
+            None => return Err(invalid(&format!("messages[{i}].content"), "missing")),
+            Some(None) => {
+                return Err(invalid(
+                    &format!("messages[{i}].content"),
+                    "expected a string or a list of text parts, got null",
+                ));
+            }
+        };
+        Ok(ChatMessage { role, content })
+    }
+}
+
+/// A message's `role` as OpenAI defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CompletionRole {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+impl FromStr for CompletionRole {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "system" => CompletionRole::System,
+            "developer" => CompletionRole::Developer,
+            "user" => CompletionRole::User,
+            "assistant" => CompletionRole::Assistant,
+            "tool" => CompletionRole::Tool,
+            "function" => CompletionRole::Function,
+            _ => return Err(()),
+        })
+    }
+}
+
+impl Words for CompletionRole {
+    // Tool and function messages are read, then refused with their own reason.
+    const EXPECTED: &'static [&'static str] = &["system", "developer", "user", "assistant"];
+}
+
+/// A message's `content`: a string or a list of parts.
+#[derive(Debug)]
+enum CompletionContent {
+    Text(String),
+    Parts(Vec<Object<ContentPart>>),
+}
+
+impl<'de> Deserialize<'de> for CompletionContent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+
+        impl<'de> Visitor<'de> for ContentVisitor {
+            type Value = CompletionContent;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of text parts")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(CompletionContent::Text(s.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(CompletionContent::Text(s))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(CompletionContent::Parts(parts))
+            }
+        }
+
+        deserializer.deserialize_any(ContentVisitor)
+    }
+}
+
+/// One part of a message's `content`.
+#[derive(Debug, Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type")]
+    kind: PartKind,
+    text: Option<String>,
+}
+
+/// A part's `type`: text, or a kind the gateway does not relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartKind {
+    Text,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for PartKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KindVisitor;
+
+        impl Visitor<'_> for KindVisitor {
+            type Value = PartKind;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PartKind, E> {
+                Ok(if s == "text" {
+                    PartKind::Text
+                } else {
+                    PartKind::Other
+                })
+            }
+        }
+
+        deserializer.deserialize_str(KindVisitor)
+    }
+}
+
+/// Extracts a [`CompletionRequest`], answering a bad body in OpenAI's shape.
+#[derive(Debug)]
+pub struct CompletionBody(pub CompletionRequest);
+
+impl<S: Send + Sync> FromRequest<S> for CompletionBody {
+    type Rejection = OpenAiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        Ok(CompletionBody(CompletionRequest::from_slice(&bytes)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: serde_json::Value) -> Result<CompletionRequest, ApiError> {
+        CompletionRequest::from_slice(body.to_string().as_bytes())
+    }
+
+    fn shape(body: serde_json::Value) -> String {
+        match parse(body.clone()) {
+            Err(ApiError::InvalidRequest(m)) => m,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_request_is_read() {
+        let request = parse(serde_json::json!({
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}]},
+                {"role": "assistant", "content": null},
+                {"role": "assistant"},
+                {"role": "user", "content": "again", "name": "ann"}
+            ],
+            "stream": true,
+            "n": 1,
+            "stream_options": {"include_usage": true},
+            "stop": ["\n\n", "END"],
+            "temperature": 0.2,
+            "top_p": 1,
+            "max_tokens": 64,
+            "max_completion_tokens": 32,
+            "user": "u-1",
+            "logit_bias": {"50256": -100}
+        }))
+        .expect("valid");
+        assert_eq!(request.model.as_deref(), Some("gpt-4o"));
+        assert!(request.stream);
+        let texts: Vec<(Role, &str)> = request
+            .messages
+            .iter()
+            .map(|m| (m.role, m.content.as_str()))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                (Role::System, "be brief"),
+                (Role::User, "hello"),
+                (Role::Assistant, ""),
+                (Role::Assistant, ""),
+                (Role::User, "again"),
+            ]
+        );
+        let o = &request.options;
+        assert_eq!(o.temperature, Some(0.2));
+        assert_eq!(o.top_p, Some(1.0));
+        assert_eq!(
+            (o.max_tokens, o.max_completion_tokens),
+            (Some(64), Some(32))
+        );
+        assert_eq!(o.stop, ["\n\n", "END"]);
+        assert_eq!(o.user.as_deref(), Some("u-1"));
+        assert!(o.include_usage);
+    }
+
+    #[test]
+    fn absent_and_null_fields_take_their_defaults() {
+        let request = parse(serde_json::json!({
+            "messages": [{"role": "user", "content": "hi"}],
+            "model": null, "stream": null, "n": null, "stream_options": null, "stop": null,
+            "temperature": null, "max_tokens": null, "user": null
+        }))
+        .expect("valid");
+        assert_eq!(request.model, None);
+        assert!(!request.stream);
+        assert_eq!(request.options, GenerationOptions::default());
+        let request = parse(serde_json::json!({
+            "messages": [{"role": "user", "content": "hi"}], "stop": "END",
+            "stream_options": {}
+        }))
+        .expect("valid");
+        assert_eq!(request.options.stop, ["END"]);
+        assert!(!request.options.include_usage);
+    }
+
+    #[test]
+    fn wrong_shapes_name_the_field_in_the_chat_apis_wording() {
+        let user = serde_json::json!([{"role": "user", "content": "hi"}]);
+        for (body, message) in [
+            (
+                serde_json::json!([]),
+                "request body: expected an object, got a list",
+            ),
+            (serde_json::json!({}), "messages: missing"),
+            (
+                serde_json::json!({"messages": []}),
+                "messages: must hold at least one message",
+            ),
+            (
+                serde_json::json!({"messages": [["user", "hi"]]}),
+                "messages[0]: expected an object, got a list",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "tool", "content": "x"}]}),
+                "messages[0].role: tool and function messages are not supported: the gateway relays text chats",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "robot", "content": "x"}]}),
+                r#"messages[0].role: expected "system", "developer", "user" or "assistant", got another string"#,
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user"}]}),
+                "messages[0].content: missing",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": null}]}),
+                "messages[0].content: expected a string or a list of text parts, got null",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": 4}]}),
+                "messages[0].content: expected a string or a list of text parts, got a number",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "a"},
+                    {"type": "image_url", "image_url": {"url": "data:,"}}]}]}),
+                "messages[0].content[1].type: only text parts are supported",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": [{"text": "a"}]}]}),
+                "messages[0].content[0].type: missing",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": [{"type": 1}]}]}),
+                "messages[0].content[0].type: expected a string, got a number",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": [{"type": "text"}]}]}),
+                "messages[0].content[0].text: missing",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": [{"type": "text", "text": 1}]}]}),
+                "messages[0].content[0].text: expected a string, got a number",
+            ),
+            (
+                serde_json::json!({"messages": user, "n": 2}),
+                "n: only one choice (n: 1) is supported",
+            ),
+            (
+                serde_json::json!({"messages": user, "max_tokens": -1}),
+                "max_tokens: expected a whole number ≥ 0, got a number",
+            ),
+            (
+                serde_json::json!({"messages": user, "max_completion_tokens": 1.5}),
+                "max_completion_tokens: expected a whole number ≥ 0, got a number",
+            ),
+            (
+                serde_json::json!({"messages": user, "temperature": "hot"}),
+                "temperature: expected a number, got a string",
+            ),
+            (
+                serde_json::json!({"messages": user, "stream": "yes"}),
+                "stream: expected a boolean, got a string",
+            ),
+            (
+                serde_json::json!({"messages": user, "stream_options": []}),
+                "stream_options: expected an object, got a list",
+            ),
+            (
+                serde_json::json!({"messages": user, "stream_options": {"include_usage": 1}}),
+                "stream_options.include_usage: expected a boolean, got a number",
+            ),
+            (
+                serde_json::json!({"messages": user, "stop": [1]}),
+                "stop[0]: expected a string, got a number",
+            ),
+            (
+                serde_json::json!({"messages": user, "stop": {}}),
+                "stop: expected a string or a list of strings, got an object",
+            ),
+            (
+                serde_json::json!({"messages": user, "user": 7}),
+                "user: expected a string, got a number",
+            ),
+        ] {
+            assert_eq!(shape(body.clone()), message, "{body}");
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_invalid_json() {
+        for body in ["", "{", r#"{"messages": [}"#] {
+            assert!(
+                matches!(
+                    CompletionRequest::from_slice(body.as_bytes()),
+                    Err(ApiError::InvalidJson(_))
+                ),
+                "{body:?}"
+            );
+        }
+    }
+}
