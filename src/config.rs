@@ -9,33 +9,33 @@ pub const DEFAULT_PUBLIC_LLM_URL: &str = "https://api.openai.com";
 
 /// The provider that `route: public` resolves to: `PUBLIC_LLM_PROVIDER` when
 /// set, else `anthropic` when the host of `PUBLIC_LLM_URL` contains
-/// `anthropic` (any case), else `openai`.
+/// `anthropic` (any case), else `openai`. The URL is checked only when the
+/// provider is guessed from it.
 pub fn public_provider(env: &Env) -> Result<Provider, ConfigError> {
-    let url = env.get("PUBLIC_LLM_URL").unwrap_or(DEFAULT_PUBLIC_LLM_URL);
-    let parsed = url::Url::parse(url)
-        .map_err(|e| ConfigError::new("PUBLIC_LLM_URL", format!("invalid URL {url:?}: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(ConfigError::new(
-            "PUBLIC_LLM_URL",
-            format!("invalid URL {url:?}: expected an http:// or https:// URL with a host"),
-        ));
-    }
-    match env.get("PUBLIC_LLM_PROVIDER") {
-        Some(v) => match v.to_ascii_lowercase().parse::<Provider>() {
+    if let Some(v) = env.get("PUBLIC_LLM_PROVIDER") {
+        return match v.to_ascii_lowercase().parse::<Provider>() {
             Ok(provider) if provider != Provider::Local => Ok(provider),
             _ => Err(ConfigError::new(
                 "PUBLIC_LLM_PROVIDER",
                 format!("invalid value {v:?}: expected `openai` or `anthropic`"),
             )),
-        },
-        None => {
-            let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
-            Ok(if host.contains("anthropic") {
+        };
+    }
+    let url = env.get("PUBLIC_LLM_URL").unwrap_or(DEFAULT_PUBLIC_LLM_URL);
+    let parsed = url::Url::parse(url)
+        .map_err(|e| ConfigError::new("PUBLIC_LLM_URL", format!("invalid URL {url:?}: {e}")))?;
+    match parsed.host_str() {
+        Some(host) if matches!(parsed.scheme(), "http" | "https") => {
+            Ok(if host.to_ascii_lowercase().contains("anthropic") {
                 Provider::Anthropic
             } else {
                 Provider::Openai
             })
         }
+        _ => Err(ConfigError::new(
+            "PUBLIC_LLM_URL",
+            format!("invalid URL {url:?}: expected an http:// or https:// URL with a host"),
+        )),
     }
 }
 

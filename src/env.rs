@@ -80,9 +80,41 @@ impl ConfigError {
         }
     }
 
+    /// Several errors, one `VARIABLE: message` line each.
+    pub fn lines(errors: &[ConfigError]) -> String {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        lines.join("\n")
+    }
+
     /// `invalid value "…": expected …`, for a variable whose value may be
     /// shown (never a key's).
     pub fn invalid(variable: impl Into<String>, value: &str, expected: &str) -> Self {
         Self::new(variable, format!("invalid value {value:?}: {expected}"))
+    }
+}
+
+/// The invalid variables of one stage, gathered so that one run names them
+/// all: each value is read with [`ConfigErrors::or`], which keeps a stand-in
+/// when it is invalid, and [`ConfigErrors::into_result`] refuses the whole
+/// when any was.
+#[derive(Debug, Default)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The value read, or `stand_in` with the error kept.
+    pub fn or<T>(&mut self, read: Result<T, ConfigError>, stand_in: T) -> T {
+        read.unwrap_or_else(|e| {
+            self.0.push(e);
+            stand_in
+        })
+    }
+
+    /// `value` when every variable was valid, else every error, in the order read.
+    pub fn into_result<T>(self, value: T) -> Result<T, Vec<ConfigError>> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0)
+        }
     }
 }

@@ -40,69 +40,37 @@ pub mod server;
 
 use compiler::CompiledPolicy;
 use env::Env;
+use names::Provider;
 use policy::{LoadErrors, PolicySource, Refused, SourceFile};
 
-/// Reads, validates and compiles the policy at `source`, with the overlay and the
-/// public provider (`PUBLIC_LLM_PROVIDER`, `PUBLIC_LLM_URL`) from `env`.
-///
-/// Every error is reported at once: the policy's, then the public provider's.
-pub fn load_compiled(source: &PolicySource, env: &Env) -> Result<CompiledPolicy, LoadErrors> {
-    compile_files(&policy::read_sources(source)?, env)
+/// Reads, validates and compiles the policy at `source`, with the overlay from
+/// `env`; `route: public` goes to `public`.
+pub fn load_compiled(
+    source: &PolicySource,
+    env: &Env,
+    public: Provider,
+) -> Result<CompiledPolicy, LoadErrors> {
+    compile_files(&policy::read_sources(source)?, env, public)
 }
 
 /// Validates and compiles policy files already read, in load order, as
 /// [`load_compiled`] does.
 ///
 /// The language stage and the compiler each report what is theirs: when the
-/// language refuses the policy, or the public provider is invalid, the
-/// compiler still checks the keywords, patterns and globs of every rule that
-/// was read, so one load names every problem.
-pub fn compile_files(files: &[SourceFile], env: &Env) -> Result<CompiledPolicy, LoadErrors> {
-    let (mut errors, rules) = match (
-        policy::parse_policy(files, env),
-        config::public_provider(env),
-    ) {
-        (Ok(set), Ok(provider)) => return CompiledPolicy::compile(set, provider),
-        (Ok(set), Err(provider_error)) => (vec![provider_error.into()], set.rules),
-        (Err(Refused { errors, rules }), provider) => {
+/// language refuses the policy, the compiler still checks the keywords,
+/// patterns and globs of every rule that was read, so one load names every
+/// problem.
+pub fn compile_files(
+    files: &[SourceFile],
+    env: &Env,
+    public: Provider,
+) -> Result<CompiledPolicy, LoadErrors> {
+    match policy::parse_policy(files, env) {
+        Ok(set) => CompiledPolicy::compile(set, public),
+        Err(Refused { errors, rules }) => {
             let mut errors = errors.0;
-            errors.extend(provider.err().map(Into::into));
-            (errors, rules)
+            errors.extend(compiler::rule_errors(&rules));
+            Err(LoadErrors::in_load_order(errors, files))
         }
-    };
-    errors.extend(compiler::rule_errors(&rules));
-    Err(LoadErrors::in_load_order(errors, files))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::names::Provider;
-
-    fn origins(source: &PolicySource, pairs: &[(&str, &str)]) -> Vec<String> {
-        let env = Env::from_pairs(pairs.iter().copied());
-        let errors = load_compiled(source, &env).expect_err("invalid");
-        errors.0.into_iter().map(|e| e.origin).collect()
-    }
-
-    #[test]
-    fn policy_and_provider_errors_are_reported_together() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("p.yaml");
-        std::fs::write(&file, "version: 3\n").expect("write");
-        let source = PolicySource::File(file.clone());
-        let shown = file.display().to_string();
-        assert_eq!(
-            origins(&source, &[("PUBLIC_LLM_PROVIDER", "azure")]),
-            [shown.as_str(), "PUBLIC_LLM_PROVIDER"]
-        );
-
-        std::fs::write(&file, "version: 1\n").expect("write");
-        assert_eq!(
-            origins(&source, &[("PUBLIC_LLM_URL", "ftp://example.com")]),
-            ["PUBLIC_LLM_URL"]
-        );
-        let compiled = load_compiled(&source, &Env::default()).expect("valid");
-        assert_eq!(compiled.public_provider(), Provider::Openai);
     }
 }

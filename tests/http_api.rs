@@ -57,6 +57,7 @@ async fn routes_shows_the_live_policy_without_keyword_values() {
     let overlaid = policy_mesh::load_compiled(
         &policy_mesh::policy::PolicySource::Dir(t.dir.path().to_path_buf()),
         &Env::from_pairs([("POLICY_CHARS_PER_TOKEN", "3.5")]),
+        policy_mesh::names::Provider::Anthropic,
     )
     .unwrap();
     let mut overlaid = overlaid.policy().clone();

@@ -5,17 +5,17 @@
 use std::sync::Arc;
 
 use policy_mesh::env::Env;
-use policy_mesh::names::Route;
+use policy_mesh::names::{Provider, Route};
 use policy_mesh::policy::{KeywordMatch, LoadErrors, PolicySet, PolicySource, Scope, SourceFile};
 
 /// The policy as the gateway loads it: the language, then the compiler, which
 /// alone says whether each keyword, pattern and glob is usable.
 fn parse_policy(files: &[SourceFile], env: &Env) -> Result<PolicySet, LoadErrors> {
-    policy_mesh::compile_files(files, env).map(|c| c.policy().clone())
+    policy_mesh::compile_files(files, env, Provider::Openai).map(|c| c.policy().clone())
 }
 
 fn load(source: &PolicySource, env: &Env) -> Result<PolicySet, LoadErrors> {
-    policy_mesh::load_compiled(source, env).map(|c| c.policy().clone())
+    policy_mesh::load_compiled(source, env, Provider::Openai).map(|c| c.policy().clone())
 }
 
 fn file(name: &str, text: &str) -> SourceFile {

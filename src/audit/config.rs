@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 
-use crate::env::{ConfigError, Env};
+use crate::env::{ConfigError, ConfigErrors, Env};
 
 /// `DATABASE_URL` when unset.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/policy-mesh.db";
@@ -46,24 +46,28 @@ impl AuditConfig {
     /// Reads `AUDIT_ENABLED` (`true`/`false`/`1`/`0`, any case; default on),
     /// `DATABASE_URL` (`sqlite://PATH`, `postgres://…` or `postgresql://…`;
     /// default [`DEFAULT_DATABASE_URL`]; ignored when audit is off) and
-    /// `AUDIT_HASH_KEY`. An invalid value is an error naming its variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+    /// `AUDIT_HASH_KEY`. `Err` names each invalid variable.
+    pub fn from_env(env: &Env) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = ConfigErrors::default();
         let enabled = match env.get("AUDIT_ENABLED") {
             None => true,
-            Some(v) => parse_bool(v).ok_or_else(|| {
-                ConfigError::invalid("AUDIT_ENABLED", v, "expected true, false, 1 or 0")
-            })?,
+            Some(v) => errors.or(
+                parse_bool(v).ok_or_else(|| {
+                    ConfigError::invalid("AUDIT_ENABLED", v, "expected true, false, 1 or 0")
+                }),
+                true,
+            ),
         };
         let raw_url = env
             .get("DATABASE_URL")
             .unwrap_or(DEFAULT_DATABASE_URL)
             .to_owned();
         let database = if enabled {
-            Some(parse_database_url(&raw_url)?)
+            errors.or(parse_database_url(&raw_url).map(Some), None)
         } else {
             None
         };
-        Ok(AuditConfig {
+        errors.into_result(AuditConfig {
             database,
             raw_url,
             hash_key: env.get("AUDIT_HASH_KEY").map(|k| k.as_bytes().to_vec()),
@@ -232,7 +236,18 @@ mod tests {
     const CANARY: &str = "canary-pw-7f3a9";
 
     fn config(pairs: &[(&str, &str)]) -> Result<AuditConfig, ConfigError> {
-        AuditConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
+        AuditConfig::from_env(&Env::from_pairs(pairs.iter().copied())).map_err(|mut errors| {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            errors.remove(0)
+        })
+    }
+
+    #[test]
+    fn both_invalid_variables_are_named_at_once() {
+        let env = Env::from_pairs([("AUDIT_ENABLED", "maybe"), ("DATABASE_URL", "mysql://x")]);
+        let errors = AuditConfig::from_env(&env).expect_err("invalid");
+        let variables: Vec<&str> = errors.iter().map(|e| e.variable.as_str()).collect();
+        assert_eq!(variables, ["AUDIT_ENABLED", "DATABASE_URL"]);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! Every command reads its configuration as `serve` does ([`Env::from_process`]:
 //! the environment over `.env`) and loads the policy through
-//! [`crate::load_compiled`], so a policy `check` accepts is one the gateway serves.
+//! [`crate::load_compiled`] with the public provider `serve` resolves, so a
+//! policy `check` accepts is one the gateway serves.
 //! Exit status: 0 success; 1 an invalid policy, variable, case file or request,
 //! or a failing case; 2 a command-line usage error.
 
@@ -17,7 +18,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::chat::ChatMessage;
+use crate::compiler::CompiledPolicy;
 use crate::env::Env;
+use crate::names::Provider;
 use crate::policy::{LoadErrors, PolicySource, schema};
 use crate::server::request::ChatRequest;
 
@@ -105,10 +108,27 @@ pub fn run(command: Command, env: Env) -> ExitCode {
     }
 }
 
+/// The policy at `source` as `serve` loads it, with the public provider
+/// `env` names. An invalid provider is reported after the policy's own
+/// errors, which are still looked for.
+fn load(source: &PolicySource, env: &Env) -> Result<CompiledPolicy, LoadErrors> {
+    match crate::config::public_provider(env) {
+        Ok(public) => crate::load_compiled(source, env, public),
+        Err(e) => {
+            let mut errors = crate::load_compiled(source, env, Provider::Openai)
+                .err()
+                .map(|errors| errors.0)
+                .unwrap_or_default();
+            errors.push(e.into());
+            Err(LoadErrors(errors))
+        }
+    }
+}
+
 /// `check`: the summary line on stdout, or every error line on stderr: the
 /// policy's, then every other variable `serve` reads that is invalid.
 fn check(source: &PolicySource, env: &Env) -> ExitCode {
-    let policy = crate::load_compiled(source, env);
+    let policy = load(source, env);
     let settings = crate::server::Settings::from_env(env);
     if let Err(errors) = &settings {
         let mut lines = policy.as_ref().err().cloned().unwrap_or_default().0;
@@ -140,7 +160,7 @@ fn check(source: &PolicySource, env: &Env) -> ExitCode {
 
 /// `test`: one line per case and a summary on stdout; errors in case files on stderr.
 fn test(source: &PolicySource, env: &Env) -> ExitCode {
-    let compiled = match crate::load_compiled(source, env) {
+    let compiled = match load(source, env) {
         Ok(compiled) => compiled,
         Err(errors) => return report(&errors),
     };
@@ -188,7 +208,7 @@ fn decide(
     if model.is_some() {
         request.model = model;
     }
-    let compiled = match crate::load_compiled(source, env) {
+    let compiled = match load(source, env) {
         Ok(compiled) => compiled,
         Err(errors) => return report(&errors),
     };
@@ -252,6 +272,36 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("policy-mesh").chain(args.iter().copied()))
+    }
+
+    fn origins(source: &PolicySource, pairs: &[(&str, &str)]) -> Vec<String> {
+        let env = Env::from_pairs(pairs.iter().copied());
+        let errors = load(source, &env).expect_err("invalid");
+        errors.0.into_iter().map(|e| e.origin).collect()
+    }
+
+    #[test]
+    fn policy_and_provider_errors_are_reported_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("p.yaml");
+        std::fs::write(&file, "version: 3\n").expect("write");
+        let source = PolicySource::File(file.clone());
+        let shown = file.display().to_string();
+        assert_eq!(
+            origins(&source, &[("PUBLIC_LLM_PROVIDER", "azure")]),
+            [shown.as_str(), "PUBLIC_LLM_PROVIDER"]
+        );
+
+        std::fs::write(&file, "version: 1\n").expect("write");
+        assert_eq!(
+            origins(&source, &[("PUBLIC_LLM_URL", "ftp://example.com")]),
+            ["PUBLIC_LLM_URL"]
+        );
+        let compiled = load(&source, &Env::default()).expect("valid");
+        assert_eq!(compiled.public_provider(), Provider::Openai);
+        let env = Env::from_pairs([("PUBLIC_LLM_URL", "https://api.anthropic.com")]);
+        let compiled = load(&source, &env).expect("valid");
+        assert_eq!(compiled.public_provider(), Provider::Anthropic);
     }
 
     #[test]

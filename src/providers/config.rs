@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config;
-use crate::env::{ConfigError, Env};
+use crate::env::{ConfigError, ConfigErrors, Env};
 use crate::names::Provider;
 
 /// Default base URL of the local (Ollama-compatible) provider.
@@ -97,25 +97,40 @@ fn redact_url(raw: &str) -> String {
 }
 
 impl ProviderConfig {
-    /// Reads and validates the provider variables of `env`.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let local_url = base_url(
-            "LOCAL_LLM_URL",
-            env.get("LOCAL_LLM_URL").unwrap_or(DEFAULT_LOCAL_LLM_URL),
-        )?;
+    /// Reads and validates the provider variables of `env`; `Err` names each
+    /// invalid one.
+    pub fn from_env(env: &Env) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = ConfigErrors::default();
+        let local_url = errors.or(
+            base_url(
+                "LOCAL_LLM_URL",
+                env.get("LOCAL_LLM_URL").unwrap_or(DEFAULT_LOCAL_LLM_URL),
+            ),
+            String::new(),
+        );
         let public_url = base_url(
             "PUBLIC_LLM_URL",
             env.get("PUBLIC_LLM_URL")
                 .unwrap_or(config::DEFAULT_PUBLIC_LLM_URL),
-        )?;
-        let public_provider = config::public_provider(env)?;
-        let local_api_key = api_key(env, "LOCAL_LLM_API_KEY")?;
-        let public_api_key = api_key(env, "PUBLIC_LLM_API_KEY")?;
+        );
+        // When the provider is guessed from the URL, a bad URL is reported once.
+        let public_provider = if public_url.is_err() && env.get("PUBLIC_LLM_PROVIDER").is_none() {
+            Provider::Openai
+        } else {
+            errors.or(config::public_provider(env), Provider::Openai)
+        };
+        let public_url = errors.or(public_url, String::new());
+        let local_api_key = errors.or(api_key(env, "LOCAL_LLM_API_KEY"), None);
+        let public_api_key = errors.or(api_key(env, "PUBLIC_LLM_API_KEY"), None);
+        let timeout = errors.or(
+            timeout(env),
+            Duration::from_secs(DEFAULT_PROVIDER_TIMEOUT_SECONDS),
+        );
         let default_public_model = match public_provider {
             Provider::Anthropic => DEFAULT_ANTHROPIC_MODEL,
             Provider::Openai | Provider::Local => DEFAULT_OPENAI_MODEL,
         };
-        Ok(ProviderConfig {
+        errors.into_result(ProviderConfig {
             local_url,
             local_api_key,
             local_model: env
@@ -129,7 +144,7 @@ impl ProviderConfig {
                 .get("PUBLIC_LLM_MODEL")
                 .unwrap_or(default_public_model)
                 .to_owned(),
-            timeout: timeout(env)?,
+            timeout,
         })
     }
 
@@ -211,7 +226,10 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<ProviderConfig, ConfigError> {
-        ProviderConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
+        ProviderConfig::from_env(&Env::from_pairs(pairs.iter().copied())).map_err(|mut errors| {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            errors.remove(0)
+        })
     }
 
     #[test]
@@ -295,6 +313,33 @@ mod tests {
             assert_eq!(err.variable, var, "{value:?}");
             assert!(err.to_string().starts_with(&format!("{var}: ")), "{err}");
         }
+    }
+
+    #[test]
+    fn every_invalid_variable_is_named_at_once() {
+        let env = Env::from_pairs([
+            ("LOCAL_LLM_URL", "ftp://host"),
+            ("PUBLIC_LLM_URL", "localhost:11434"),
+            ("PUBLIC_LLM_PROVIDER", "azure"),
+            ("PUBLIC_LLM_API_KEY", "line\nbreak"),
+            ("PROVIDER_TIMEOUT_SECONDS", "abc"),
+        ]);
+        let errors = ProviderConfig::from_env(&env).expect_err("invalid");
+        let variables: Vec<&str> = errors.iter().map(|e| e.variable.as_str()).collect();
+        assert_eq!(
+            variables,
+            [
+                "LOCAL_LLM_URL",
+                "PUBLIC_LLM_PROVIDER",
+                "PUBLIC_LLM_URL",
+                "PUBLIC_LLM_API_KEY",
+                "PROVIDER_TIMEOUT_SECONDS"
+            ]
+        );
+        // The provider guessed from a URL that is not one: the URL, once.
+        let env = Env::from_pairs([("PUBLIC_LLM_URL", "x")]);
+        let errors = ProviderConfig::from_env(&env).expect_err("invalid");
+        assert_eq!(errors.len(), 1, "{errors:?}");
     }
 
     #[test]

@@ -128,12 +128,18 @@ pub trait ChatProvider: Send + Sync {
 /// Why the provider layer could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvidersError {
-    /// A provider variable is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+    /// Provider variables are invalid: one line each.
+    #[error("{}", ConfigError::lines(.0))]
+    Config(Vec<ConfigError>),
     /// The HTTP client could not be built (TLS roots, proxy settings).
     #[error("cannot build the HTTP client for the providers: {0}")]
     Client(String),
+}
+
+impl From<ConfigError> for ProvidersError {
+    fn from(e: ConfigError) -> Self {
+        ProvidersError::Config(vec![e])
+    }
 }
 
 /// The three providers on one shared HTTP client. Cloning is cheap (every
@@ -158,7 +164,7 @@ impl fmt::Debug for Providers {
 impl Providers {
     /// Reads the provider variables of `env` and builds the clients.
     pub fn from_env(env: &Env) -> Result<Self, ProvidersError> {
-        Self::new(ProviderConfig::from_env(env)?)
+        Self::new(ProviderConfig::from_env(env).map_err(ProvidersError::Config)?)
     }
 
     /// Builds the shared client and the three providers. No network traffic

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::audit::AuditConfig;
-use crate::env::{ConfigError, Env};
+use crate::env::{ConfigError, ConfigErrors, Env};
 use crate::providers::ProviderConfig;
 use crate::reload::WatchMode;
 
@@ -34,7 +34,7 @@ pub struct Settings {
 
 impl Settings {
     /// Reads and validates every variable `serve` reads; `Err` names each
-    /// invalid one (one error per part: server, logging, providers, audit).
+    /// invalid one, part by part: server, logging, providers, audit.
     pub fn from_env(env: &Env) -> Result<Self, Vec<ConfigError>> {
         match (
             ServerConfig::from_env(env),
@@ -52,6 +52,7 @@ impl Settings {
                 Err([server.err(), log.err(), providers.err(), audit.err()]
                     .into_iter()
                     .flatten()
+                    .flatten()
                     .collect())
             }
         }
@@ -68,35 +69,38 @@ pub struct LogConfig {
 }
 
 impl LogConfig {
-    /// Reads and validates `RUST_LOG` and `LOG_FORMAT`.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+    /// Reads and validates `RUST_LOG` and `LOG_FORMAT`; `Err` names each invalid one.
+    pub fn from_env(env: &Env) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = ConfigErrors::default();
         let filter = env.get("RUST_LOG").unwrap_or("info");
-        if tracing_subscriber::EnvFilter::try_new(filter).is_err() {
-            return Err(ConfigError::invalid(
-                "RUST_LOG",
-                filter,
-                "expected a log filter such as `info` or `policy_mesh=debug`",
-            ));
-        }
-        let json = match env
-            .get("LOG_FORMAT")
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("text") => false,
-            Some("json") => true,
-            Some(other) => {
-                return Err(ConfigError::invalid(
+        let filter = errors.or(
+            match tracing_subscriber::EnvFilter::try_new(filter) {
+                Ok(_) => Ok(filter.to_owned()),
+                Err(_) => Err(ConfigError::invalid(
+                    "RUST_LOG",
+                    filter,
+                    "expected a log filter such as `info` or `policy_mesh=debug`",
+                )),
+            },
+            String::new(),
+        );
+        let json = errors.or(
+            match env
+                .get("LOG_FORMAT")
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None | Some("text") => Ok(false),
+                Some("json") => Ok(true),
+                Some(other) => Err(ConfigError::invalid(
                     "LOG_FORMAT",
                     other,
                     "expected `text` or `json`",
-                ));
-            }
-        };
-        Ok(LogConfig {
-            filter: filter.to_owned(),
-            json,
-        })
+                )),
+            },
+            false,
+        );
+        errors.into_result(LogConfig { filter, json })
     }
 }
 
@@ -112,50 +116,63 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Reads and validates every server variable; the first invalid one is the error.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+    /// Reads and validates every server variable; `Err` names each invalid one.
+    pub fn from_env(env: &Env) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = ConfigErrors::default();
+        let default_addr = SocketAddr::from(([127, 0, 0, 1], 8000));
         let bind = env.get("BIND_ADDR").unwrap_or(DEFAULT_BIND_ADDR);
-        let bind_addr = bind.trim().parse().map_err(|_| {
-            ConfigError::invalid(
-                "BIND_ADDR",
-                bind,
-                "expected an address IP:port, such as 127.0.0.1:8000",
-            )
-        })?;
+        let bind_addr = errors.or(
+            bind.trim().parse().map_err(|_| {
+                ConfigError::invalid(
+                    "BIND_ADDR",
+                    bind,
+                    "expected an address IP:port, such as 127.0.0.1:8000",
+                )
+            }),
+            default_addr,
+        );
         let max_body_bytes = match env.get("MAX_BODY_BYTES") {
             None => DEFAULT_MAX_BODY_BYTES,
-            Some(v) => positive(v).ok_or_else(|| {
-                ConfigError::invalid("MAX_BODY_BYTES", v, "expected an integer > 0")
-            })? as usize,
+            Some(v) => errors.or(
+                positive(v).map(|n| n as usize).ok_or_else(|| {
+                    ConfigError::invalid("MAX_BODY_BYTES", v, "expected an integer > 0")
+                }),
+                DEFAULT_MAX_BODY_BYTES,
+            ),
         };
         let watch = match env
             .get("POLICY_WATCH")
-            .map(|v| v.trim().to_ascii_lowercase())
+            .map(|v| (v, v.trim().to_ascii_lowercase()))
         {
             None => WatchMode::Native,
-            Some(v) if v == "notify" || v == "native" => WatchMode::Native,
-            Some(v) if v == "poll" => {
+            Some((_, word)) if word == "notify" || word == "native" => WatchMode::Native,
+            // The interval is read only when it is used.
+            Some((_, word)) if word == "poll" => {
                 let ms = match env.get("POLICY_POLL_INTERVAL_MS") {
                     None => DEFAULT_POLL_INTERVAL_MS,
-                    Some(v) => positive(v).ok_or_else(|| {
-                        ConfigError::invalid(
-                            "POLICY_POLL_INTERVAL_MS",
-                            v,
-                            "expected an integer > 0 (milliseconds)",
-                        )
-                    })?,
+                    Some(v) => errors.or(
+                        positive(v).ok_or_else(|| {
+                            ConfigError::invalid(
+                                "POLICY_POLL_INTERVAL_MS",
+                                v,
+                                "expected an integer > 0 (milliseconds)",
+                            )
+                        }),
+                        DEFAULT_POLL_INTERVAL_MS,
+                    ),
                 };
                 WatchMode::Poll(Duration::from_millis(ms))
             }
-            Some(_) => {
-                return Err(ConfigError::invalid(
+            Some((v, _)) => errors.or(
+                Err(ConfigError::invalid(
                     "POLICY_WATCH",
-                    env.get("POLICY_WATCH").unwrap_or_default(),
+                    v,
                     "expected `notify` or `poll`",
-                ));
-            }
+                )),
+                WatchMode::Native,
+            ),
         };
-        Ok(ServerConfig {
+        errors.into_result(ServerConfig {
             bind_addr,
             max_body_bytes,
             watch,
@@ -174,8 +191,12 @@ fn positive(v: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn config(pairs: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+    fn config(pairs: &[(&str, &str)]) -> Result<ServerConfig, Vec<ConfigError>> {
         ServerConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
+    }
+
+    fn variables(errors: &[ConfigError]) -> Vec<&str> {
+        errors.iter().map(|e| e.variable.as_str()).collect()
     }
 
     #[test]
@@ -216,12 +237,31 @@ mod tests {
             ("MAX_BODY_BYTES", "1kb"),
             ("POLICY_WATCH", "sometimes"),
         ] {
-            let err = config(&[(name, value)]).expect_err(value);
-            assert_eq!(err.variable, name);
-            assert!(err.to_string().starts_with(name), "{err}");
+            let errors = config(&[(name, value)]).expect_err(value);
+            assert_eq!(variables(&errors), [name]);
+            assert!(errors[0].to_string().starts_with(name), "{errors:?}");
         }
-        let err = config(&[("POLICY_WATCH", "poll"), ("POLICY_POLL_INTERVAL_MS", "x")])
+        let errors = config(&[("POLICY_WATCH", "poll"), ("POLICY_POLL_INTERVAL_MS", "x")])
             .expect_err("invalid");
-        assert_eq!(err.variable, "POLICY_POLL_INTERVAL_MS");
+        assert_eq!(variables(&errors), ["POLICY_POLL_INTERVAL_MS"]);
+        // Unused unless the folder is polled.
+        assert!(config(&[("POLICY_POLL_INTERVAL_MS", "x")]).is_ok());
+    }
+
+    #[test]
+    fn every_invalid_variable_is_named_at_once() {
+        let errors = config(&[
+            ("BIND_ADDR", "localhost"),
+            ("MAX_BODY_BYTES", "0"),
+            ("POLICY_WATCH", "sometimes"),
+        ])
+        .expect_err("invalid");
+        assert_eq!(
+            variables(&errors),
+            ["BIND_ADDR", "MAX_BODY_BYTES", "POLICY_WATCH"]
+        );
+        let env = Env::from_pairs([("RUST_LOG", "[[["), ("LOG_FORMAT", "xml")]);
+        let errors = LogConfig::from_env(&env).expect_err("invalid");
+        assert_eq!(variables(&errors), ["RUST_LOG", "LOG_FORMAT"]);
     }
 }

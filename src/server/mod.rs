@@ -83,7 +83,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Configuration variables are invalid: one line each.
-    #[error("{}", config_lines(.0))]
+    #[error("{}", ConfigError::lines(.0))]
     Config(Vec<ConfigError>),
     /// The HTTP client of the providers cannot be built.
     #[error(transparent)]
@@ -111,12 +111,6 @@ pub enum StartError {
         /// Why.
         source: notify::Error,
     },
-}
-
-/// Invalid variables, one `VARIABLE: message` line each.
-pub fn config_lines(errors: &[ConfigError]) -> String {
-    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    lines.join("\n")
 }
 
 /// A running server: its address, its live policy, and the means to stop it.
@@ -180,13 +174,15 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
         audit: audit_config,
         log: _,
     } = settings;
+    // Validated once, here: every reload resolves `route: public` to it.
+    let public = providers.public_provider;
     let providers = Providers::new(providers)?;
     let source = PolicySource::from_env(env);
     let metrics = Arc::new(Metrics::new());
     let loader_env = env.clone();
     let loader_source = source.clone();
     let loader: crate::reload::Loader =
-        Box::new(move || crate::load_compiled(&loader_source, &loader_env));
+        Box::new(move || crate::load_compiled(&loader_source, &loader_env, public));
     let live_metrics = Arc::clone(&metrics);
     let live = tokio::task::spawn_blocking(move || LivePolicy::start(loader, live_metrics))
         .await
@@ -295,7 +291,7 @@ pub fn run(env: Env) -> ExitCode {
     let settings = match Settings::from_env(&env) {
         Ok(settings) => settings,
         Err(errors) => {
-            eprintln!("{}", config_lines(&errors));
+            eprintln!("{}", ConfigError::lines(&errors));
             return ExitCode::FAILURE;
         }
     };
