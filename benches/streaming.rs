@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench streaming` (filter with `-- ttft` or `-- throughput`).
 //!
-//! One Tokio runtime holds everything: a minimal streaming upstream (OpenAI
+//! One Tokio runtime holds everything: a minimal streaming upstream on the
+//! tests' raw HTTP server (`tests/support/http.rs`; OpenAI
 //! SSE on `/v1/chat/completions`, Ollama NDJSON on `/api/chat`), two gateways
 //! in process (`policy_mesh::server::start`) pointing at it, one with the
 //! SQLite audit store on (as a user runs it), one with `AUDIT_ENABLED=false`,
@@ -36,9 +37,14 @@ use futures_util::StreamExt;
 use policy_mesh::env::Env;
 use policy_mesh::server::Server;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
+
+/// The raw HTTP/1.1 server the tests' fake upstreams are built on.
+#[allow(dead_code)]
+#[path = "../tests/support/http.rs"]
+mod http;
 
 /// Parts of the reply when timing the first token.
 const SHORT: usize = 16;
@@ -140,13 +146,12 @@ async fn start_upstream() -> SocketAddr {
         .await
         .expect("bind the upstream");
     let addr = listener.local_addr().expect("the upstream's address");
-    tokio::spawn(async move {
-        loop {
-            if let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(connection(stream, replies.clone()));
-            }
+    tokio::spawn(http::accept(listener, move |stream| {
+        let replies = replies.clone();
+        async move {
+            let _ = connection(stream, replies).await;
         }
-    });
+    }));
     addr
 }
 
@@ -154,32 +159,9 @@ async fn start_upstream() -> SocketAddr {
 async fn connection(mut stream: TcpStream, replies: Replies) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buf = Vec::new();
-    loop {
-        let head_end = loop {
-            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break pos;
-            }
-            if !read_more(&mut stream, &mut buf).await? {
-                return Ok(());
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        buf.drain(..head_end + 4);
-        let path = head.split(' ').nth(1).unwrap_or_default();
-        let length: usize = head
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buf.len() < length {
-            if !read_more(&mut stream, &mut buf).await? {
-                return Ok(());
-            }
-        }
-        let body: Value = serde_json::from_slice(&buf[..length]).unwrap_or(Value::Null);
-        buf.drain(..length);
-        let flavor = match path {
+    while let Some(request) = http::read_request(&mut stream, &mut buf).await? {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let flavor = match request.path.as_str() {
             "/v1/chat/completions" => Some(Flavor::OpenAi),
             "/api/chat" => Some(Flavor::Ollama),
             _ => None,
@@ -193,9 +175,7 @@ async fn connection(mut stream: TcpStream, replies: Replies) -> std::io::Result<
             _ => None,
         };
         let Some(reply) = reply else {
-            stream
-                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                .await?;
+            http::write_response(&mut stream, 400, &[], "").await?;
             continue;
         };
         let content_type = match flavor {
@@ -210,13 +190,7 @@ async fn connection(mut stream: TcpStream, replies: Replies) -> std::io::Result<
             stream.write_all(event).await?;
         }
     }
-}
-
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = stream.read(&mut chunk).await?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n > 0)
+    Ok(())
 }
 
 /// Whether one line of a stream (an SSE `data:` line or an NDJSON line) is

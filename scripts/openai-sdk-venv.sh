@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the official OpenAI Python SDK in a virtual environment for
-# tests/openai_sdk.rs, which drives the gateway's OpenAI-compatible API with it.
+# tests/gateway/openai_sdk.rs, which drives the gateway's OpenAI-compatible API with it.
 #
 # Usage (from the repository root, or anywhere):
 #   eval "$(scripts/openai-sdk-venv.sh)"

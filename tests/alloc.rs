@@ -3,12 +3,12 @@
 //! is reused. Counted by a global allocator, per thread, so other tests running
 //! alongside do not disturb the count.
 
-mod common;
+mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use common::*;
+use crate::support::policies::*;
 use policy_mesh::names::Route;
 
 struct Counting;

@@ -21,8 +21,9 @@
 //! use policy_mesh::env::Env;
 //! use policy_mesh::names::{AuditStatus, Provider};
 //!
-//! // At start-up: an error here names the variable (and never the password).
-//! let config = AuditConfig::from_env(&Env::from_process())?;
+//! // At start-up: an error here names each bad variable (and never the password).
+//! let config = AuditConfig::from_env(&Env::from_process())
+//!     .map_err(|errors| policy_mesh::env::ConfigError::lines(&errors))?;
 //! let store = AuditStore::connect(&config).await?; // None when audit is off
 //!
 //! // Per chat request, after the provider answered or failed:

@@ -1,6 +1,6 @@
 """Drives Policy Mesh's OpenAI-compatible API with the official OpenAI SDK.
 
-Run by tests/openai_sdk.rs, one scenario per run:
+Run by tests/gateway/openai_sdk.rs, one scenario per run:
 
     python client.py SCENARIO BASE_URL MODEL PROMPT
 

@@ -2,14 +2,9 @@
 //! servers on `127.0.0.1:0` that speak the real wire formats, record every
 //! request they receive, and fail on demand.
 //!
-//! Include it from an integration test with
-//! `#[path = "support/fake_providers.rs"] mod fake_providers;`.
-//!
-//! The server is a small HTTP/1.1 implementation on a raw `TcpListener`
-//! rather than an axum app because several failure modes live below what a
-//! conforming server framework will do: closing a connection before any
-//! status line, declaring a `Content-Length` and sending less, stalling in
-//! the middle of a body. The listener is bound before [`FakeProvider::start`]
+//! Each is the raw HTTP/1.1 server of [`super::http`], so that it can fail
+//! below what a server framework allows (no status line, a body cut short, a
+//! stall mid-body). The listener is bound before [`FakeProvider::start`]
 //! returns, so a test can call it at once: no readiness wait is needed.
 //!
 //! A request whose JSON body has `"stream": true` is answered in the
@@ -21,8 +16,6 @@
 //! ([`FakeProvider::disconnects`]) and lets a test wait for that, or for a
 //! stream to begin, without polling.
 
-#![allow(dead_code, clippy::unwrap_used)]
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +24,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
+
+pub use super::http::Request as RecordedRequest;
+use super::http::{self, head, read_request, write_chunks, write_response};
 
 /// How long the slow modes wait before going on. Far beyond any timeout a
 /// test sets, and bounded so that nothing hangs if a test forgets one; the
@@ -135,35 +131,6 @@ pub fn usage_of(flavor: Flavor) -> Usage {
             prompt_tokens: 19,
             completion_tokens: 10,
         },
-    }
-}
-
-/// One request as the fake received it.
-#[derive(Debug, Clone)]
-pub struct RecordedRequest {
-    /// `POST`.
-    pub method: String,
-    /// The request target (`/api/chat`).
-    pub path: String,
-    /// Every header, names lowercased, in the order received.
-    pub headers: Vec<(String, String)>,
-    /// The raw body.
-    pub body: Vec<u8>,
-}
-
-impl RecordedRequest {
-    /// The first value of header `name` (any case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as JSON; panics when it is not.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("the request body is JSON")
     }
 }
 
@@ -364,16 +331,12 @@ pub async fn closed_port_url() -> String {
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    // Connections live in the set, so aborting this task aborts them all.
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+    // Connections live in the accept loop's set: aborting this task aborts them all.
+    http::accept(listener, |stream| {
         *shared.connections.lock().unwrap() += 1;
-        connections.spawn(connection(stream, shared.clone()));
-    }
+        connection(stream, shared.clone())
+    })
+    .await;
 }
 
 async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
@@ -399,80 +362,6 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
             return;
         }
     }
-}
-
-/// Reads one request; `None` when the client closed between requests.
-async fn read_request(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<Option<RecordedRequest>> {
-    const MAX_HEAD: usize = 64 * 1024;
-    let invalid =
-        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let head_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(invalid("request head too large"));
-        }
-        if !read_more(stream, buf).await? {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(invalid("closed inside a request head"))
-            };
-        }
-        // Not HTTP (a TLS handshake, say): answer 400 and close, as real
-        // HTTP servers do, so that the client fails at once.
-        if !buf[0].is_ascii_uppercase() {
-            let _ = stream
-                .write_all(
-                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                )
-                .await;
-            return Err(invalid("not an HTTP request"));
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    buf.drain(..head_end + 4);
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next().unwrap_or_default().split(' ');
-    let method = request_line.next().unwrap_or_default().to_owned();
-    let path = request_line.next().unwrap_or_default().to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut request = RecordedRequest {
-        method,
-        path,
-        headers,
-        body: Vec::new(),
-    };
-    if request.header("transfer-encoding").is_some() {
-        return Err(invalid(
-            "chunked request bodies are not supported by the fake",
-        ));
-    }
-    let length: usize = match request.header("content-length") {
-        Some(v) => v.parse().map_err(|_| invalid("bad content-length"))?,
-        None => 0,
-    };
-    while buf.len() < length {
-        if !read_more(stream, buf).await? {
-            return Err(invalid("closed inside a request body"));
-        }
-    }
-    request.body = buf.drain(..length).collect();
-    Ok(Some(request))
-}
-
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = stream.read(&mut chunk).await?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n > 0)
 }
 
 /// Answers one request; `Ok(true)` when the connection may serve another.
@@ -589,16 +478,6 @@ async fn respond(
     }
 }
 
-/// Sends each event as one chunk of a chunked body, flushed at once.
-async fn write_chunks(stream: &mut TcpStream, events: &[String]) -> std::io::Result<()> {
-    for event in events {
-        let chunk = format!("{:x}\r\n{event}\r\n", event.len());
-        stream.write_all(chunk.as_bytes()).await?;
-        stream.flush().await?;
-    }
-    Ok(())
-}
-
 /// Waits [`SLOW_DELAY`] while reading from the peer; `false` as soon as it
 /// closes the connection (or it fails), `true` if it is still there after.
 async fn stall_watching(stream: &mut TcpStream) -> bool {
@@ -615,46 +494,6 @@ async fn stall_watching(stream: &mut TcpStream) -> bool {
     tokio::select! {
         () = watch => false,
         () = tokio::time::sleep(SLOW_DELAY) => true,
-    }
-}
-
-fn head(status: u16, content_type: &str, length: usize, extra: &[(&str, &str)]) -> String {
-    let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n",
-        reason(status)
-    );
-    for (name, value) in extra {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    head
-}
-
-async fn write_response(
-    stream: &mut TcpStream,
-    status: u16,
-    extra: &[(&str, &str)],
-    body: &str,
-) -> std::io::Result<()> {
-    let head = head(status, "application/json", body.len(), extra);
-    stream.write_all(format!("{head}{body}").as_bytes()).await?;
-    stream.flush().await
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        307 => "Temporary Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        529 => "Overloaded",
-        _ => "Other",
     }
 }
 

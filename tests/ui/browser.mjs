@@ -1,5 +1,5 @@
 // Drives the operator UI in a headless Chromium against a running gateway.
-// Started by tests/ui.rs, which owns the gateway, the fake providers and the
+// Started by tests/gateway/ui.rs, which owns the gateway, the fake providers and the
 // policy folder; this script only plays the operator. Its one argument is a
 // JSON object:
 //   base          the gateway's base URL

@@ -17,10 +17,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-#[path = "support/fake_providers.rs"]
-mod fake_providers;
-
-use fake_providers::FakeProvider;
+use crate::support::fake_providers::FakeProvider;
 
 /// What the fake local model answers.
 const LOCAL_REPLY: &str = "Bonjour from the fake local model";

@@ -6,8 +6,6 @@
 //! server shows as ignored rather than passed; `.ci/run` runs them with
 //! `--include-ignored`, and one run without `TEST_DATABASE_URL` fails.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 

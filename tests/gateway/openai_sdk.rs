@@ -9,19 +9,13 @@
 //! a machine without the SDK shows them as ignored rather than passed;
 //! `.ci/run` runs them with `--include-ignored`.
 
-#![allow(clippy::unwrap_used)]
-
-#[path = "support/fake_providers.rs"]
-mod fake_providers;
-mod server_common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use fake_providers::{FakeProvider, Flavor, Mode};
+use crate::support::fake_providers::{FakeProvider, Flavor, Mode};
+use crate::support::server::{DEADLINE, TestServer};
 use serde_json::{Value, json};
-use server_common::{DEADLINE, TestServer};
 
 /// Prompts naming the project stay local; prompts about the weather go public.
 const POLICY: &str = "version: 1

@@ -1,8 +1,6 @@
 //! Shared helpers for the server tests: a real server on `127.0.0.1:0` over a
 //! temporary policy folder, and waits on conditions with a deadline.
 
-#![allow(dead_code, clippy::unwrap_used)]
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

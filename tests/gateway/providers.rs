@@ -2,12 +2,9 @@
 //! (path, headers, body), what reply is extracted, and how every failure is
 //! categorized, without ever leaking a key or relaying an upstream body.
 
-#[path = "support/fake_providers.rs"]
-mod fake_providers;
-
 use std::time::Duration;
 
-use fake_providers::{FakeProvider, Flavor, Mode, closed_port_url};
+use crate::support::fake_providers::{FakeProvider, Flavor, Mode, closed_port_url};
 use policy_mesh::chat::ChatMessage;
 use policy_mesh::env::Env;
 use policy_mesh::names::{FailureCategory, Provider, Role};

@@ -4,17 +4,11 @@
 //! audit event and metrics behind every answer, what is passed upstream,
 //! errors in OpenAI's shape, and `GET /v1/models`.
 //!
-//! The official SDK's view of the same endpoint is in `tests/openai_sdk.rs`.
+//! The official SDK's view of the same endpoint is in `tests/gateway/openai_sdk.rs`.
 
-#![allow(clippy::unwrap_used)]
-
-#[path = "support/fake_providers.rs"]
-mod fake_providers;
-mod server_common;
-
-use fake_providers::{FakeProvider, Flavor, Mode};
+use crate::support::fake_providers::{FakeProvider, Flavor, Mode};
+use crate::support::server::{TestServer, metric};
 use serde_json::{Value, json};
-use server_common::{TestServer, metric};
 
 /// Prompts naming the project stay local; everything else goes public.
 const POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: sensitive\n    when:\n      keywords: [project-nightingale]\n    route: local\n    reason: sensitive_keyword_match\n";
@@ -546,7 +540,7 @@ impl Gateway {
                 return response.json().await.unwrap();
             }
             assert!(
-                start.elapsed() < server_common::DEADLINE,
+                start.elapsed() < crate::support::server::DEADLINE,
                 "no audit event {id}"
             );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -608,7 +602,11 @@ async fn a_client_that_leaves_a_stream_is_audited_and_counted_as_cancelled() {
         read.push_str(&String::from_utf8_lossy(&chunk));
     }
     drop(response);
-    assert!(g.public.wait_for_disconnect(server_common::DEADLINE).await);
+    assert!(
+        g.public
+            .wait_for_disconnect(crate::support::server::DEADLINE)
+            .await
+    );
     let event = g.wait_audit(&id).await;
     assert_eq!(event["status"], "failure");
     assert_eq!(event["failure_category"], "cancelled");

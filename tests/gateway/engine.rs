@@ -1,9 +1,7 @@
 //! The engine end to end: policies built in Rust, compiled, and decided on chat
 //! messages, checked against the semantics of the policy language.
 
-mod common;
-
-use common::*;
+use crate::support::policies::*;
 use policy_mesh::compiler::{CompiledPolicy, check_glob, check_keyword, check_pattern};
 use policy_mesh::decision::Condition;
 use policy_mesh::names::{Provider, Role, Route};

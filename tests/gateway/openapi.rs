@@ -3,16 +3,10 @@
 //! every response the gateway sends matches the schema the document gives for
 //! its path, method and status.
 
-#![allow(clippy::unwrap_used)]
-
-#[path = "support/fake_providers.rs"]
-mod fake_providers;
-mod server_common;
-
-use fake_providers::{FakeProvider, Mode};
+use crate::support::fake_providers::{FakeProvider, Mode};
+use crate::support::server::TestServer;
 use policy_mesh::server::openapi::ApiDoc;
 use serde_json::{Value, json};
-use server_common::TestServer;
 use utoipa::OpenApi;
 
 const POLICY: &str = "version: 1

@@ -1,14 +1,10 @@
 //! The HTTP API through the real server: response shapes, the error table, and
 //! start-up failures.
 
-#![allow(clippy::unwrap_used)]
-
-mod server_common;
-
+use crate::support::server::{TestServer, metric, policy, version_of};
 use policy_mesh::env::Env;
 use policy_mesh::server::{self, StartError};
 use serde_json::{Value, json};
-use server_common::{TestServer, metric, policy, version_of};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

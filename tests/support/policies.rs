@@ -1,7 +1,5 @@
 //! Builds policies directly in Rust for the engine tests, without the loader.
 
-#![allow(dead_code)]
-
 use std::sync::Arc;
 
 use policy_mesh::chat::ChatMessage;

@@ -1,17 +1,13 @@
 //! Hot reload through the real server: every way a policy gets saved, broken
 //! edits that must keep the last good policy serving, and reloads under load.
 
-#![allow(clippy::unwrap_used)]
-
-mod server_common;
-
 use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use server_common::{TestServer, metric, policy, version_of, write_via_rename};
+use crate::support::server::{TestServer, metric, policy, version_of, write_via_rename};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn write_in_place() {

@@ -1,0 +1,333 @@
+//! The error table and input validation against the router itself
+//! (`server::app` driven with `tower::ServiceExt::oneshot`): no socket, no
+//! process, the same answers the network gets. Providers are fakes on
+//! `127.0.0.1`, so every case can also show that nothing reached them.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{Method, Request, StatusCode};
+use policy_mesh::audit::AuditConfig;
+use policy_mesh::env::Env;
+use policy_mesh::metrics::Metrics;
+use policy_mesh::names::Provider;
+use policy_mesh::policy::SourceFile;
+use policy_mesh::providers::Providers;
+use policy_mesh::reload::LivePolicy;
+use policy_mesh::server::{self, AppState};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::support::fake_providers::{FakeProvider, Flavor};
+
+const POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: sensitive\n    when:\n      keywords: [nightingale]\n    route: local\n    reason: sensitive_keyword_match\n";
+
+/// The body limit of these tests, small enough to cross cheaply.
+const LIMIT: usize = 4096;
+
+/// The router over a compiled [`POLICY`], between a fake Ollama and a fake
+/// OpenAI, audit off.
+struct Router {
+    app: axum::Router,
+    metrics: Arc<Metrics>,
+    local: FakeProvider,
+    public: FakeProvider,
+}
+
+impl Router {
+    async fn new() -> Self {
+        let local = FakeProvider::start(Flavor::Ollama).await;
+        let public = FakeProvider::start(Flavor::OpenAi).await;
+        let env = Env::from_pairs([
+            ("LOCAL_LLM_URL", local.url()),
+            ("PUBLIC_LLM_URL", public.url()),
+            ("PUBLIC_LLM_PROVIDER", "openai".to_owned()),
+            ("PUBLIC_LLM_API_KEY", "sk-router-test".to_owned()),
+        ]);
+        let providers = Providers::from_env(&env).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let loader = Box::new(|| {
+            let file = SourceFile {
+                path: Arc::from("policies/00-router.yaml"),
+                name: "00-router.yaml".to_owned(),
+                bytes: POLICY.as_bytes().to_vec(),
+            };
+            policy_mesh::compile_files(&[file], &Env::default(), Provider::Openai)
+        });
+        let live = LivePolicy::start(loader, Arc::clone(&metrics)).unwrap();
+        let state = AppState {
+            live: Arc::new(live),
+            metrics: Arc::clone(&metrics),
+            providers,
+            audit: None,
+            audit_config: Arc::new(AuditConfig::disabled()),
+        };
+        Router {
+            app: server::app(state, LIMIT),
+            metrics,
+            local,
+            public,
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Body) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    async fn post(&self, path: &str, body: impl Into<Bytes>) -> (StatusCode, Value) {
+        self.send(Method::POST, path, Body::from(body.into())).await
+    }
+
+    /// Nothing reached a provider, and no chat was counted.
+    fn assert_untouched(&self) {
+        assert_eq!(self.local.request_count(), 0, "the local fake was called");
+        assert_eq!(self.public.request_count(), 0, "the public fake was called");
+        let text = self.metrics.render();
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("chat_requests_total{") && !l.ends_with(" 0")),
+            "{text}"
+        );
+    }
+}
+
+/// Asserts the API's error shape: exactly `{"error": {"type", "message"}}`.
+fn assert_error(status: StatusCode, body: &Value, expected: u16, kind: &str, what: &str) {
+    assert_eq!(status.as_u16(), expected, "{what}: {body}");
+    assert_eq!(body["error"]["type"], kind, "{what}: {body}");
+    assert!(body["error"]["message"].is_string(), "{what}: {body}");
+    assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{what}: {body}");
+    assert_eq!(
+        body["error"].as_object().map(|o| o.len()),
+        Some(2),
+        "{what}: {body}"
+    );
+}
+
+/// `levels` levels of nesting in all, the top-level object included.
+fn nested(levels: usize) -> String {
+    let inner = levels - 1;
+    format!(
+        r#"{{"messages":[{{"role":"user","content":"hi"}}],"x":{}{}}}"#,
+        "[".repeat(inner),
+        "]".repeat(inner)
+    )
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_on_both_chat_endpoints() {
+    let r = Router::new().await;
+    for path in ["/v1/chat", "/v1/decide"] {
+        for body in [
+            "".to_owned(),
+            " \n".to_owned(),
+            "{".to_owned(),
+            r#"{"messages": [}"#.to_owned(),
+            r#"{"messages":[{"role":"user","content":"\ud800"}]}"#.to_owned(),
+            r#"{"a":1} trailing"#.to_owned(),
+            nested(129),
+        ] {
+            let (status, json) = r.post(path, body.clone()).await;
+            assert_error(
+                status,
+                &json,
+                400,
+                "invalid_json",
+                &format!("{path} {body:.40}"),
+            );
+        }
+        let (status, json) = r.post(path, b"{\"a\":\"\xff\"}".to_vec()).await;
+        assert_error(status, &json, 400, "invalid_json", "invalid UTF-8");
+    }
+    // 128 levels are JSON the API accepts.
+    let (status, json) = r.post("/v1/decide", nested(128)).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    r.assert_untouched();
+}
+
+#[tokio::test]
+async fn each_wrong_shape_is_422_naming_the_field() {
+    let r = Router::new().await;
+    for (body, message) in [
+        (json!([1]), "request body: expected an object, got a list"),
+        (json!({}), "messages: missing"),
+        (
+            json!({"messages": "hi"}),
+            "messages: expected a list, got a string",
+        ),
+        (
+            json!({"messages": []}),
+            "messages: must hold at least one message",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "a"}, 3]}),
+            "messages[1]: expected an object, got a number",
+        ),
+        (
+            json!({"messages": [["user", "hi"]]}),
+            "messages[0]: expected an object, got a list",
+        ),
+        (
+            json!({"messages": [{"content": "a"}]}),
+            "messages[0].role: missing",
+        ),
+        (
+            json!({"messages": [{"role": "robot", "content": "a"}]}),
+            r#"messages[0].role: expected "user", "assistant" or "system", got another string"#,
+        ),
+        (
+            json!({"messages": [{"role": "user"}]}),
+            "messages[0].content: missing",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": ["a"]}]}),
+            "messages[0].content: expected a string, got a list",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "a"}], "model": 1}),
+            "model: expected a string, got a number",
+        ),
+    ] {
+        for path in ["/v1/chat", "/v1/decide"] {
+            let (status, json) = r.post(path, body.to_string()).await;
+            assert_error(
+                status,
+                &json,
+                422,
+                "invalid_request",
+                &format!("{path} {body}"),
+            );
+            assert_eq!(json["error"]["message"], message, "{path} {body}");
+        }
+    }
+    r.assert_untouched();
+}
+
+#[tokio::test]
+async fn the_openai_endpoint_answers_the_same_mistakes_in_openais_shape() {
+    let r = Router::new().await;
+    for (body, status, param, message) in [
+        (
+            json!({"messages": [["user", "hi"]]}),
+            400,
+            json!("messages[0]"),
+            "messages[0]: expected an object, got a list",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "a"}], "model": 1}),
+            400,
+            json!("model"),
+            "model: expected a string, got a number",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "a"}], "stream_options": []}),
+            400,
+            json!("stream_options"),
+            "stream_options: expected an object, got a list",
+        ),
+    ] {
+        let (got, json) = r.post("/v1/chat/completions", body.to_string()).await;
+        assert_eq!(got.as_u16(), status, "{body}: {json}");
+        let e = &json["error"];
+        assert_eq!(e["type"], "invalid_request_error", "{body}: {json}");
+        assert_eq!(e["code"], "invalid_request", "{body}: {json}");
+        assert_eq!(e["param"], param, "{body}: {json}");
+        assert_eq!(e["message"], message, "{body}: {json}");
+    }
+    let (status, json) = r.post("/v1/chat/completions", "{").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(json["error"]["code"], "invalid_json");
+    r.assert_untouched();
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_with_or_without_its_length() {
+    let r = Router::new().await;
+    let big = json!({"messages": [{"role": "user", "content": "a".repeat(LIMIT)}]}).to_string();
+    for path in ["/v1/chat", "/v1/decide", "/v1/chat/completions"] {
+        let (status, json) = r.post(path, big.clone()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {json}");
+        // No length known in advance: the body is a stream of chunks.
+        let chunks: Vec<Result<Bytes, std::io::Error>> = big
+            .as_bytes()
+            .chunks(512)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let body = Body::from_stream(futures_util::stream::iter(chunks));
+        let (status, json) = r.send(Method::POST, path, body).await;
+        assert_eq!(
+            status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{path} streamed: {json}"
+        );
+    }
+    let (status, json) = r.post("/v1/chat", big).await;
+    assert_error(status, &json, 413, "payload_too_large", "/v1/chat");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&LIMIT.to_string()),
+        "{json}"
+    );
+    r.assert_untouched();
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_other_methods_405() {
+    let r = Router::new().await;
+    for (method, path, status, kind) in [
+        (Method::GET, "/v1/nope", 404, "not_found"),
+        (Method::POST, "/v1/nope/deeper", 404, "not_found"),
+        (Method::GET, "/v1/chat", 405, "method_not_allowed"),
+        (Method::DELETE, "/v1/routes", 405, "method_not_allowed"),
+        (Method::PUT, "/v1/decide", 405, "method_not_allowed"),
+    ] {
+        let (got, json) = r.send(method.clone(), path, Body::empty()).await;
+        assert_error(got, &json, status, kind, &format!("{method} {path}"));
+    }
+    r.assert_untouched();
+}
+
+#[tokio::test]
+async fn after_every_rejection_the_router_still_serves() {
+    let r = Router::new().await;
+    let (status, _) = r.post("/v1/chat", "{").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, json) = r
+        .post(
+            "/v1/decide",
+            json!({"messages": [{"role": "user", "content": "about nightingale"}]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["provider"], "local", "{json}");
+    r.assert_untouched();
+    // A chat decided sensitive goes to the local fake only.
+    let (status, json) = r
+        .post(
+            "/v1/chat",
+            json!({"messages": [{"role": "user", "content": "about nightingale"}]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(r.local.request_count(), 1);
+    assert_eq!(
+        r.public.request_count(),
+        0,
+        "a sensitive prompt reached the public fake"
+    );
+}
