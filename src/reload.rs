@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::policy::LoadErrors;
 
 /// How long a burst of events must settle before a reload. Short, so a saved
-/// change serves well within the one second the spec allows.
+/// change serves well within the second a reload may take (docs/hot-reload.md).
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Whether the last reload attempt succeeded.

@@ -351,11 +351,6 @@ impl CompiledPolicy {
         self.keywords.as_ref().map_or(0, KeywordMatcher::len)
     }
 
-    /// Distinct patterns in the regex set.
-    pub fn distinct_pattern_count(&self) -> usize {
-        self.patterns.as_ref().map_or(0, PatternMatcher::len)
-    }
-
     /// Distinct model globs in the glob set.
     pub fn distinct_model_glob_count(&self) -> usize {
         self.models.as_ref().map_or(0, ModelMatcher::len)

@@ -79,11 +79,6 @@ impl PatternMatcher {
         Ok(PatternMatcher { set, targets })
     }
 
-    /// Number of distinct patterns.
-    pub(crate) fn len(&self) -> usize {
-        self.set.len()
-    }
-
     /// Marks in `hits` every rule with a pattern matching `text` (normalized).
     /// Rules limited to the last user message are skipped unless `text` is that
     /// message.

@@ -29,9 +29,6 @@ use crate::names::{Provider, Role, Route};
 use crate::normalize::{normalize_general, normalize_into};
 use crate::policy::{CharBounds, UsdBounds};
 
-/// The reason code of a default decision.
-pub const DEFAULT_REASON: &str = "default";
-
 /// Where a chat request goes and why. Strings are shared with the compiled policy,
 /// so making or cloning a decision does not copy them.
 ///

@@ -204,9 +204,10 @@ impl Providers {
         })
     }
 
-    /// A registry of given providers, for embedding or for tests that need
-    /// no HTTP at all; [`Providers::model_for`] still follows `config`.
-    pub fn from_parts(
+    /// A registry of given providers, for tests that need no HTTP at all;
+    /// [`Providers::model_for`] still follows `config`.
+    #[cfg(test)]
+    fn from_parts(
         config: ProviderConfig,
         local: Arc<dyn ChatProvider>,
         openai: Arc<dyn ChatProvider>,
