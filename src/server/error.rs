@@ -51,30 +51,95 @@ impl ApiError {
         }
     }
 
-    /// The `type` field of the body.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of error, the `type` field of the body.
+    pub(crate) fn error_type(&self) -> ErrorType {
         match self {
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::InvalidJson(_) => "invalid_json",
-            ApiError::InvalidRequest(_) => "invalid_request",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::Internal(_) => "internal_error",
+            ApiError::NotFound(_) => ErrorType::NotFound,
+            ApiError::MethodNotAllowed(_) => ErrorType::MethodNotAllowed,
+            ApiError::InvalidJson(_) => ErrorType::InvalidJson,
+            ApiError::InvalidRequest(_) => ErrorType::InvalidRequest,
+            ApiError::PayloadTooLarge { .. } => ErrorType::PayloadTooLarge,
+            ApiError::Internal(_) => ErrorType::InternalError,
+        }
+    }
+
+    /// The `type` field of the body, as a word.
+    pub fn kind(&self) -> &'static str {
+        self.error_type().as_str()
+    }
+}
+
+/// The kinds of API error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ErrorType {
+    /// 400: the body is not well-formed JSON.
+    InvalidJson,
+    /// 422: well-formed JSON of the wrong shape.
+    InvalidRequest,
+    /// 413: the body is over `MAX_BODY_BYTES`.
+    PayloadTooLarge,
+    /// 404: unknown path, or no such audit event.
+    NotFound,
+    /// 405: known path, other method.
+    MethodNotAllowed,
+    /// 500: anything unexpected.
+    InternalError,
+}
+
+impl ErrorType {
+    /// The word serde writes for it (the tests hold the two together).
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::InvalidJson => "invalid_json",
+            ErrorType::InvalidRequest => "invalid_request",
+            ErrorType::PayloadTooLarge => "payload_too_large",
+            ErrorType::NotFound => "not_found",
+            ErrorType::MethodNotAllowed => "method_not_allowed",
+            ErrorType::InternalError => "internal_error",
         }
     }
 }
 
-/// `{"error": {"type", "message"}}`, in that order.
-#[derive(serde::Serialize)]
-struct ErrorBody {
+/// Every API error: `{"error": {"type", "message"}}`, in that order.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What went wrong.
     error: ErrorDetail,
 }
 
-#[derive(serde::Serialize)]
-struct ErrorDetail {
+/// The error's kind and message.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// The kind, one per status.
     #[serde(rename = "type")]
-    kind: &'static str,
+    kind: ErrorType,
+    /// In plain words; names the offending field for `invalid_request`.
     message: String,
+}
+
+/// An error of the OpenAI-compatible API, in OpenAI's shape:
+/// `{"error": {"message", "type", "param", "code"}}`, in that order.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct OpenAiErrorBody {
+    /// What went wrong.
+    pub(crate) error: OpenAiErrorDetail,
+}
+
+/// OpenAI's error fields.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct OpenAiErrorDetail {
+    /// In plain words; for a provider failure `<category>: <message>`.
+    pub(crate) message: String,
+    /// `invalid_request_error`, `not_found_error`, `server_error`, or
+    /// `provider_error` when the provider failed.
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    /// The field at fault, or `null`.
+    pub(crate) param: Option<String>,
+    /// The gateway's error type (`invalid_json`, `invalid_request`, …) or the
+    /// provider failure category (`timeout`, `server_error`, …).
+    pub(crate) code: &'static str,
 }
 
 /// The error attached to a response for the logging middleware.
@@ -85,7 +150,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                kind: self.kind(),
+                kind: self.error_type(),
                 message: self.to_string(),
             },
         };
@@ -119,9 +184,14 @@ impl ApiError {
                 .map(str::to_owned),
             _ => None,
         };
-        let body = serde_json::json!({"error": {
-            "message": message, "type": kind, "param": param, "code": self.kind(),
-        }});
+        let body = OpenAiErrorBody {
+            error: OpenAiErrorDetail {
+                message,
+                kind,
+                param,
+                code: self.kind(),
+            },
+        };
         let mut response = (status, axum::Json(body)).into_response();
         response.extensions_mut().insert(Logged(Arc::new(self)));
         response
@@ -224,6 +294,38 @@ mod tests {
                     .is_empty()
             );
         }
+    }
+
+    #[test]
+    fn each_error_type_is_written_as_its_word() {
+        for kind in [
+            ErrorType::InvalidJson,
+            ErrorType::InvalidRequest,
+            ErrorType::PayloadTooLarge,
+            ErrorType::NotFound,
+            ErrorType::MethodNotAllowed,
+            ErrorType::InternalError,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).expect("serializes"),
+                kind.as_str()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn openai_errors_keep_a_null_param() {
+        let response = ApiError::NotFound("no such model".into()).into_openai_response();
+        assert_eq!(response.status().as_u16(), 404);
+        assert_eq!(
+            body(response).await,
+            serde_json::json!({"error": {"message": "no such model", "type": "not_found_error",
+                "param": null, "code": "not_found"}})
+        );
+        let response =
+            ApiError::InvalidRequest("messages[0].role: missing".into()).into_openai_response();
+        assert_eq!(response.status().as_u16(), 400);
+        assert_eq!(body(response).await["error"]["param"], "messages[0].role");
     }
 
     #[tokio::test]
