@@ -5,14 +5,24 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::request::ChatBody;
 use super::routes::RoutesView;
 
 /// `GET /v1/health`.
-pub async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process serves.
+    #[schema(pattern = "^ok$")]
+    status: &'static str,
+}
+
+/// `GET /v1/health`.
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// `GET /v1/routes`: the live policy and reload status from one snapshot.

@@ -23,11 +23,12 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, OpenAiError};
+use super::error::{ApiError, OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
 use super::gateway::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::openai_request::{CompletionBody, CompletionRequest};
 use crate::decision::Decision;
@@ -151,47 +152,105 @@ fn completion_id(exchange: &Exchange) -> String {
 }
 
 /// Unix seconds, as OpenAI's `created`.
-fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
+fn unix_now() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0)
 }
 
-fn usage_json(usage: Usage) -> Value {
-    json!({
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-    })
+/// A whole answer, `object: chat.completion`. The decision is in the
+/// `x-policy-mesh-*` headers.
+#[derive(Debug, Serialize, ToSchema)]
+struct ChatCompletion {
+    /// `chatcmpl-` and the request id.
+    id: String,
+    /// `chat.completion`.
+    #[schema(pattern = "^chat\\.completion$")]
+    object: &'static str,
+    /// Unix seconds.
+    created: u64,
+    /// The model sent to the provider.
+    model: String,
+    /// Exactly one choice.
+    #[schema(min_items = 1, max_items = 1)]
+    choices: Vec<CompletionChoice>,
+    /// Present when the provider reported the counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<CompletionUsage>,
+}
+
+/// The one choice of a completion.
+#[derive(Debug, Serialize, ToSchema)]
+struct CompletionChoice {
+    /// `0`.
+    index: u32,
+    /// The reply.
+    message: AssistantMessage,
+    /// Always `null`.
+    logprobs: Option<String>,
+    /// `stop`, `length`, `content_filter` or `tool_calls`.
+    finish_reason: String,
+}
+
+/// The reply message.
+#[derive(Debug, Serialize, ToSchema)]
+struct AssistantMessage {
+    /// `assistant`.
+    role: &'static str,
+    /// The reply text, unchanged.
+    content: String,
+}
+
+/// Token counts, as the provider reported them.
+#[derive(Debug, Serialize, ToSchema)]
+struct CompletionUsage {
+    /// Input tokens.
+    prompt_tokens: u64,
+    /// Reply tokens.
+    completion_tokens: u64,
+    /// Their sum.
+    total_tokens: u64,
+}
+
+impl From<Usage> for CompletionUsage {
+    fn from(usage: Usage) -> Self {
+        CompletionUsage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total_tokens: usage.prompt_tokens + usage.completion_tokens,
+        }
+    }
 }
 
 /// A whole reply as a `chat.completion`.
-fn completion(exchange: &Exchange, reply: Reply) -> Value {
-    let mut body = json!({
-        "id": completion_id(exchange),
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": exchange.model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": reply.content},
-            "logprobs": null,
-            "finish_reason": reply.finish_reason.as_deref().unwrap_or("stop"),
+fn completion(exchange: &Exchange, reply: Reply) -> ChatCompletion {
+    ChatCompletion {
+        id: completion_id(exchange),
+        object: "chat.completion",
+        created: unix_now(),
+        model: exchange.model.clone(),
+        choices: vec![CompletionChoice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: reply.content,
+            },
+            logprobs: None,
+            finish_reason: reply.finish_reason.unwrap_or_else(|| "stop".to_owned()),
         }],
-    });
-    if let Some(usage) = reply.usage {
-        body["usage"] = usage_json(usage);
+        usage: reply.usage.map(CompletionUsage::from),
     }
-    body
 }
 
 /// The error body of a provider failure: the gateway's own words (never the
 /// upstream's body), `type` `provider_error`, `code` the failure category.
-fn provider_error_body(e: &ProviderError) -> Value {
-    json!({"error": {
-        "message": e.to_string(),
-        "type": "provider_error",
-        "param": null,
-        "code": e.category().as_str(),
-    }})
+fn provider_error_body(e: &ProviderError) -> OpenAiErrorBody {
+    OpenAiErrorBody {
+        error: OpenAiErrorDetail {
+            message: e.to_string(),
+            kind: "provider_error",
+            param: None,
+            code: e.category().as_str(),
+        },
+    }
 }
 
 /// A provider failure before anything was streamed: 502, or 504 for a timeout.
@@ -199,31 +258,85 @@ fn provider_error(e: &ProviderError) -> Response {
     (failure_status(e.category()), Json(provider_error_body(e))).into_response()
 }
 
+/// One server-sent event of a streamed answer (`data: <chunk>`). The stream
+/// opens with a chunk whose delta has the role, then one chunk per piece of
+/// text as it arrives, one with the `finish_reason`, with `include_usage` one
+/// with empty `choices` and `usage`, then `data: [DONE]`. A provider failure
+/// after the stream began ends it with `data: {"error": …}` (the shape of
+/// `OpenAiErrorBody`) and no `[DONE]`.
+#[derive(Debug, Serialize, ToSchema)]
+struct ChatCompletionChunk<'a> {
+    /// The same for every chunk of a stream.
+    id: &'a str,
+    /// `chat.completion.chunk`.
+    object: &'static str,
+    /// Unix seconds.
+    created: u64,
+    /// The model sent to the provider.
+    model: &'a str,
+    /// One choice, or none in the usage chunk.
+    choices: Vec<ChunkChoice<'a>>,
+    /// Only in the usage chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<CompletionUsage>,
+}
+
+/// The choice of a chunk.
+#[derive(Debug, Serialize, ToSchema)]
+struct ChunkChoice<'a> {
+    /// `0`.
+    index: u32,
+    /// What this chunk adds.
+    delta: ChunkDelta<'a>,
+    /// Always `null`.
+    logprobs: Option<String>,
+    /// Set on the chunk that ends the reply.
+    finish_reason: Option<&'a str>,
+}
+
+/// What a chunk adds.
+#[derive(Debug, Default, Serialize, ToSchema)]
+struct ChunkDelta<'a> {
+    /// `assistant`, in the first chunk only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    /// The next piece of text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+/// `data: <JSON>`. The types written here always serialize.
+fn json_event(value: &impl Serialize) -> Event {
+    Event::default().data(serde_json::to_string(value).unwrap_or_default())
+}
+
 /// Builds the chunks of one streamed completion.
 struct Chunks {
     id: String,
-    created: i64,
+    created: u64,
     model: String,
 }
 
 impl Chunks {
-    fn event(&self, choices: Value, usage: Option<Usage>) -> Event {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        });
-        if let Some(usage) = usage {
-            chunk["usage"] = usage_json(usage);
-        }
-        Event::default().data(chunk.to_string())
+    fn event(&self, choices: Vec<ChunkChoice<'_>>, usage: Option<Usage>) -> Event {
+        json_event(&ChatCompletionChunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices,
+            usage: usage.map(CompletionUsage::from),
+        })
     }
 
-    fn delta(&self, delta: Value, finish_reason: Option<&str>) -> Event {
+    fn delta(&self, delta: ChunkDelta<'_>, finish_reason: Option<&str>) -> Event {
         self.event(
-            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}]),
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason,
+            }],
             None,
         )
     }
@@ -251,7 +364,13 @@ async fn relay(
     let mut usage = None;
     let mut outcome: Result<(), ProviderError> = Ok(());
     let mut client_gone = tx
-        .send(chunks.delta(json!({"role": "assistant", "content": ""}), None))
+        .send(chunks.delta(
+            ChunkDelta {
+                role: Some("assistant"),
+                content: Some(""),
+            },
+            None,
+        ))
         .await
         .is_err();
     while !client_gone {
@@ -275,11 +394,17 @@ async fn relay(
                         .metrics
                         .time_to_first_token(provider, exchange.elapsed().as_secs_f64());
                 }
-                chunks.delta(json!({"content": text}), None)
+                chunks.delta(
+                    ChunkDelta {
+                        role: None,
+                        content: Some(&text),
+                    },
+                    None,
+                )
             }
             Some(Ok(StreamEvent::Finish(reason))) => {
                 finished = true;
-                chunks.delta(json!({}), Some(&reason))
+                chunks.delta(ChunkDelta::default(), Some(&reason))
             }
             Some(Ok(StreamEvent::Usage(u))) => {
                 usage = Some(u);
@@ -299,10 +424,12 @@ async fn relay(
     match outcome {
         Ok(()) => {
             if !finished {
-                let _ = tx.send(chunks.delta(json!({}), Some("stop"))).await;
+                let _ = tx
+                    .send(chunks.delta(ChunkDelta::default(), Some("stop")))
+                    .await;
             }
             if include_usage && let Some(usage) = usage {
-                let _ = tx.send(chunks.event(json!([]), Some(usage))).await;
+                let _ = tx.send(chunks.event(Vec::new(), Some(usage))).await;
             }
             // Recorded before `[DONE]`, so the audit event exists as soon as
             // the client has the whole answer.
@@ -311,16 +438,37 @@ async fn relay(
         }
         Err(e) => {
             exchange.finish(&state, Some(&e)).await;
-            let _ = tx
-                .send(Event::default().data(provider_error_body(&e).to_string()))
-                .await;
+            let _ = tx.send(json_event(&provider_error_body(&e))).await;
         }
     }
 }
 
+/// `GET /v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+struct ModelList {
+    /// `list`.
+    object: &'static str,
+    /// `policy-mesh` (the chosen provider's model), then the configured local
+    /// and public models.
+    data: Vec<Model>,
+}
+
+/// A model a client may ask for.
+#[derive(Debug, Serialize, ToSchema)]
+struct Model {
+    /// The name to send as `model`.
+    id: String,
+    /// `model`.
+    object: &'static str,
+    /// Always `0`.
+    created: u64,
+    /// `policy-mesh`, `local`, `openai` or `anthropic`.
+    owned_by: &'static str,
+}
+
 /// The list `GET /v1/models` answers: [`AUTO_MODEL`], then the configured
 /// local and public models (once each).
-fn model_list(state: &AppState) -> Vec<Value> {
+fn model_list(state: &AppState) -> Vec<Model> {
     let config = state.providers.config();
     let mut models = vec![
         (AUTO_MODEL, "policy-mesh"),
@@ -334,18 +482,27 @@ fn model_list(state: &AppState) -> Vec<Value> {
     models.retain(|(id, _)| seen.insert(*id));
     models
         .into_iter()
-        .map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner}))
+        .map(|(id, owned_by)| Model {
+            id: id.to_owned(),
+            object: "model",
+            created: 0,
+            owned_by,
+        })
         .collect()
 }
 
 /// `GET /v1/models`.
-pub async fn models(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"object": "list", "data": model_list(&state)}))
+pub async fn models(State(state): State<AppState>) -> Response {
+    Json(ModelList {
+        object: "list",
+        data: model_list(&state),
+    })
+    .into_response()
 }
 
 /// `GET /v1/models/{model}`: one listed model, or `404` in OpenAI's shape.
 pub async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match model_list(&state).into_iter().find(|m| m["id"] == id) {
+    match model_list(&state).into_iter().find(|m| m.id == id) {
         Some(model) => Json(model).into_response(),
         None => OpenAiError(ApiError::NotFound(
             "no such model: GET /v1/models lists the models served".to_owned(),
