@@ -27,7 +27,7 @@ use crate::policy::LoadErrors;
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Whether the last reload attempt succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReloadStatus {
     /// The start-up load or the last reload succeeded.

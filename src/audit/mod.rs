@@ -71,36 +71,40 @@ pub use config::{AuditConfig, AuditDatabase, DEFAULT_DATABASE_URL, redact_url};
 pub use hash::{prompt_hash, prompt_length};
 pub use store::AuditStore;
 
-/// One chat request's audit event. Its JSON is exactly the field table of
-/// `GET /v1/audit/{request_id}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `GET /v1/audit/{request_id}`: one chat request's audit event. Never the
+/// prompt or the reply.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// The chat's request id.
+    #[schema(value_type = String, format = "uuid")]
     pub request_id: Uuid,
-    /// `provider=<provider>,reason_codes=<code>`: see [`decision_string`].
+    /// `provider=<provider>,reason_codes=<code>`.
     pub decision: String,
     /// The provider the request went to.
     pub provider: Provider,
-    /// The rule that decided, `None` on a default decision.
+    /// The rule that decided; `null` on a default decision.
     pub rule: Option<String>,
     /// The decision's reason codes (exactly one in practice).
     pub reason_codes: Vec<String>,
     /// The policy version (sha256 hex) that decided.
     pub policy_version: String,
-    /// `success` or `failure`.
+    /// Whether the provider answered: `success` or `failure`.
     pub status: AuditStatus,
     /// Milliseconds from the decision to the provider's answer or failure.
     pub latency_ms: f64,
-    /// The failure category (`timeout`, `connect_error`, …) on a failure.
+    /// The failure category (`timeout`, `connect_error`, …); `null` on success.
     pub failure_category: Option<FailureCategory>,
-    /// [`prompt_hash`] of the request's messages.
+    /// SHA-256 (HMAC-SHA256 with `AUDIT_HASH_KEY`) of the messages' contents
+    /// joined by `\n`: 64 lowercase hex digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub prompt_hash: String,
-    /// [`prompt_length`] of the request's messages.
+    /// Characters (Unicode scalar values) of all messages together.
     pub prompt_length: u64,
     /// The model sent to the provider (or that would have been).
     pub model: String,
-    /// When the event was made; kept to the millisecond (see [`now`]).
+    /// When the event was made (RFC 3339, to the millisecond).
     #[serde(serialize_with = "rfc3339_millis")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
 }
 

@@ -22,6 +22,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::ser::{SerializeStruct, Serializer};
+use utoipa::openapi::schema::RefBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::chat::ChatMessage;
 use crate::compiler::{CompiledPolicy, Outcome, RuleBits};
@@ -76,6 +80,52 @@ impl Decision {
         s.serialize_field("reason_codes", &self.reason_codes())?;
         s.serialize_field("policy_version", &*self.policy_version)
     }
+
+    /// The schema of what [`Self::serialize_fields`] writes, field by field,
+    /// added to `object`.
+    fn schema_fields(object: ObjectBuilder) -> ObjectBuilder {
+        object
+            .property(
+                "provider",
+                reference::<Provider>("The provider the request would go to."),
+            )
+            .required("provider")
+            .property(
+                "route",
+                reference::<Route>("The route: `local` or `public`."),
+            )
+            .required("route")
+            .property(
+                "rule",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .description(Some(
+                        "The id of the rule that decided; `null` on a default decision.",
+                    )),
+            )
+            .property(
+                "reason_codes",
+                ArrayBuilder::new()
+                    .items(ObjectBuilder::new().schema_type(Type::String))
+                    .description(Some("Exactly one code: the rule's reason, or `default`.")),
+            )
+            .required("reason_codes")
+            .property(
+                "policy_version",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("The policy version (SHA-256 hex) that decided.")),
+            )
+            .required("policy_version")
+    }
+}
+
+/// A reference to the schema of `T`, described.
+fn reference<T: ToSchema>(description: &str) -> RefOr<Schema> {
+    RefBuilder::new()
+        .ref_location_from_schema_name(T::name())
+        .description(Some(description))
+        .into()
 }
 
 impl Serialize for Decision {
@@ -87,7 +137,7 @@ impl Serialize for Decision {
 }
 
 /// A condition of a rule, in the order they are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     /// No keyword occurs in the messages in scope.
@@ -103,13 +153,15 @@ pub enum Condition {
 }
 
 /// How one rule fared in a decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, ToSchema)]
+#[schema(as = TraceStep)]
 pub struct TraceEntry {
     /// The rule id.
+    #[schema(value_type = String)]
     pub rule: Arc<str>,
     /// Whether all its conditions held.
     pub held: bool,
-    /// The first condition that failed, in checking order; `None` when it held.
+    /// The first condition that failed, in checking order; `null` when it held.
     pub failed_condition: Option<Condition>,
 }
 
@@ -141,6 +193,41 @@ impl Serialize for Explanation {
         self.decision.serialize_fields(&mut s)?;
         s.serialize_field("trace", &self.trace)?;
         s.end()
+    }
+}
+
+/// The schema of what [`Explanation`]'s `serialize` writes.
+impl PartialSchema for Explanation {
+    fn schema() -> RefOr<Schema> {
+        Decision::schema_fields(
+            ObjectBuilder::new()
+                .description(Some("`POST /v1/decide`: the decision and the rules tried.")),
+        )
+        .property(
+            "trace",
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name(TraceEntry::name()))
+                .description(Some(
+                    "One entry per rule evaluated, in order, up to the rule that held\n\
+                     (every rule when none did).",
+                )),
+        )
+        .required("trace")
+        .into()
+    }
+}
+
+/// Named `Decision` in the API description: the decision, with its trace.
+impl ToSchema for Explanation {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Decision".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Provider::name().into(), Provider::schema()));
+        schemas.push((Route::name().into(), Route::schema()));
+        schemas.push((TraceEntry::name().into(), TraceEntry::schema()));
+        TraceEntry::schemas(schemas);
     }
 }
 

@@ -9,6 +9,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::names::Route;
 
@@ -143,7 +144,9 @@ pub struct When {
 }
 
 /// How keywords match.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum KeywordMatch {
     /// Anywhere, even inside a word.
@@ -154,7 +157,9 @@ pub enum KeywordMatch {
 }
 
 /// Which messages keywords and patterns look at.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Every message of every role.
@@ -165,7 +170,9 @@ pub enum Scope {
 }
 
 /// Inclusive bounds on a character count.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct CharBounds {
     /// Smallest count that holds.
@@ -179,7 +186,7 @@ pub struct CharBounds {
 }
 
 /// Inclusive bounds on an estimated cost in USD.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsdBounds {
     /// Smallest cost that holds.

@@ -20,6 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
@@ -34,22 +35,25 @@ use crate::providers::{self, GenerationOptions, ProviderError, Reply};
 /// The header that carries the request id of a chat.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The body of every `/v1/chat` answer, success or provider failure.
-#[derive(Debug, Serialize)]
+/// `POST /v1/chat`: the decision and the reply, or the provider's failure.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ChatResponse<'a> {
-    /// A new UUID v4 for each request, also in the `X-Request-Id` header.
+    /// A new UUID v4 for this request, also in the `X-Request-Id` header.
+    #[schema(value_type = String, format = "uuid")]
     pub request_id: Uuid,
     /// The provider the request went to.
     pub provider: Provider,
-    /// The decision's reason codes.
+    /// Exactly one code: the rule's reason, or `default`.
+    #[schema(value_type = Vec<String>)]
     pub reason_codes: [&'a str; 1],
-    /// The rule that decided; `null` on a default decision.
+    /// The id of the rule that decided; `null` on a default decision.
     pub rule: Option<&'a str>,
-    /// The version of the policy that decided.
+    /// The policy version (SHA-256 hex) that decided.
     pub policy_version: &'a str,
     /// The reply, unchanged; `null` when the provider failed.
     pub content: Option<String>,
-    /// `"<category>: <message>"` when the provider failed, else `null`.
+    /// `null`, or `<category>: <message>` in the gateway's own words when the
+    /// provider failed (`server_error: provider answered HTTP 500`).
     pub error: Option<String>,
 }
 

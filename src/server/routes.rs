@@ -8,81 +8,152 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::names::{Provider, Route};
 use crate::policy::{CharBounds, KeywordMatch, RuleSpec, Scope, Sourced, UsdBounds};
 use crate::reload::{Live, ReloadStatus};
 
-/// `GET /v1/routes`.
-#[derive(Debug, Serialize)]
+/// `GET /v1/routes`: the live compiled policy, from one snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Routes)]
 pub struct RoutesView<'a> {
+    /// The policy version (SHA-256 hex).
     version: &'a str,
+    /// When this version was loaded (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     loaded_at: String,
+    /// The policy files in load order.
     sources: Vec<SourceView<'a>>,
+    /// The effective defaults and where each came from.
     defaults: DefaultsView,
+    /// The rules in evaluation order. Keywords and patterns are counted, never
+    /// shown.
     rules: Vec<RuleView<'a>>,
+    /// Where `public` routes go.
     public_provider: Provider,
+    /// The state of hot reload.
     reload: ReloadView<'a>,
 }
 
-#[derive(Debug, Serialize)]
+/// One policy file.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Source)]
 struct SourceView<'a> {
+    /// The file as read (the policy folder joined with its name).
     path: &'a str,
+    /// SHA-256 hex of its bytes.
     sha256: &'a str,
 }
 
-#[derive(Debug, Serialize)]
+/// The effective defaults.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Defaults)]
 struct DefaultsView {
-    provider: ValueView,
+    /// Where a request goes when no rule holds.
+    provider: ProviderView,
+    /// The public provider's pricing, for `estimated_usd`.
     pricing: PricingView,
 }
 
-#[derive(Debug, Serialize)]
-struct PricingView {
-    input_usd_per_1m_tokens: ValueView,
-    chars_per_token: ValueView,
-}
-
-#[derive(Debug, Serialize)]
-struct ValueView {
-    value: Value,
+/// `defaults.provider` and its origin.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DefaultProvider)]
+struct ProviderView {
+    /// The route.
+    value: Route,
+    /// `builtin`, `file:<path>` or `env:<NAME>`.
     source: String,
 }
 
-#[derive(Debug, Serialize)]
+/// `defaults.pricing`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Pricing)]
+struct PricingView {
+    /// USD per million input tokens; `null` when no price is set.
+    input_usd_per_1m_tokens: NumberView,
+    /// Characters per token.
+    chars_per_token: NumberView,
+}
+
+/// A pricing default and its origin.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PricingValue)]
+struct NumberView {
+    /// The number, or `null` when unset.
+    #[schema(value_type = Option<f64>)]
+    value: Value,
+    /// `builtin`, `file:<path>` or `env:<NAME>`.
+    source: String,
+}
+
+/// A rule of the live policy.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Rule)]
 struct RuleView<'a> {
+    /// The rule id.
     id: &'a str,
+    /// Its description; `null` when absent.
     description: Option<&'a str>,
+    /// Its route.
     route: Route,
+    /// The provider that route means now.
     provider: Provider,
+    /// Its reason code.
     reason: &'a str,
+    /// The file that holds it.
     file: &'a str,
+    /// The line where it starts (1-based).
+    #[schema(minimum = 1)]
     line: usize,
+    /// Its conditions, summarized.
     conditions: ConditionsView<'a>,
 }
 
-#[derive(Debug, Serialize)]
+/// A rule's conditions: counts of keywords and patterns, never their values;
+/// model globs as written.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Conditions)]
 struct ConditionsView<'a> {
+    /// How many keywords.
     keywords: usize,
+    /// How keywords match.
     keyword_match: KeywordMatch,
+    /// How many patterns.
     patterns: usize,
+    /// Which messages keywords and patterns look at.
     scope: Scope,
+    /// The input length bounds, when the rule has them.
     #[serde(skip_serializing_if = "Option::is_none")]
     input_chars: Option<CharBounds>,
+    /// The estimated cost bounds, when the rule has them.
     #[serde(skip_serializing_if = "Option::is_none")]
     estimated_usd: Option<UsdBounds>,
-    /// The globs as written; left out when the rule has no `model` condition.
+    /// The model globs as written; left out when the rule has no `model`
+    /// condition.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(min_items = 1)]
     model: Vec<&'a str>,
 }
 
-#[derive(Debug, Serialize)]
+/// The state of hot reload.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Reload)]
 struct ReloadView<'a> {
+    /// Whether the last attempt succeeded.
     status: ReloadStatus,
+    /// When the last attempt finished.
+    #[schema(format = DateTime)]
     last_attempt_at: String,
+    /// When a policy was last loaded successfully.
+    #[schema(format = DateTime)]
     last_success_at: String,
+    /// `null`, or the error lines of the last failed attempt joined by `\n`,
+    /// each `path:line:column: message`.
     last_error: Option<&'a str>,
+    /// Reloads since start that swapped in a new version.
     successes: u64,
+    /// Reloads since start that failed.
     failures: u64,
 }
 
@@ -100,8 +171,8 @@ fn number(x: f64) -> Value {
     }
 }
 
-fn sourced<T>(s: &Sourced<T>, value: Value) -> ValueView {
-    ValueView {
+fn sourced<T>(s: &Sourced<T>, value: Value) -> NumberView {
+    NumberView {
         value,
         source: s.source.to_string(),
     }
@@ -125,7 +196,10 @@ impl<'a> RoutesView<'a> {
                 })
                 .collect(),
             defaults: DefaultsView {
-                provider: sourced(&d.provider, Value::from(d.provider.value.as_str())),
+                provider: ProviderView {
+                    value: d.provider.value,
+                    source: d.provider.source.to_string(),
+                },
                 pricing: PricingView {
                     input_usd_per_1m_tokens: sourced(
                         &d.input_usd_per_1m_tokens,
