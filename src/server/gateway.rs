@@ -24,7 +24,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi;
 use super::request::{ChatBody, ChatRequest};
 use crate::audit::{self, AuditEvent};
 use crate::chat::ChatMessage;
@@ -57,7 +58,19 @@ pub struct ChatResponse<'a> {
     pub error: Option<String>,
 }
 
-/// `POST /v1/chat`.
+/// Chat through the gateway: the reply of the provider the policy chose.
+#[utoipa::path(post, path = "/v1/chat", tag = "chat",
+    description = "Decides, calls the chosen provider once (no retry, no fallback), writes the audit event, records metrics and answers.",
+    request_body = openapi::ChatRequest,
+    responses(
+        (status = 200, description = "The provider answered", body = ChatResponse,
+            headers(("X-Request-Id" = String, description = "The request id"))),
+        (status = 502, description = "The provider failed (`error` says how)", body = ChatResponse),
+        (status = 504, description = "The provider timed out", body = ChatResponse),
+        (status = 400, description = "Not well-formed JSON", body = ErrorBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
+        (status = 422, description = "Wrong shape; the message names the field", body = ErrorBody),
+    ))]
 pub async fn chat(State(state): State<AppState>, ChatBody(request): ChatBody) -> Response {
     // The work runs in a task of its own so that a client hanging up cannot
     // cancel it half way: every accepted request reaches its provider at most
@@ -297,7 +310,13 @@ async fn find_event(state: &AppState, raw_id: &str) -> Result<Json<AuditEvent>, 
     }
 }
 
-/// `GET /v1/audit/{request_id}`.
+/// The audit event of one chat request.
+#[utoipa::path(get, path = "/v1/audit/{request_id}", tag = "audit", operation_id = "audit",
+    params(("request_id" = String, Path, description = "The chat's request id (a UUID)")),
+    responses(
+        (status = 200, description = "The audit event", body = AuditEvent),
+        (status = 404, description = "No such event, not a UUID, or audit is off", body = ErrorBody),
+    ))]
 pub async fn audit_event(
     State(state): State<AppState>,
     request_id: Result<Path<String>, PathRejection>,

@@ -1,5 +1,5 @@
 //! The endpoint handlers: each loads one snapshot of the live policy and hands
-//! it to the core, nothing more.
+//! it to the core, nothing more. Each carries its OpenAPI description.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,8 +9,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::error::ErrorBody;
+use super::openapi;
 use super::request::ChatBody;
 use super::routes::RoutesView;
+use crate::decision::Explanation;
 
 /// `GET /v1/health`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -20,19 +23,31 @@ pub struct Health {
     status: &'static str,
 }
 
-/// `GET /v1/health`.
+/// Answers `ok` while the process serves.
+#[utoipa::path(get, path = "/v1/health", tag = "operations",
+    responses((status = 200, description = "The process serves", body = Health)))]
 pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// `GET /v1/routes`: the live policy and reload status from one snapshot.
+/// The live policy and its reload status, from one snapshot.
+#[utoipa::path(get, path = "/v1/routes", tag = "policy", operation_id = "routes_view",
+    responses((status = 200, description = "The live policy and its reload status", body = RoutesView)))]
 pub async fn routes(State(state): State<AppState>) -> Response {
     let live = state.live.snapshot();
     Json(RoutesView::new(&live)).into_response()
 }
 
-/// `POST /v1/decide`: the decision and its trace, without calling a provider
-/// or counting metrics.
+/// The decision for a chat request and its trace, without sending it.
+#[utoipa::path(post, path = "/v1/decide", tag = "chat",
+    description = "The decision and the rules tried, without calling a provider, writing audit or counting metrics.",
+    request_body = openapi::ChatRequest,
+    responses(
+        (status = 200, description = "The decision", body = Explanation),
+        (status = 400, description = "Not well-formed JSON", body = ErrorBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
+        (status = 422, description = "Wrong shape; the message names the field", body = ErrorBody),
+    ))]
 pub async fn decide(State(state): State<AppState>, ChatBody(request): ChatBody) -> Response {
     // One snapshot for the whole request: a reload meanwhile does not affect it.
     let live = state.live.snapshot();
@@ -43,7 +58,10 @@ pub async fn decide(State(state): State<AppState>, ChatBody(request): ChatBody) 
     .into_response()
 }
 
-/// `GET /v1/metrics`: Prometheus text format 0.0.4.
+/// The metrics, in Prometheus text format 0.0.4.
+#[utoipa::path(get, path = "/v1/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String,
+        content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],

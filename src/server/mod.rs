@@ -2,7 +2,9 @@
 //! shutdown.
 //!
 //! [`app`] builds the router from an [`AppState`], so tests can drive it in
-//! process; [`start`] reads the configuration, builds the provider clients,
+//! process; its operations are mounted with `utoipa-axum`, each handler with
+//! its OpenAPI description, and the document of [`openapi`] is made from the
+//! same router, so the two cannot disagree; [`start`] reads the configuration, builds the provider clients,
 //! loads the policy, binds, opens the audit store, starts the reloader and
 //! serves in the background (tests start it on `127.0.0.1:0`); [`run`] is the
 //! binary's entry: logging, a runtime, signals, exit status.
@@ -24,8 +26,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use tokio::sync::oneshot;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use config::{LogConfig, ServerConfig, Settings};
 pub use error::ApiError;
@@ -53,21 +56,27 @@ pub struct AppState {
     pub audit_config: Arc<AuditConfig>,
 }
 
+/// Every endpoint, each mounted with its OpenAPI description: the router
+/// [`app`] serves, and the operations of [`openapi::ApiDoc`].
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(handlers::health))
+        .routes(routes!(handlers::routes))
+        .routes(routes!(handlers::decide))
+        .routes(routes!(gateway::chat))
+        .routes(routes!(openai_api::chat_completions))
+        .routes(routes!(openai_api::models))
+        .routes(routes!(openai_api::model))
+        .routes(routes!(gateway::audit_event))
+        .routes(routes!(handlers::metrics))
+        .merge(ui::routes())
+        .merge(openapi::routes())
+}
+
 /// The router: every endpoint, our error shape for unknown paths, other methods
 /// and bodies over `max_body_bytes`.
 pub fn app(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route("/v1/health", get(handlers::health))
-        .route("/v1/routes", get(handlers::routes))
-        .route("/v1/decide", post(handlers::decide))
-        .route("/v1/chat", post(gateway::chat))
-        .route("/v1/chat/completions", post(openai_api::chat_completions))
-        .route("/v1/models", get(openai_api::models))
-        .route("/v1/models/{model}", get(openai_api::model))
-        .route("/v1/audit/{request_id}", get(gateway::audit_event))
-        .route("/v1/metrics", get(handlers::metrics))
-        .merge(ui::routes())
-        .merge(openapi::routes())
+    Router::from(api())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -31,6 +31,7 @@ use super::AppState;
 use super::error::{ApiError, OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
 use super::gateway::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::openai_request::{CompletionBody, CompletionRequest};
+use super::openapi;
 use crate::decision::Decision;
 use crate::names::Provider;
 use crate::providers::{ProviderError, Reply, ReplyStream, StreamEvent, Usage};
@@ -61,7 +62,28 @@ fn resolve_model(state: &AppState, provider: Provider, requested: Option<&str>) 
     state.providers.model_for(provider, requested)
 }
 
-/// `POST /v1/chat/completions`.
+/// OpenAI's chat completion, routed by the policy.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    description = "OpenAI's chat completion, routed by the policy like `/v1/chat` (one provider call, audited and counted). With `stream: true` the answer is `text/event-stream` of `ChatCompletionChunk` events ending with `data: [DONE]`.",
+    request_body = openapi::CompletionRequest,
+    responses(
+        (status = 200, description = "The provider answered: a `ChatCompletion`, or with `stream: true` a `text/event-stream` whose events' `data` are `ChatCompletionChunk`s, then `[DONE]`",
+            content(
+                (ChatCompletion = "application/json"),
+                (ChatCompletionChunk = "text/event-stream"),
+            ),
+            headers(
+                ("x-request-id" = String, description = "The request id (audit)"),
+                ("x-policy-mesh-provider" = String, description = "local, openai or anthropic"),
+                ("x-policy-mesh-rule" = String, description = "The rule that decided; empty on a default decision"),
+                ("x-policy-mesh-reason" = String, description = "The reason code"),
+                ("x-policy-mesh-policy-version" = String, description = "The policy version that decided"),
+            )),
+        (status = 400, description = "Not JSON, or the wrong shape (`param` names the field)", body = OpenAiErrorBody),
+        (status = 413, description = "Body over MAX_BODY_BYTES", body = OpenAiErrorBody),
+        (status = 502, description = "The provider failed before answering (`code` is the category)", body = OpenAiErrorBody),
+        (status = 504, description = "The provider timed out", body = OpenAiErrorBody),
+    ))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     CompletionBody(request): CompletionBody,
@@ -491,7 +513,9 @@ fn model_list(state: &AppState) -> Vec<Model> {
         .collect()
 }
 
-/// `GET /v1/models`.
+/// The models a client may ask for.
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "The models a client may ask for", body = ModelList)))]
 pub async fn models(State(state): State<AppState>) -> Response {
     Json(ModelList {
         object: "list",
@@ -500,7 +524,13 @@ pub async fn models(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-/// `GET /v1/models/{model}`: one listed model, or `404` in OpenAI's shape.
+/// One listed model, or `404` in OpenAI's shape.
+#[utoipa::path(get, path = "/v1/models/{model}", tag = "openai",
+    params(("model" = String, Path, description = "A model id from the list")),
+    responses(
+        (status = 200, description = "The model", body = Model),
+        (status = 404, description = "Not a listed model", body = OpenAiErrorBody),
+    ))]
 pub async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match model_list(&state).into_iter().find(|m| m.id == id) {
         Some(model) => Json(model).into_response(),

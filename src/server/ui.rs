@@ -5,10 +5,10 @@
 //! The page talks only to this gateway, which the Content-Security-Policy
 //! enforces: no script, style or connection may go anywhere else.
 
-use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const INDEX: &str = include_str!("../../static/index.html");
 const CSS: &str = include_str!("../../static/app.css");
@@ -18,12 +18,26 @@ const JS: &str = include_str!("../../static/app.js");
 const CSP: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// The page's routes, for any router state.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(index))
-        .route("/ui", get(index))
-        .route("/ui/app.css", get(css))
-        .route("/ui/app.js", get(js))
+pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::default()
+        .routes(routes!(root))
+        .routes(routes!(page))
+        .routes(routes!(css))
+        .routes(routes!(js))
+}
+
+/// The operator page.
+#[utoipa::path(get, path = "/", tag = "ui", operation_id = "ui_root",
+    responses((status = 200, description = "The operator page", body = String, content_type = "text/html")))]
+async fn root() -> impl IntoResponse {
+    index().await
+}
+
+/// The operator page.
+#[utoipa::path(get, path = "/ui", tag = "ui", operation_id = "ui_page",
+    responses((status = 200, description = "The operator page", body = String, content_type = "text/html")))]
+async fn page() -> impl IntoResponse {
+    index().await
 }
 
 // `no-cache` (revalidate) rather than a lifetime: the assets change with the
@@ -39,6 +53,9 @@ async fn index() -> impl IntoResponse {
     )
 }
 
+/// The operator page's style sheet.
+#[utoipa::path(get, path = "/ui/app.css", tag = "ui", operation_id = "ui_css",
+    responses((status = 200, description = "The operator page's style sheet", body = String, content_type = "text/css")))]
 async fn css() -> impl IntoResponse {
     (
         [
@@ -49,6 +66,9 @@ async fn css() -> impl IntoResponse {
     )
 }
 
+/// The operator page's script.
+#[utoipa::path(get, path = "/ui/app.js", tag = "ui", operation_id = "ui_js",
+    responses((status = 200, description = "The operator page's script", body = String, content_type = "text/javascript")))]
 async fn js() -> impl IntoResponse {
     (
         [
@@ -78,10 +98,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_page_and_its_assets_are_served_with_their_types() {
-        let (kind, body) = parts(index().await.into_response()).await;
-        assert!(kind.starts_with("text/html"), "{kind}");
-        assert!(body.contains(r#"src="/ui/app.js""#));
-        assert!(body.contains(r#"href="/ui/app.css""#));
+        for page in [root().await.into_response(), page().await.into_response()] {
+            let (kind, body) = parts(page).await;
+            assert!(kind.starts_with("text/html"), "{kind}");
+            assert!(body.contains(r#"src="/ui/app.js""#));
+            assert!(body.contains(r#"href="/ui/app.css""#));
+        }
         let (kind, body) = parts(js().await.into_response()).await;
         assert!(kind.starts_with("text/javascript"), "{kind}");
         assert_eq!(body, JS);
