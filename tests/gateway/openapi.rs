@@ -1,7 +1,8 @@
 //! The API description against the running server: `/openapi.json` is the
-//! document the code builds, `/docs` works with nothing but the gateway, and
+//! document the code builds, `/docs` works with nothing but the gateway,
 //! every response the gateway sends matches the schema the document gives for
-//! its path, method and status.
+//! its path, method and status, and every operation the document describes is
+//! served, answering one of the statuses it lists.
 
 use crate::support::fake_providers::{FakeProvider, Mode};
 use crate::support::server::TestServer;
@@ -379,4 +380,53 @@ async fn openai_compatible_responses_match_the_documented_schemas() {
         404,
         &response.json().await.unwrap(),
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_documented_operation_is_served_with_a_documented_status() {
+    let doc = document();
+    let t = TestServer::start(&[("p.yaml", POLICY)], &[]).await;
+    // Redirects are answers of their own here (`/docs` documents its 303).
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{request_id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{model}", "policy-mesh");
+        assert!(
+            !concrete.contains('{'),
+            "no value for a parameter of {path}"
+        );
+        for (method, operation) in item.as_object().unwrap() {
+            let request = match method.as_str() {
+                "get" => client.get(format!("{}{concrete}", t.base)),
+                // An empty object: every body is refused by its parser, after
+                // routing, with a documented error.
+                "post" => client
+                    .post(format!("{}{concrete}", t.base))
+                    .header("content-type", "application/json")
+                    .body("{}"),
+                other => panic!("{other} {path}: no request for this method"),
+            };
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap();
+            assert!(
+                status != 405 && !body.contains("no endpoint"),
+                "{method} {path} is documented but not served: {status} {body}"
+            );
+            assert!(
+                operation["responses"]
+                    .as_object()
+                    .unwrap()
+                    .contains_key(&status.to_string()),
+                "{method} {path} answered {status}, which its operation does not list"
+            );
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 15);
 }
