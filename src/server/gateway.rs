@@ -25,7 +25,6 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::openapi;
 use super::request::{ChatBody, ChatRequest};
 use crate::audit::{self, AuditEvent};
 use crate::chat::ChatMessage;
@@ -61,7 +60,7 @@ pub struct ChatResponse<'a> {
 /// Chat through the gateway: the reply of the provider the policy chose.
 #[utoipa::path(post, path = "/v1/chat", tag = "chat",
     description = "Decides, calls the chosen provider once (no retry, no fallback), writes the audit event, records metrics and answers.",
-    request_body = openapi::ChatRequest,
+    request_body = super::request::ChatRequestBody,
     responses(
         (status = 200, description = "The provider answered", body = ChatResponse,
             headers(("X-Request-Id" = String, description = "The request id"))),

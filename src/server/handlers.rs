@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::ErrorBody;
-use super::openapi;
 use super::request::ChatBody;
 use super::routes::RoutesView;
 use crate::decision::Explanation;
@@ -41,7 +40,7 @@ pub async fn routes(State(state): State<AppState>) -> Response {
 /// The decision for a chat request and its trace, without sending it.
 #[utoipa::path(post, path = "/v1/decide", tag = "chat",
     description = "The decision and the rules tried, without calling a provider, writing audit or counting metrics.",
-    request_body = openapi::ChatRequest,
+    request_body = super::request::ChatRequestBody,
     responses(
         (status = 200, description = "The decision", body = Explanation),
         (status = 400, description = "Not well-formed JSON", body = ErrorBody),

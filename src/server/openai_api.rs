@@ -31,7 +31,6 @@ use super::AppState;
 use super::error::{ApiError, OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
 use super::gateway::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::openai_request::{CompletionBody, CompletionRequest};
-use super::openapi;
 use crate::decision::Decision;
 use crate::names::Provider;
 use crate::providers::{ProviderError, Reply, ReplyStream, StreamEvent, Usage};
@@ -65,7 +64,7 @@ fn resolve_model(state: &AppState, provider: Provider, requested: Option<&str>) 
 /// OpenAI's chat completion, routed by the policy.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
     description = "OpenAI's chat completion, routed by the policy like `/v1/chat` (one provider call, audited and counted). With `stream: true` the answer is `text/event-stream` of `ChatCompletionChunk` events ending with `data: [DONE]`.",
-    request_body = openapi::CompletionRequest,
+    request_body = super::openai_request::CompletionRequestBody,
     responses(
         (status = 200, description = "The provider answered: a `ChatCompletion`, or with `stream: true` a `text/event-stream` whose events' `data` are `ChatCompletionChunk`s, then `[DONE]`",
             content(

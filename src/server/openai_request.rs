@@ -11,6 +11,9 @@ use std::str::FromStr;
 use axum::extract::{FromRequest, Request};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::error::{ApiError, OpenAiError};
 use super::request::{Object, Words, body_bytes, invalid, messages, present, read, word};
@@ -39,20 +42,40 @@ impl CompletionRequest {
     }
 }
 
-/// The request body as OpenAI defines it, the fields the gateway reads.
-#[derive(Debug, Deserialize)]
-struct CompletionRequestBody {
+/// `POST /v1/chat/completions`: OpenAI's request body. Fields not listed are
+/// ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CompletionRequest)]
+pub(crate) struct CompletionRequestBody {
+    /// At least one message.
     #[serde(deserialize_with = "messages")]
+    #[schema(value_type = Vec<CompletionMessage>, min_items = 1)]
     messages: Vec<Object<CompletionMessage>>,
+    /// The requested model, which `model` policy conditions match. A name
+    /// listed by `GET /v1/models` (or absent) means the chosen provider's
+    /// configured model; any other name is sent to the chosen provider.
     model: Option<String>,
+    /// `true`: answer with `text/event-stream` chunks.
     stream: Option<bool>,
+    /// Only `1` is supported.
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<u64>,
+    /// With `stream`: `include_usage` adds a last chunk with the token counts.
+    #[schema(value_type = Option<StreamOptions>)]
     stream_options: Option<Object<StreamOptions>>,
+    /// Sequences that end the reply.
     stop: Option<Stop>,
+    /// Sampling temperature, passed on.
     temperature: Option<f64>,
+    /// Nucleus sampling, passed on.
     top_p: Option<f64>,
+    /// Reply length limit, passed on.
+    #[schema(minimum = 0)]
     max_tokens: Option<u64>,
+    /// Reply length limit, passed on (wins over `max_tokens`).
+    #[schema(minimum = 0)]
     max_completion_tokens: Option<u64>,
+    /// The end user's id, passed on.
     user: Option<String>,
 }
 
@@ -91,14 +114,32 @@ impl CompletionRequestBody {
 }
 
 /// `stream_options`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct StreamOptions {
+    /// Add a final chunk with `usage` (when the provider reports it).
     include_usage: Option<bool>,
 }
 
 /// `stop`: a string or a list of strings.
 #[derive(Debug)]
 struct Stop(Vec<String>);
+
+impl PartialSchema for Stop {
+    fn schema() -> RefOr<Schema> {
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        OneOfBuilder::new()
+            .item(string().description(Some("One sequence.")))
+            .item(
+                ArrayBuilder::new()
+                    .items(string())
+                    .description(Some("Several.")),
+            )
+            .description(Some("One stop sequence or several."))
+            .into()
+    }
+}
+
+impl ToSchema for Stop {}
 
 impl<'de> Deserialize<'de> for Stop {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -128,13 +169,17 @@ impl<'de> Deserialize<'de> for Stop {
     }
 }
 
-/// One message on the wire.
-#[derive(Debug, Deserialize)]
+/// One message of a completion request.
+#[derive(Debug, Deserialize, ToSchema)]
 struct CompletionMessage {
+    /// Who wrote it.
     #[serde(deserialize_with = "word")]
     role: CompletionRole,
-    /// Absent is `None`, `null` is `Some(None)`: an assistant may send either.
+    /// A string, or text parts (joined as they are); `null` only for an
+    /// assistant.
+    // Absent is `None`, `null` is `Some(None)`: an assistant may send either.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<CompletionContent>)]
     content: Option<Option<CompletionContent>>,
 }
 
@@ -220,11 +265,50 @@ impl Words for CompletionRole {
     const EXPECTED: &'static [&'static str] = &["system", "developer", "user", "assistant"];
 }
 
+impl PartialSchema for CompletionRole {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(Self::EXPECTED.iter().copied()))
+            .description(Some(
+                "The roles accepted; `developer` counts as `system`. Tool and function\n\
+                 messages are refused.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for CompletionRole {}
+
 /// A message's `content`: a string or a list of parts.
 #[derive(Debug)]
 enum CompletionContent {
     Text(String),
     Parts(Vec<Object<ContentPart>>),
+}
+
+impl PartialSchema for CompletionContent {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("Plain text.")),
+            )
+            .item(
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name(ContentPart::name()))
+                    .description(Some("Text parts; other part types are refused.")),
+            )
+            .description(Some("A message's content."))
+            .into()
+    }
+}
+
+impl ToSchema for CompletionContent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((ContentPart::name().into(), ContentPart::schema()));
+    }
 }
 
 impl<'de> Deserialize<'de> for CompletionContent {
@@ -259,11 +343,16 @@ impl<'de> Deserialize<'de> for CompletionContent {
     }
 }
 
-/// One part of a message's `content`.
-#[derive(Debug, Deserialize)]
+/// A text part.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TextPart)]
 struct ContentPart {
+    /// Always `text`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, pattern = "^text$")]
     kind: PartKind,
+    /// The text.
+    #[schema(value_type = String)]
     text: Option<String>,
 }
 

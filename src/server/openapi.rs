@@ -7,9 +7,9 @@
 //! `#[utoipa::path]` description, and [`ApiDoc`] adds those operations, with
 //! the schemas they refer to, to the title, license and tags declared here.
 //! The response schemas are those of the types that write the responses:
-//! derived with `ToSchema`, or written beside a type that serializes by hand.
-//! Only the request bodies are still described by types of their own, below,
-//! until the parsers' types carry their schemas. The tests hold the document
+//! derived with `ToSchema`, or written beside a type that serializes by hand;
+//! the request schemas are those of the types the parsers read the bodies
+//! into (`server::request`, `server::openai_request`). The tests hold the document
 //! to the real responses: every response the gateway sends in the black-box
 //! tests validates against its schema, every operation described is served,
 //! and every route is described.
@@ -21,14 +21,11 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use serde::Serialize;
 use utoipa::openapi::OpenApi as Document;
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::Config;
-
-use crate::names::Role;
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -114,129 +111,6 @@ impl Modify for Operations {
     fn modify(&self, doc: &mut Document) {
         doc.merge(super::api().into_openapi());
     }
-}
-
-// ---------------------------------------------------------------------------
-// Request bodies: replaced by the parsers' own types
-// once those derive `ToSchema`; until then, the shapes the parsers accept.
-
-/// A chat request, for `/v1/chat` and `/v1/decide`. Other fields are ignored.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ChatRequest {
-    /// At least one message.
-    #[schema(min_items = 1)]
-    pub messages: Vec<ChatMessage>,
-    /// The model to ask for; absent or `null`: the chosen provider's default
-    /// (`LOCAL_LLM_MODEL` or `PUBLIC_LLM_MODEL`).
-    /// The policy's `model` conditions match this name; absent or `null` holds
-    /// none of them.
-    pub model: Option<String>,
-}
-
-/// One message of a chat.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ChatMessage {
-    /// Who wrote it.
-    pub role: Role,
-    /// The text; may be empty.
-    pub content: String,
-}
-
-/// `POST /v1/chat/completions`: OpenAI's request body. Fields not listed are
-/// ignored.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CompletionRequest {
-    /// At least one message.
-    #[schema(min_items = 1)]
-    pub messages: Vec<CompletionMessage>,
-    /// The requested model, which `model` policy conditions match. A name
-    /// listed by `GET /v1/models` (or absent) means the chosen provider's
-    /// configured model; any other name is sent to the chosen provider.
-    pub model: Option<String>,
-    /// `true`: answer with `text/event-stream` chunks.
-    pub stream: Option<bool>,
-    /// With `stream`: `include_usage` adds a last chunk with the token counts.
-    pub stream_options: Option<StreamOptions>,
-    /// Sampling temperature, passed on.
-    pub temperature: Option<f64>,
-    /// Nucleus sampling, passed on.
-    pub top_p: Option<f64>,
-    /// Reply length limit, passed on.
-    #[schema(minimum = 0)]
-    pub max_tokens: Option<u64>,
-    /// Reply length limit, passed on (wins over `max_tokens`).
-    #[schema(minimum = 0)]
-    pub max_completion_tokens: Option<u64>,
-    /// Sequences that end the reply.
-    pub stop: Option<Stop>,
-    /// The end user's id, passed on.
-    pub user: Option<String>,
-    /// Only `1` is supported.
-    #[schema(minimum = 1, maximum = 1)]
-    pub n: Option<u64>,
-}
-
-/// `stream_options`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StreamOptions {
-    /// Add a final chunk with `usage` (when the provider reports it).
-    pub include_usage: Option<bool>,
-}
-
-/// One stop sequence or several.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum Stop {
-    /// One sequence.
-    One(String),
-    /// Several.
-    Many(Vec<String>),
-}
-
-/// One message of a completion request.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CompletionMessage {
-    /// Who wrote it.
-    pub role: CompletionRole,
-    /// A string, or text parts (joined as they are); `null` only for an
-    /// assistant.
-    pub content: Option<CompletionContent>,
-}
-
-/// The roles accepted; `developer` counts as `system`. Tool and function
-/// messages are refused.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CompletionRole {
-    /// Instructions.
-    System,
-    /// Instructions (OpenAI's newer name).
-    Developer,
-    /// The user.
-    User,
-    /// A previous reply.
-    Assistant,
-}
-
-/// A message's content.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum CompletionContent {
-    /// Plain text.
-    Text(String),
-    /// Text parts; other part types are refused.
-    Parts(Vec<TextPart>),
-}
-
-/// A text part.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TextPart {
-    /// Always `text`.
-    #[serde(rename = "type")]
-    #[schema(pattern = "^text$")]
-    pub kind: String,
-    /// The text.
-    pub text: String,
 }
 
 #[cfg(test)]

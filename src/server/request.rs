@@ -22,6 +22,7 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_path_to_error::{Path, Segment};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::chat::ChatMessage;
@@ -225,19 +226,29 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// The body of `/v1/chat` and `/v1/decide` on the wire.
-#[derive(Debug, Deserialize)]
-struct ChatRequestBody {
+/// A chat request, for `/v1/chat` and `/v1/decide`. Other fields are ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ChatRequest)]
+pub(crate) struct ChatRequestBody {
+    /// At least one message.
     #[serde(deserialize_with = "messages")]
+    #[schema(value_type = Vec<MessageBody>, min_items = 1)]
     messages: Vec<Object<MessageBody>>,
+    /// The model to ask for; absent or `null`: the chosen provider's default
+    /// (`LOCAL_LLM_MODEL` or `PUBLIC_LLM_MODEL`).
+    /// The policy's `model` conditions match this name; absent or `null` holds
+    /// none of them.
     model: Option<String>,
 }
 
-/// One message of a `/v1/chat` body on the wire.
-#[derive(Debug, Deserialize)]
-struct MessageBody {
+/// One message of a chat.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ChatMessage)]
+pub(crate) struct MessageBody {
+    /// Who wrote it.
     #[serde(deserialize_with = "word")]
     role: Role,
+    /// The text; may be empty.
     content: String,
 }
 
