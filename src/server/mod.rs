@@ -1,16 +1,14 @@
-//! The HTTP gateway: the router over the live policy, its start-up and its
-//! shutdown.
+//! The HTTP gateway: the router over the live policy here, its start-up and
+//! shutdown in [`start`].
 //!
 //! [`app`] builds the router from an [`AppState`], so tests can drive it in
 //! process; its operations are mounted with `utoipa-axum`, each handler with
 //! its OpenAPI description, and the document of [`openapi`] is made from the
-//! same router, so the two cannot disagree; [`start`] reads the configuration, builds the provider clients,
-//! loads the policy, binds, opens the audit store, starts the reloader and
-//! serves in the background (tests start it on `127.0.0.1:0`); [`run`] is the
-//! binary's entry: logging, a runtime, signals, exit status.
+//! same router, so the two cannot disagree.
 
 pub mod config;
 pub mod error;
+mod exchange;
 pub mod gateway;
 mod handlers;
 pub mod openai_api;
@@ -18,27 +16,24 @@ pub mod openai_request;
 pub mod openapi;
 pub mod request;
 pub mod routes;
+pub mod start;
 mod ui;
 
-use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use tokio::sync::oneshot;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use config::{LogConfig, ServerConfig, Settings};
 pub use error::ApiError;
+pub use start::{Server, StartError, init_tracing, run, start};
 
-use crate::audit::{AuditConfig, AuditError, AuditStore};
-use crate::env::{ConfigError, Env};
+use crate::audit::{AuditConfig, AuditStore};
 use crate::metrics::Metrics;
-use crate::policy::{LoadErrors, PolicySource};
-use crate::providers::{Providers, ProvidersError};
-use crate::reload::{LivePolicy, Reloader, Trigger};
+use crate::providers::Providers;
+use crate::reload::LivePolicy;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -86,299 +81,4 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         ))
         .layer(axum::middleware::from_fn(error::log_errors))
         .with_state(state)
-}
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Configuration variables are invalid: one line each.
-    #[error("{}", ConfigError::lines(.0))]
-    Config(Vec<ConfigError>),
-    /// The HTTP client of the providers cannot be built.
-    #[error(transparent)]
-    Providers(#[from] ProvidersError),
-    /// The audit store cannot be opened or migrated (the message names
-    /// `DATABASE_URL` without its password).
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    /// The policy is invalid: every error line.
-    #[error("{0}")]
-    Policy(LoadErrors),
-    /// The listen address cannot be bound.
-    #[error("BIND_ADDR: cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The policy folder cannot be watched.
-    #[error("cannot watch the policy folder {folder}: {source}")]
-    Watch {
-        /// The folder.
-        folder: String,
-        /// Why.
-        source: notify::Error,
-    },
-}
-
-/// A running server: its address, its live policy, and the means to stop it.
-#[derive(Debug)]
-pub struct Server {
-    addr: SocketAddr,
-    live: Arc<LivePolicy>,
-    reloader: Reloader,
-    audit: Option<AuditStore>,
-    shutdown: Option<oneshot::Sender<()>>,
-    serving: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    /// The address it listens on (the real port when `BIND_ADDR` asked for port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The live policy.
-    pub fn live(&self) -> &Arc<LivePolicy> {
-        &self.live
-    }
-
-    /// Asks for a reload, as SIGHUP does.
-    pub fn reload(&self) {
-        self.reloader.request(Trigger::Signal);
-    }
-
-    /// Stops accepting connections, lets requests in flight finish, stops the
-    /// watcher, and commits every audit event handed over.
-    pub async fn shutdown(mut self) -> std::io::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let served = (&mut self.serving)
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        self.reloader.stop().await;
-        if let Some(audit) = &self.audit {
-            audit.shutdown().await;
-        }
-        served
-    }
-}
-
-/// Starts the gateway with the configuration in `env`: reads `BIND_ADDR`,
-/// `MAX_BODY_BYTES`, `POLICY_WATCH`, the provider and audit variables, loads
-/// the policy (invalid: an error with every line), binds, opens and migrates
-/// the audit store, watches the policy folder and serves in the background.
-pub async fn start(env: &Env) -> Result<Server, StartError> {
-    let settings = Settings::from_env(env).map_err(StartError::Config)?;
-    start_with(env, settings).await
-}
-
-/// [`start`] with settings already read from `env`.
-async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError> {
-    let Settings {
-        server: config,
-        providers,
-        audit: audit_config,
-        log: _,
-    } = settings;
-    // Validated once, here: every reload resolves `route: public` to it.
-    let public = providers.public_provider;
-    let providers = Providers::new(providers)?;
-    let source = PolicySource::from_env(env);
-    let metrics = Arc::new(Metrics::new());
-    let loader_env = env.clone();
-    let loader_source = source.clone();
-    let loader: crate::reload::Loader =
-        Box::new(move || crate::load_compiled(&loader_source, &loader_env, public));
-    let live_metrics = Arc::clone(&metrics);
-    let live = tokio::task::spawn_blocking(move || LivePolicy::start(loader, live_metrics))
-        .await
-        .map_err(|e| {
-            StartError::Policy(crate::policy::LoadError::whole("policy", e.to_string()).into())
-        })?
-        .map_err(StartError::Policy)?;
-    let live = Arc::new(live);
-    let listener = tokio::net::TcpListener::bind(config.bind_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.bind_addr,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.bind_addr,
-        source,
-    })?;
-    // After binding, so that a taken address fails before any file is made.
-    let audit = AuditStore::connect(&audit_config).await?;
-    match &audit {
-        Some(_) => tracing::info!(
-            database = %audit_config.redacted_url(),
-            "audit store ready"
-        ),
-        None => tracing::info!("audit is off (AUDIT_ENABLED=false)"),
-    }
-    let folder = source.watch_dir();
-    let reloader =
-        match crate::reload::spawn_reloader(Arc::clone(&live), folder.clone(), config.watch) {
-            Ok(reloader) => reloader,
-            Err(source) => {
-                if let Some(audit) = &audit {
-                    audit.shutdown().await;
-                }
-                return Err(StartError::Watch {
-                    folder: folder.display().to_string(),
-                    source,
-                });
-            }
-        };
-    let router = app(
-        AppState {
-            live: Arc::clone(&live),
-            metrics,
-            providers,
-            audit: audit.clone(),
-            audit_config: Arc::new(audit_config),
-        },
-        config.max_body_bytes,
-    );
-    let (tx, rx) = oneshot::channel::<()>();
-    // Nagle's algorithm would hold each small write (a streamed chunk, a
-    // short answer) until the client acknowledges the previous one: tens of
-    // milliseconds added to the first token. Every write is a whole message.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
-    tracing::info!(
-        address = %addr,
-        version = live.snapshot().policy.version(),
-        policy = %source.path().display(),
-        "policy-mesh listening on {addr}"
-    );
-    Ok(Server {
-        addr,
-        live,
-        reloader,
-        audit,
-        shutdown: Some(tx),
-        serving,
-    })
-}
-
-/// Sets up logging from `RUST_LOG` (default `info`) and `LOG_FORMAT` (`json`
-/// for JSON lines, otherwise text). A second call changes nothing.
-pub fn init_tracing(log: &LogConfig) {
-    // Validated by `LogConfig::from_env`; `info` only if that was bypassed.
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = log.json;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colours only for a person at a terminal, never in files or collectors.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    // `try_init` fails only when a subscriber is already set (tests, embedding).
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
-/// Runs the gateway until SIGINT/SIGTERM; returns the process exit status
-/// (1 when start-up fails: invalid policy or configuration, address in use).
-pub fn run(env: Env) -> ExitCode {
-    let settings = match Settings::from_env(&env) {
-        Ok(settings) => settings,
-        Err(errors) => {
-            eprintln!("{}", ConfigError::lines(&errors));
-            return ExitCode::FAILURE;
-        }
-    };
-    init_tracing(&settings.log);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let server = match start_with(&env, settings).await {
-            Ok(server) => server,
-            Err(e) => {
-                // Every line of a policy error, each on its own line.
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        #[cfg(unix)]
-        let hangups = forward_sighup(&server);
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        #[cfg(unix)]
-        if let Some(task) = hangups {
-            task.abort();
-        }
-        match server.shutdown().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "server failed");
-                ExitCode::FAILURE
-            }
-        }
-    })
-}
-
-/// SIGHUP forces a reload.
-#[cfg(unix)]
-fn forward_sighup(server: &Server) -> Option<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on signal is off");
-            return None;
-        }
-    };
-    let reload = server.reloader.sender();
-    Some(tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP received; reloading the policy");
-            let _ = reload.try_send(Trigger::Signal);
-        }
-    }))
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

@@ -29,7 +29,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
-use super::gateway::{Exchange, REQUEST_ID_HEADER, failure_status};
+use super::exchange::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::openai_request::{CompletionBody, CompletionRequest};
 use crate::decision::Decision;
 use crate::names::Provider;

@@ -1,0 +1,194 @@
+//! One chat request on its way through the gateway, whichever API it came in
+//! by: decided, sent once, then audited, counted and logged exactly once.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderName, StatusCode};
+use uuid::Uuid;
+
+use super::AppState;
+use crate::audit::{self, AuditEvent};
+use crate::chat::ChatMessage;
+use crate::decision::Decision;
+use crate::names::{AuditStatus, FailureCategory, Provider};
+use crate::providers::{self, GenerationOptions, ProviderError, Reply};
+
+/// The header that carries the request id of a chat.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// One accepted chat request on its way through the gateway, whichever API
+/// it came in by: decided on one snapshot of the live policy, timed from the
+/// decision, and audited, counted and logged exactly once by
+/// [`Exchange::finish`]. It keeps the prompt's fingerprint, never the prompt.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    /// A new UUID v4.
+    pub(crate) request_id: Uuid,
+    /// Where the request goes and why.
+    pub(crate) decision: Decision,
+    /// The model sent to the provider.
+    pub(crate) model: String,
+    started: Instant,
+    prompt_hash: String,
+    prompt_length: u64,
+}
+
+impl Exchange {
+    /// Decides where `messages` for `requested_model` go; `model` names the
+    /// model sent to the chosen provider.
+    pub(crate) fn begin(
+        state: &AppState,
+        messages: &[ChatMessage],
+        requested_model: Option<&str>,
+        model: impl FnOnce(Provider) -> String,
+    ) -> Self {
+        // One snapshot for the whole request: a reload meanwhile does not affect it.
+        let decision = state
+            .live
+            .snapshot()
+            .policy
+            .decide(messages, requested_model);
+        let model = model(decision.provider);
+        Exchange {
+            request_id: Uuid::new_v4(),
+            prompt_hash: audit::prompt_hash(messages, state.audit_config.hash_key()),
+            prompt_length: audit::prompt_length(messages),
+            decision,
+            model,
+            started: Instant::now(),
+        }
+    }
+
+    /// The request for the chosen provider.
+    pub(crate) fn request<'a>(
+        &'a self,
+        messages: &'a [ChatMessage],
+        options: &'a GenerationOptions,
+    ) -> providers::ChatRequest<'a> {
+        providers::ChatRequest {
+            model: &self.model,
+            messages,
+            options,
+        }
+    }
+
+    /// Calls the chosen provider once for a whole reply.
+    pub(crate) async fn call(
+        &self,
+        state: &AppState,
+        messages: &[ChatMessage],
+        options: &GenerationOptions,
+    ) -> Result<Reply, ProviderError> {
+        state
+            .providers
+            .provider(self.decision.provider)
+            .chat(self.request(messages, options))
+            .await
+    }
+
+    /// Time since the decision.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Records the outcome: the audit event (committed before this returns,
+    /// so `GET /v1/audit/{id}` finds it as soon as the client has the
+    /// answer), the metrics and one log line.
+    pub(crate) async fn finish(&self, state: &AppState, failure: Option<&ProviderError>) {
+        let latency = self.elapsed();
+        if let Some(store) = &state.audit
+            && let Err(error) = store.record(self.audit_record(failure, latency)).await
+        {
+            state.metrics.audit_write_failed();
+            tracing::error!(
+                request_id = %self.request_id,
+                error = %error,
+                "The audit event of a chat request could not be written; the chat answer is unchanged."
+            );
+        }
+        let decision = &self.decision;
+        state.metrics.decision(decision.rule_id(), &decision.reason);
+        let status = AuditStatus::of(failure.is_none());
+        state
+            .metrics
+            .chat_request(decision.provider, status, latency.as_secs_f64());
+        log_chat(self.request_id, decision, failure, latency);
+    }
+
+    /// The audit event: never the prompt or the reply, only their fingerprint.
+    fn audit_record(&self, failure: Option<&ProviderError>, latency: Duration) -> AuditEvent {
+        let decision = &self.decision;
+        let reason_codes = decision.reason_codes();
+        AuditEvent {
+            request_id: self.request_id,
+            decision: audit::decision_string(decision.provider, &reason_codes),
+            provider: decision.provider,
+            rule: decision.rule_id().map(str::to_owned),
+            reason_codes: reason_codes.iter().map(|c| (*c).to_owned()).collect(),
+            policy_version: decision.policy_version.to_string(),
+            status: AuditStatus::of(failure.is_none()),
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            failure_category: failure.map(ProviderError::category),
+            prompt_hash: self.prompt_hash.clone(),
+            prompt_length: self.prompt_length,
+            model: self.model.clone(),
+            created_at: audit::now(),
+        }
+    }
+}
+
+/// One line per chat: ids, route and outcome, never text.
+fn log_chat(
+    request_id: Uuid,
+    decision: &Decision,
+    failure: Option<&ProviderError>,
+    latency: Duration,
+) {
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    let rule = decision.rule_id().unwrap_or("");
+    match failure {
+        None => tracing::info!(
+            request_id = %request_id,
+            provider = decision.provider.as_str(),
+            rule,
+            status = "success",
+            latency_ms,
+            "chat request answered"
+        ),
+        Some(e) if e.category() == FailureCategory::Cancelled => tracing::info!(
+            request_id = %request_id,
+            provider = decision.provider.as_str(),
+            rule,
+            status = "failure",
+            latency_ms,
+            failure_category = e.category().as_str(),
+            "chat stream cancelled by the client"
+        ),
+        // The error is in the gateway's own words: no upstream body, key or URL.
+        Some(e) => tracing::warn!(
+            request_id = %request_id,
+            provider = decision.provider.as_str(),
+            rule,
+            status = "failure",
+            latency_ms,
+            failure_category = e.category().as_str(),
+            error = %e,
+            "chat request failed at the provider"
+        ),
+    }
+}
+
+/// The status a provider failure is answered with: 504 for a timeout, 502
+/// otherwise (499, nginx's "client closed request", for a cancelled stream,
+/// which no client ever reads).
+pub(crate) fn failure_status(category: FailureCategory) -> StatusCode {
+    match category {
+        FailureCategory::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        FailureCategory::ConnectError
+        | FailureCategory::AuthError
+        | FailureCategory::ClientError
+        | FailureCategory::ServerError
+        | FailureCategory::BadResponse => StatusCode::BAD_GATEWAY,
+        FailureCategory::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_GATEWAY),
+    }
+}
