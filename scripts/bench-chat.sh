@@ -10,6 +10,8 @@
 # Usage (from the repository root; needs wrk and curl):
 #   scripts/bench-chat.sh [SECONDS_PER_STEP] [CONNECTIONS]
 # Defaults: 10 seconds, 32 connections. WRK_THREADS (default 2) sets wrk's threads.
+# POLICY_MESH_BIN measures another build of the gateway (say, an earlier
+# commit's) against the same upstream.
 set -euo pipefail
 
 SECONDS_PER_STEP=${1:-10}
@@ -22,9 +24,14 @@ for tool in wrk curl; do
     command -v "$tool" >/dev/null || { log "$tool is required"; exit 1; }
 done
 
-cargo build --release --quiet --bin policy-mesh --example fake_upstream
 root=$(pwd)
-bin="$root/target/release/policy-mesh"
+if [ -n "${POLICY_MESH_BIN:-}" ]; then
+    cargo build --release --quiet --example fake_upstream
+    bin=$POLICY_MESH_BIN
+else
+    cargo build --release --quiet --bin policy-mesh --example fake_upstream
+    bin="$root/target/release/policy-mesh"
+fi
 upstream_bin="$root/target/release/examples/fake_upstream"
 
 work=$(mktemp -d)
