@@ -98,6 +98,7 @@ fn policy(keyword_count: usize, rule_count: usize) -> PolicySet {
                 description: None,
                 route: Route::Local,
                 reason: format!("reason-{i}"),
+                sensitive: false,
                 at: at(i + 1),
                 keywords: kws,
                 keyword_match: if i % 2 == 0 {

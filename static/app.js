@@ -64,6 +64,11 @@ function ruleName(rule) {
   return rule === null || rule === undefined ? "none (default decision)" : rule;
 }
 
+/** Whether a sensitive rule decided, in words. */
+function sensitiveWord(sensitive) {
+  return sensitive ? "yes: a sensitive rule decided, the request stays local" : "no";
+}
+
 function replace(container, ...nodes) {
   container.replaceChildren(...nodes);
 }
@@ -102,6 +107,7 @@ async function sendChat(event) {
         facts([
           ["Provider", b.provider, "provider"],
           ["Rule", ruleName(b.rule), "rule"],
+          ["Sensitive", sensitiveWord(b.sensitive), "sensitive"],
           ["Reason codes", (b.reason_codes || []).join(", "), "reason"],
           ["Policy version", code(b.policy_version), "version"],
           ["Latency", `${Math.round(r.ms)} ms round trip (HTTP ${r.status})`, "latency"],
@@ -140,6 +146,7 @@ async function loadAudit(id) {
         ["Decision", code(a.decision), "decision"],
         ["Provider", a.provider, "provider"],
         ["Rule", ruleName(a.rule), "rule"],
+        ["Sensitive", sensitiveWord(a.sensitive), "sensitive"],
         ["Reason codes", (a.reason_codes || []).join(", "), "reason"],
         ["Status", a.status, "status"],
         ["Failure", a.failure_category === null ? "none" : a.failure_category, "failure"],
@@ -199,6 +206,7 @@ async function runDecide(messages, model) {
         ["Provider", d.provider, "provider"],
         ["Route", d.route, "route"],
         ["Rule", ruleName(d.rule), "rule"],
+        ["Sensitive", sensitiveWord(d.sensitive), "sensitive"],
         ["Reason codes", (d.reason_codes || []).join(", "), "reason"],
         ["Policy version", code(d.policy_version), "version"],
       ]),
@@ -325,6 +333,7 @@ function renderPolicy(p) {
     const tr = el("tr", null, { "data-rule": rule.id });
     const name = el("td");
     name.append(el("strong", rule.id));
+    if (rule.sensitive) name.append(" ", el("span", "sensitive · tried first", { class: "badge" }));
     if (rule.description) name.append(el("br"), el("span", rule.description, { class: "hint" }));
     const where = el("td");
     where.append(code(`${rule.file}:${rule.line}`));

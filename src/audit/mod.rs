@@ -43,6 +43,7 @@
 //!         prompt_length: audit::prompt_length(&messages),
 //!         model: "llama3.2".to_owned(),
 //!         created_at: audit::now(),
+//!         sensitive: false,
 //!     };
 //!     if let Err(error) = store.record(event).await {
 //!         // Log it with the request id and count it; the chat response stands.
@@ -106,6 +107,8 @@ pub struct AuditEvent {
     #[serde(serialize_with = "rfc3339_millis")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
+    /// Whether a sensitive rule decided: then the request stayed local.
+    pub sensitive: bool,
 }
 
 /// The audit `decision` string: `provider=<provider>,reason_codes=<codes>`,
@@ -209,6 +212,7 @@ mod tests {
             model: "m".to_owned(),
             created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
                 + chrono::Duration::milliseconds(123),
+            sensitive: false,
         };
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["created_at"], "2026-11-24T10:00:00.123Z");

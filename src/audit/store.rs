@@ -44,19 +44,19 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `VALUES` tuple per event.
 const INSERT: &str = "INSERT INTO audit_events (request_id, decision, provider, rule, \
      reason_codes, policy_version, status, latency_ms, failure_category, prompt_hash, \
-     prompt_length, model, created_at) ";
+     prompt_length, model, created_at, sensitive) ";
 /// Events per `INSERT` statement: a whole batch, so that a batch is one
 /// statement, which both databases commit atomically on its own, rather than
 /// `BEGIN`, one statement per event and `COMMIT`, each a round trip to the
-/// driver (for SQLite, to its worker thread). 256 rows of 13 parameters stay
+/// driver (for SQLite, to its worker thread). 256 rows of 14 parameters stay
 /// well under the limits (SQLite 32766, PostgreSQL 65535).
 const ROWS_PER_STATEMENT: usize = MAX_BATCH;
 const SELECT_SQLITE: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
-     status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at \
-     FROM audit_events WHERE request_id = ?1";
+     status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at, \
+     sensitive FROM audit_events WHERE request_id = ?1";
 const SELECT_POSTGRES: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
-     status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at \
-     FROM audit_events WHERE request_id = $1";
+     status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at, \
+     sensitive FROM audit_events WHERE request_id = $1";
 
 /// The audit store: cheap to clone, every clone sharing one pool and one
 /// writer. See the module docs of [`crate::audit`] for the guarantees.
@@ -324,7 +324,8 @@ fn sqlite_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Sqlite> {
             .push_bind(row.prompt_length)
             .push_bind(event.model.clone())
             // Fixed-width UTC text, so text order is time order.
-            .push_bind(row.created_at.to_rfc3339_opts(SecondsFormat::Millis, true));
+            .push_bind(row.created_at.to_rfc3339_opts(SecondsFormat::Millis, true))
+            .push_bind(event.sensitive);
     });
     query
 }
@@ -345,7 +346,8 @@ fn postgres_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Postgre
             .push_bind(event.prompt_hash.clone())
             .push_bind(row.prompt_length)
             .push_bind(event.model.clone())
-            .push_bind(row.created_at);
+            .push_bind(row.created_at)
+            .push_bind(event.sensitive);
     });
     query
 }
@@ -385,6 +387,7 @@ struct EventRow {
     prompt_length: i64,
     model: String,
     created_at: DateTime<Utc>,
+    sensitive: bool,
 }
 
 impl EventRow {
@@ -424,6 +427,7 @@ impl EventRow {
             prompt_length,
             model: self.model,
             created_at: self.created_at,
+            sensitive: self.sensitive,
         })
     }
 }

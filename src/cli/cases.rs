@@ -69,6 +69,10 @@ pub struct Expect {
     #[serde(default)]
     #[schemars(with = "String")]
     pub reason: Option<String>,
+    /// Whether a sensitive rule must decide (`true`) or must not (`false`).
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub sensitive: Option<bool>,
 }
 
 /// Drops the `"default": null` schemars derives from `#[serde(default)]`: an editor
@@ -235,7 +239,8 @@ impl Case {
         let matches = e.route.is_none_or(|r| r.as_str() == decided_route)
             && e.provider.is_none_or(|p| p == decided_provider)
             && e.rule.as_ref().is_none_or(|r| r.as_deref() == decided_rule)
-            && e.reason.as_deref().is_none_or(|r| r == decided_reason);
+            && e.reason.as_deref().is_none_or(|r| r == decided_reason)
+            && e.sensitive.is_none_or(|s| s == decision.sensitive);
         let failure = (!matches).then(|| {
             let mut expected = Vec::new();
             if let Some(r) = e.route {
@@ -250,12 +255,18 @@ impl Case {
             if let Some(r) = &e.reason {
                 expected.push(format!("reason={r}"));
             }
+            if let Some(s) = e.sensitive {
+                expected.push(format!("sensitive={s}"));
+            }
             let mut line = format!(
                 "expected {}; decided route={decided_route} provider={} rule={} reason={decided_reason}",
                 expected.join(" "),
                 decided_provider.as_str(),
                 rule_word(decided_rule),
             );
+            if decision.sensitive || e.sensitive.is_some() {
+                line.push_str(&format!(" sensitive={}", decision.sensitive));
+            }
             for overlay in environment_overlays(policy, decision.is_default()) {
                 line.push_str("; ");
                 line.push_str(&overlay);

@@ -146,10 +146,14 @@ fn check(source: &PolicySource, env: &Env) -> ExitCode {
     match policy {
         Ok(compiled) => {
             let policy = compiled.policy();
+            let mut rules = counted(policy.rules.len(), "rule");
+            let sensitive = policy.rules.iter().filter(|r| r.sensitive).count();
+            if sensitive > 0 {
+                rules.push_str(&format!(" ({sensitive} sensitive)"));
+            }
             print_stdout(&format!(
-                "ok: {}, {}, {}, version {}\n",
+                "ok: {}, {rules}, {}, version {}\n",
                 counted(policy.sources.len(), "file"),
-                counted(policy.rules.len(), "rule"),
                 counted(policy.keyword_count(), "keyword"),
                 compiled.version()
             ))

@@ -30,7 +30,7 @@ pub(crate) use patterns::PatternMatcher;
 pub use patterns::check_pattern;
 
 /// A policy ready to decide: one Aho-Corasick automaton, one regex set, one glob
-/// set, the rule chain.
+/// set, the rule chain in evaluation order (sensitive rules first).
 #[derive(Debug)]
 pub struct CompiledPolicy {
     set: PolicySet,
@@ -58,6 +58,8 @@ pub(crate) struct Outcome {
     pub(crate) route: Route,
     pub(crate) provider: Provider,
     pub(crate) reason: Arc<str>,
+    /// Made by a sensitive rule: the request must stay local.
+    pub(crate) sensitive: bool,
 }
 
 /// One rule of the chain, as a decision reads it.
@@ -176,15 +178,27 @@ impl CompiledPolicy {
     /// resolves to. Every problem is reported, each at the keyword, pattern,
     /// glob or rule it comes from.
     pub fn compile(
-        set: PolicySet,
+        mut set: PolicySet,
         public_provider: Provider,
     ) -> Result<CompiledPolicy, LoadErrors> {
+        // The evaluation order: sensitive rules first, each group in load
+        // order (the sort is stable). `set.rules` keeps it, so `/v1/routes`
+        // and every trace list the rules as they are tried.
+        set.rules.sort_by_key(|rule| !rule.sensitive);
         let mut errors = Vec::new();
         let mut keywords = Interner::new();
         let mut patterns = Interner::new();
         let mut models = Interner::new();
         let mut rules = Vec::with_capacity(set.rules.len());
         for (index, spec) in set.rules.iter().enumerate() {
+            if spec.sensitive && spec.route != Route::Local {
+                // The language refuses this at the `route` value; a policy
+                // built in code is held to it here.
+                errors.push(LoadError::at_location(
+                    &spec.at,
+                    format!("rule `{}` is sensitive: it must route `local`", spec.id),
+                ));
+            }
             let last_user_only = spec.scope == Scope::LastUser;
             for keyword in &spec.keywords {
                 let normalized = normalize(&keyword.value);
@@ -230,6 +244,7 @@ impl CompiledPolicy {
                     route: spec.route,
                     provider: spec.route.provider(public_provider),
                     reason: Arc::from(spec.reason.as_str()),
+                    sensitive: spec.sensitive,
                 },
                 keywords: !spec.keywords.is_empty(),
                 patterns: !spec.patterns.is_empty(),
@@ -308,6 +323,7 @@ impl CompiledPolicy {
                 route: default_route,
                 provider: default_route.provider(public_provider),
                 reason: Arc::from("default"),
+                sensitive: false,
             },
             price: defaults.input_usd_per_1m_tokens.value,
             chars_per_token: defaults.chars_per_token.value,

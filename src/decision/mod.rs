@@ -1,7 +1,8 @@
 //! The decision: which provider a chat request goes to, and why.
 //!
-//! [`CompiledPolicy::decide`] runs the rule chain of the policy-language spec:
-//! rules in order, each rule's conditions in the fixed order `keywords`, `patterns`,
+//! [`CompiledPolicy::decide`] runs the policy language's rule chain
+//! (docs/policy-guide.md): rules in evaluation order (sensitive rules first),
+//! each rule's conditions in the fixed order `keywords`, `patterns`,
 //! `input_chars`, `estimated_usd`, `model`, the first rule whose conditions all
 //! hold wins, else the default. [`CompiledPolicy::explain`] does the same and also
 //! records why each rule tried held or not, for `/v1/decide`; both share one
@@ -36,7 +37,8 @@ use crate::policy::{CharBounds, UsdBounds};
 /// Where a chat request goes and why. Strings are shared with the compiled policy,
 /// so making or cloning a decision does not copy them.
 ///
-/// Serializes as `{"provider", "route", "rule", "reason_codes", "policy_version"}`;
+/// Serializes as `{"provider", "route", "rule", "sensitive", "reason_codes",
+/// "policy_version"}`;
 /// the measured `input_chars` and `estimated_usd` are for callers (audit, logs) and
 /// are not part of that object.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +53,9 @@ pub struct Decision {
     pub reason: Arc<str>,
     /// Version of the policy that decided.
     pub policy_version: Arc<str>,
+    /// Made by a sensitive rule: the request never goes to a provider that is
+    /// not local.
+    pub sensitive: bool,
     /// Unicode scalar values of the raw contents of every message.
     pub input_chars: u64,
     /// Estimated cost of the input on the public provider; `None` without a price.
@@ -77,6 +82,7 @@ impl Decision {
         s.serialize_field("provider", &self.provider)?;
         s.serialize_field("route", &self.route)?;
         s.serialize_field("rule", &self.rule.as_deref())?;
+        s.serialize_field("sensitive", &self.sensitive)?;
         s.serialize_field("reason_codes", &self.reason_codes())?;
         s.serialize_field("policy_version", &*self.policy_version)
     }
@@ -104,6 +110,15 @@ impl Decision {
                     )),
             )
             .property(
+                "sensitive",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .description(Some(
+                        "Whether a sensitive rule decided: then the request stays local.",
+                    )),
+            )
+            .required("sensitive")
+            .property(
                 "reason_codes",
                 ArrayBuilder::new()
                     .items(ObjectBuilder::new().schema_type(Type::String))
@@ -130,7 +145,7 @@ fn reference<T: ToSchema>(description: &str) -> RefOr<Schema> {
 
 impl Serialize for Decision {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Decision", 5)?;
+        let mut s = serializer.serialize_struct("Decision", 6)?;
         self.serialize_fields(&mut s)?;
         s.end()
     }
@@ -189,7 +204,7 @@ pub struct Explanation {
 
 impl Serialize for Explanation {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Explanation", 6)?;
+        let mut s = serializer.serialize_struct("Explanation", 7)?;
         self.decision.serialize_fields(&mut s)?;
         s.serialize_field("trace", &self.trace)?;
         s.end()
@@ -445,6 +460,7 @@ impl CompiledPolicy {
             rule: rule.cloned(),
             reason: outcome.reason.clone(),
             policy_version: self.version.clone(),
+            sensitive: outcome.sensitive,
             input_chars,
             estimated_usd,
         }

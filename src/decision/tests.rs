@@ -29,6 +29,7 @@ fn rule(id: &str, keywords: &[&str], word: bool, patterns: &[&str], scope: Scope
         description: None,
         route: Route::Local,
         reason: id.to_owned(),
+        sensitive: false,
         at: Location {
             path: Arc::from("policies/p.yaml"),
             position: Position { line: 1, column: 1 },

@@ -68,6 +68,8 @@ pub struct RuleSpec {
     pub route: Route,
     /// The reason code (the id when not written).
     pub reason: String,
+    /// A guard: tried before the other rules, routes `local`.
+    pub sensitive: bool,
     /// Where the rule starts.
     pub at: Location,
     /// Keywords as written, each with its position (empty: no keyword condition).

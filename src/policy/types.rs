@@ -98,6 +98,10 @@ pub struct Rule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String", regex(pattern = ID_PATTERN))]
     pub reason: Option<String>,
+    /// A guard: tried before every other rule, it must route `local`, and a
+    /// decision it makes is marked sensitive. Default `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 /// The conditions of a rule, checked in this order: `keywords`, `patterns`,

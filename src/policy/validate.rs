@@ -14,6 +14,7 @@ use super::{
     Position, Refused, Rule, RuleSpec, SourceFile, SourceInfo,
 };
 use crate::env::Env;
+use crate::names::Route;
 use serde_json::Value;
 
 static POLICY_SCHEMA: LazyLock<DocumentSchema> = LazyLock::new(validator_for::<PolicyFile>);
@@ -206,11 +207,22 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Ref
                 }
             }
 
+            if rule.sensitive && rule.route != Route::Local {
+                errors.push(LoadError::at_location(
+                    &located(&format!("{ptr}/route")),
+                    format!(
+                        "rule `{}` is sensitive: it must route `local`, not `{}`",
+                        rule.id, rule.route
+                    ),
+                ));
+            }
+
             rules.push(RuleSpec {
                 id: rule.id.clone(),
                 description: rule.description.clone(),
                 route: rule.route,
                 reason: rule.reason.clone().unwrap_or_else(|| rule.id.clone()),
+                sensitive: rule.sensitive,
                 at: located(&ptr),
                 keywords,
                 keyword_match: when.keyword_match.unwrap_or_default(),

@@ -1,6 +1,7 @@
 //! One chat request on its way through the gateway, whichever API it came in
 //! by: decided, sent once, then audited, counted and logged exactly once.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderName, StatusCode};
@@ -11,7 +12,7 @@ use crate::audit::{self, AuditEvent};
 use crate::chat::ChatMessage;
 use crate::decision::Decision;
 use crate::names::{AuditStatus, FailureCategory, Provider};
-use crate::providers::{self, GenerationOptions, ProviderError, Reply};
+use crate::providers::{self, ChatProvider, GenerationOptions, ProviderError, Reply};
 
 /// The header that carries the request id of a chat.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -72,6 +73,20 @@ impl Exchange {
         }
     }
 
+    /// The client of the chosen provider, on every path a request takes
+    /// (whole or streamed). A sensitive decision gets the local client
+    /// whatever else it names: the policy language already refuses a
+    /// sensitive rule with another route, and this keeps it so for any path
+    /// added later.
+    pub(crate) fn provider<'s>(&self, state: &'s AppState) -> &'s Arc<dyn ChatProvider> {
+        let provider = if self.decision.sensitive {
+            Provider::Local
+        } else {
+            self.decision.provider
+        };
+        state.providers.provider(provider)
+    }
+
     /// Calls the chosen provider once for a whole reply.
     pub(crate) async fn call(
         &self,
@@ -79,9 +94,7 @@ impl Exchange {
         messages: &[ChatMessage],
         options: &GenerationOptions,
     ) -> Result<Reply, ProviderError> {
-        state
-            .providers
-            .provider(self.decision.provider)
+        self.provider(state)
             .chat(self.request(messages, options))
             .await
     }
@@ -133,6 +146,7 @@ impl Exchange {
             prompt_length: self.prompt_length,
             model: self.model.clone(),
             created_at: audit::now(),
+            sensitive: decision.sensitive,
         }
     }
 }

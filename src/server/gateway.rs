@@ -43,6 +43,8 @@ pub struct ChatResponse<'a> {
     pub reason_codes: [&'a str; 1],
     /// The id of the rule that decided; `null` on a default decision.
     pub rule: Option<&'a str>,
+    /// Whether a sensitive rule decided: then the request stayed local.
+    pub sensitive: bool,
     /// The policy version (SHA-256 hex) that decided.
     pub policy_version: &'a str,
     /// The reply, unchanged; `null` when the provider failed.
@@ -101,6 +103,7 @@ fn respond(
         provider: decision.provider,
         reason_codes: decision.reason_codes(),
         rule: decision.rule_id(),
+        sensitive: decision.sensitive,
         policy_version: &decision.policy_version,
         content,
         error,

@@ -42,6 +42,8 @@ pub const AUTO_MODEL: &str = "policy-mesh";
 pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-provider");
 /// The rule that decided; empty on a default decision.
 pub const RULE_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-rule");
+/// `true` when a sensitive rule decided (the request stayed local), else `false`.
+pub const SENSITIVE_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-sensitive");
 /// The decision's reason code.
 pub const REASON_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-reason");
 /// The version of the policy that decided.
@@ -75,6 +77,7 @@ fn resolve_model(state: &AppState, provider: Provider, requested: Option<&str>) 
                 ("x-request-id" = String, description = "The request id (audit)"),
                 ("x-policy-mesh-provider" = String, description = "local, openai or anthropic"),
                 ("x-policy-mesh-rule" = String, description = "The rule that decided; empty on a default decision"),
+                ("x-policy-mesh-sensitive" = String, description = "`true` when a sensitive rule decided (the request stayed local), else `false`"),
                 ("x-policy-mesh-reason" = String, description = "The reason code"),
                 ("x-policy-mesh-policy-version" = String, description = "The policy version that decided"),
             )),
@@ -116,9 +119,8 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
         };
         return (headers, response).into_response();
     }
-    let upstream = state
-        .providers
-        .provider(exchange.decision.provider)
+    let upstream = exchange
+        .provider(&state)
         .chat_stream(exchange.request(&request.messages, &request.options))
         .await;
     match upstream {
@@ -162,6 +164,10 @@ fn decision_headers(exchange: &Exchange) -> HeaderMap {
     );
     put(PROVIDER_HEADER, decision.provider.as_str());
     put(RULE_HEADER, decision.rule_id().unwrap_or(""));
+    put(
+        SENSITIVE_HEADER,
+        if decision.sensitive { "true" } else { "false" },
+    );
     put(REASON_HEADER, &decision.reason);
     put(POLICY_VERSION_HEADER, &decision.policy_version);
     headers

@@ -87,7 +87,8 @@ struct NumberView {
     source: String,
 }
 
-/// A rule of the live policy.
+/// A rule of the live policy; `rules` lists them in evaluation order
+/// (sensitive rules first).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Rule)]
 struct RuleView<'a> {
@@ -101,6 +102,8 @@ struct RuleView<'a> {
     provider: Provider,
     /// Its reason code.
     reason: &'a str,
+    /// A guard: tried before the other rules, always `local`.
+    sensitive: bool,
     /// The file that holds it.
     file: &'a str,
     /// The line where it starts (1-based).
@@ -229,6 +232,7 @@ fn rule(r: &RuleSpec, public: Provider) -> RuleView<'_> {
         route: r.route,
         provider: r.route.provider(public),
         reason: &r.reason,
+        sensitive: r.sensitive,
         file: &r.at.path,
         line: r.at.position.line,
         conditions: ConditionsView {
@@ -278,6 +282,7 @@ mod tests {
                     description: Some("stays here".into()),
                     route: Route::Local,
                     reason: "sensitive_keyword_match".into(),
+                    sensitive: true,
                     at: at(5),
                     keywords: ["top-secret-word", "classified-word"]
                         .into_iter()
@@ -301,6 +306,7 @@ mod tests {
                     description: None,
                     route: Route::Public,
                     reason: "big".into(),
+                    sensitive: false,
                     at: at(12),
                     keywords: Vec::new(),
                     keyword_match: KeywordMatch::Substring,
@@ -344,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn shape_matches_the_spec() {
+    fn shape_is_the_documented_one() {
         let live = live();
         let v = serde_json::to_value(RoutesView::new(&live)).expect("serializes");
         let expected = serde_json::json!({
@@ -360,12 +366,12 @@ mod tests {
             },
             "rules": [
                 {"id": "sensitive", "description": "stays here", "route": "local",
-                 "provider": "local", "reason": "sensitive_keyword_match",
+                 "provider": "local", "reason": "sensitive_keyword_match", "sensitive": true,
                  "file": "policies/10-sensitive.yaml", "line": 5,
                  "conditions": {"keywords": 2, "keyword_match": "word", "patterns": 0,
                                 "scope": "last_user", "input_chars": {"max": 1000}}},
                 {"id": "big", "description": null, "route": "public",
-                 "provider": "anthropic", "reason": "big",
+                 "provider": "anthropic", "reason": "big", "sensitive": false,
                  "file": "policies/10-sensitive.yaml", "line": 12,
                  "conditions": {"keywords": 0, "keyword_match": "substring", "patterns": 1,
                                 "scope": "all", "estimated_usd": {"min": 0.09},

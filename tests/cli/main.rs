@@ -135,7 +135,7 @@ fn check_summarizes_the_shipped_policy() {
     let version = checked_version(&run);
     assert_eq!(
         run.stdout,
-        format!("ok: 3 files, 2 rules, 3 keywords, version {version}\n")
+        format!("ok: 3 files, 2 rules (1 sensitive), 3 keywords, version {version}\n")
     );
 }
 
@@ -146,7 +146,7 @@ fn check_counts_a_single_file_in_the_singular() {
     assert_eq!(run.status, 0, "{run:?}");
     assert!(
         run.stdout
-            .starts_with("ok: 1 file, 1 rule, 3 keywords, version "),
+            .starts_with("ok: 1 file, 1 rule (1 sensitive), 3 keywords, version "),
         "{}",
         run.stdout
     );
@@ -461,6 +461,102 @@ fn a_case_failing_under_an_overlay_names_the_variable() {
 }
 
 #[test]
+fn a_sensitive_rule_is_tried_first_wherever_it_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The cost rule comes first in load order and would send a short
+    // confidential prompt public; the sensitive rule is tried before it.
+    std::fs::write(
+        dir.path().join("00-cost.yaml"),
+        "version: 1\nrules:\n  - {id: cheap, route: public, when: {input_chars: {max: 1000}}}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("10-guard.yaml"),
+        "version: 1\nrules:\n  - {id: guard, sensitive: true, route: local, when: {keywords: [confidential]}}\n",
+    )
+    .expect("write");
+    let path = dir.path().display().to_string();
+    let check = run(&["check", &path], &[], None);
+    assert_eq!(check.status, 0, "{check:?}");
+    assert!(
+        check
+            .stdout
+            .starts_with("ok: 2 files, 2 rules (1 sensitive), 1 keyword, version "),
+        "{}",
+        check.stdout
+    );
+    let sensitive = decision(&run(
+        &[
+            "decide",
+            "--policies",
+            &path,
+            "--message",
+            "a confidential note",
+        ],
+        &[],
+        None,
+    ));
+    assert_eq!(sensitive["rule"], "guard", "{sensitive}");
+    assert_eq!(sensitive["sensitive"], true, "{sensitive}");
+    assert_eq!(sensitive["provider"], "local", "{sensitive}");
+    assert_eq!(
+        sensitive["trace"],
+        json!([{"rule": "guard", "held": true, "failed_condition": null}])
+    );
+    let other = decision(&run(
+        &["decide", "--policies", &path, "--message", "a note"],
+        &[],
+        None,
+    ));
+    assert_eq!(other["rule"], "cheap", "{other}");
+    assert_eq!(other["sensitive"], false, "{other}");
+    assert_eq!(
+        other["trace"],
+        json!([
+            {"rule": "guard", "held": false, "failed_condition": "keywords"},
+            {"rule": "cheap", "held": true, "failed_condition": null}
+        ])
+    );
+
+    std::fs::create_dir(dir.path().join("tests")).expect("mkdir tests");
+    std::fs::write(
+        dir.path().join("tests/cases.yaml"),
+        "cases:\n  - name: guarded\n    messages: [{ role: user, content: confidential }]\n    expect: { sensitive: true }\n\
+         \x20 - name: not guarded\n    messages: [{ role: user, content: hello }]\n    expect: { sensitive: true }\n",
+    )
+    .expect("write cases");
+    let tested = run(&["test", &path], &[], None);
+    assert_eq!(tested.status, 1, "{tested:?}");
+    assert_eq!(
+        tested.stdout,
+        "ok guarded\n\
+         FAIL not guarded: expected sensitive=true; decided route=public provider=openai rule=cheap \
+         reason=cheap sensitive=false\n\
+         1 passed, 1 failed\n"
+    );
+}
+
+#[test]
+fn a_sensitive_rule_that_routes_public_is_a_load_error_at_its_route() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("00.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nrules:\n  - id: guard\n    sensitive: true\n    route: public\n",
+    )
+    .expect("write");
+    let run = run(&["check", &dir.path().display().to_string()], &[], None);
+    assert_eq!(run.status, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{}:5:12: rule `guard` is sensitive: it must route `local`, not `public`\n",
+            file.display()
+        )
+    );
+}
+
+#[test]
 fn test_reports_an_invalid_case_file_at_its_position() {
     let text = "cases:\n  - name: typo\n    messages: [{ role: user, content: hi }]\n    expext: { route: local }\n";
     let dir = with_cases(text);
@@ -539,7 +635,7 @@ fn decide_a_message() {
     assert_eq!(
         decision(&run),
         json!({
-            "provider": "local", "route": "local", "rule": "sensitive",
+            "provider": "local", "route": "local", "rule": "sensitive", "sensitive": true,
             "reason_codes": ["sensitive_keyword_match"], "policy_version": version,
             "trace": [{"rule": "sensitive", "held": true, "failed_condition": null}]
         })
@@ -561,7 +657,7 @@ fn decide_a_request_from_stdin() {
     assert_eq!(
         decision(&run),
         json!({
-            "provider": "local", "route": "local", "rule": "cost",
+            "provider": "local", "route": "local", "rule": "cost", "sensitive": false,
             "reason_codes": ["cost_prefer_local"], "policy_version": version,
             "trace": [
                 {"rule": "sensitive", "held": false, "failed_condition": "keywords"},

@@ -227,6 +227,7 @@ fn success_event(prompt: &[ChatMessage], key: Option<&[u8]>) -> AuditEvent {
         prompt_length: prompt_length(prompt),
         model: "llama3.2".to_owned(),
         created_at: now(),
+        sensitive: true,
     }
 }
 
@@ -248,6 +249,7 @@ fn failure_event() -> AuditEvent {
         prompt_length: prompt_length(&prompt),
         model: "claude-3-5-haiku-latest".to_owned(),
         created_at: now(),
+        sensitive: false,
     }
 }
 
@@ -304,10 +306,12 @@ async fn json_is_exactly_the_api_field_table(db: &TestDb) {
         "prompt_length",
         "model",
         "created_at",
+        "sensitive",
     ]
     .into_iter()
     .collect();
     assert_eq!(keys, expected);
+    assert_eq!(json["sensitive"], false);
 
     assert_eq!(json["request_id"], event.request_id.to_string());
     assert_eq!(json["decision"], "provider=anthropic,reason_codes=default");

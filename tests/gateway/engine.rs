@@ -427,7 +427,7 @@ fn decision_and_explanation_json() {
     assert_eq!(
         json,
         serde_json::json!({
-            "provider": "local", "route": "local", "rule": "cost",
+            "provider": "local", "route": "local", "rule": "cost", "sensitive": false,
             "reason_codes": ["cost_prefer_local"], "policy_version": version,
             "trace": [
                 {"rule": "sensitive", "held": false, "failed_condition": "keywords"},
@@ -435,12 +435,13 @@ fn decision_and_explanation_json() {
             ]
         })
     );
-    // The fields come in the order of the spec's example.
+    // The fields come in the documented order (docs/policy-guide.md).
     let text = serde_json::to_string(&e).expect("serializes");
     let order: Vec<_> = [
         "provider",
         "route",
         "rule",
+        "sensitive",
         "reason_codes",
         "policy_version",
         "trace",
@@ -454,7 +455,7 @@ fn decision_and_explanation_json() {
     assert_eq!(
         serde_json::to_value(&d).expect("serializes"),
         serde_json::json!({
-            "provider": "local", "route": "local", "rule": null,
+            "provider": "local", "route": "local", "rule": null, "sensitive": false,
             "reason_codes": ["default"], "policy_version": version
         })
     );
@@ -788,4 +789,61 @@ fn an_invalid_glob_does_not_compile_and_is_placed() {
     );
     assert_eq!(check_glob("gpt-4o*"), Ok(()));
     assert!(check_glob("{a,b").is_err());
+}
+
+#[test]
+fn sensitive_rules_are_tried_first_in_load_order_and_their_decisions_say_so() {
+    let mut guard = rule("guard", Route::Local).keywords(&["confidential"]);
+    guard.sensitive = true;
+    let mut second_guard = rule("second-guard", Route::Local).keywords(&["memo"]);
+    second_guard.sensitive = true;
+    let policy = compile(vec![
+        rule("cheap", Route::Public).chars(None, Some(1000)),
+        guard,
+        rule("other", Route::Local),
+        second_guard,
+    ]);
+    let order: Vec<&str> = policy
+        .policy()
+        .rules
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(order, ["guard", "second-guard", "cheap", "other"]);
+
+    let d = policy.decide(&[user("a confidential memo")], None);
+    assert_eq!(d.rule.as_deref(), Some("guard"));
+    assert!(d.sensitive);
+    assert_eq!(d.provider, Provider::Local);
+    let d = policy.decide(&[user("a memo")], None);
+    assert_eq!(
+        (d.rule.as_deref(), d.sensitive),
+        (Some("second-guard"), true)
+    );
+    let e = policy.explain(&[user("hello")], None);
+    assert_eq!(
+        (e.decision.rule.as_deref(), e.decision.sensitive),
+        (Some("cheap"), false)
+    );
+    let tried: Vec<&str> = e.trace.iter().map(|t| &*t.rule).collect();
+    assert_eq!(tried, ["guard", "second-guard", "cheap"]);
+    assert!(!policy.decide(&[user(&"z".repeat(2000))], None).sensitive);
+}
+
+#[test]
+fn a_sensitive_rule_built_with_a_public_route_does_not_compile() {
+    let mut guard = rule("guard", Route::Public).keywords(&["confidential"]);
+    guard.sensitive = true;
+    let errors = CompiledPolicy::compile(
+        set_with(vec![guard], EffectiveDefaults::default()),
+        Provider::Openai,
+    )
+    .expect_err("refused");
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert!(
+        errors.0[0]
+            .to_string()
+            .contains("rule `guard` is sensitive: it must route `local`"),
+        "{errors}"
+    );
 }

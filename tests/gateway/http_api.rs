@@ -89,11 +89,11 @@ async fn routes_shows_the_live_policy_without_keyword_values() {
         json!([
             {"id": "sensitive", "description": "Confidential prompts never leave the machine",
              "route": "local", "provider": "local", "reason": "sensitive_keyword_match",
-             "file": file, "line": 8,
+             "sensitive": false, "file": file, "line": 8,
              "conditions": {"keywords": 3, "keyword_match": "substring", "patterns": 1,
                             "scope": "last_user"}},
             {"id": "big", "description": null, "route": "public", "provider": "anthropic",
-             "reason": "big", "file": file, "line": 16,
+             "reason": "big", "sensitive": false, "file": file, "line": 16,
              "conditions": {"keywords": 0, "keyword_match": "substring", "patterns": 0,
                             "scope": "all", "input_chars": {"min": 1001},
                             "estimated_usd": {"max": 0.5}}}

@@ -20,7 +20,9 @@ use tower::ServiceExt;
 
 use crate::support::fake_providers::{FakeProvider, Flavor};
 
-const POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: sensitive\n    when:\n      keywords: [nightingale]\n    route: local\n    reason: sensitive_keyword_match\n";
+/// A cost rule first that sends short prompts public, then a sensitive rule:
+/// the sensitive rule is tried first all the same.
+const POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: cheap\n    when:\n      input_chars: { max: 1000 }\n    route: public\n  - id: sensitive\n    sensitive: true\n    when:\n      keywords: [nightingale]\n    route: local\n    reason: sensitive_keyword_match\n";
 
 /// The body limit of these tests, small enough to cross cheaply.
 const LIMIT: usize = 4096;
@@ -330,4 +332,68 @@ async fn after_every_rejection_the_router_still_serves() {
         0,
         "a sensitive prompt reached the public fake"
     );
+}
+
+#[tokio::test]
+async fn a_sensitive_rule_keeps_the_prompt_local_on_every_api_wherever_it_is_written() {
+    let r = Router::new().await;
+    let sensitive = json!([{"role": "user", "content": "the nightingale file"}]);
+    let (status, json) = r
+        .post("/v1/decide", json!({"messages": sensitive}).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["rule"], "sensitive", "{json}");
+    assert_eq!(json["sensitive"], true, "{json}");
+    assert_eq!(json["trace"][0]["rule"], "sensitive", "tried first: {json}");
+
+    let (status, json) = r
+        .post("/v1/chat", json!({"messages": sensitive}).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["sensitive"], true, "{json}");
+    assert_eq!(json["provider"], "local", "{json}");
+    for stream in [false, true] {
+        let body = json!({"model": "gpt-4o", "messages": sensitive, "stream": stream});
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = r.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "stream {stream}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(header("x-policy-mesh-sensitive").as_deref(), Some("true"));
+        assert_eq!(header("x-policy-mesh-provider").as_deref(), Some("local"));
+        // The whole answer, so that a stream has ended before the next request.
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+    }
+    assert_eq!(r.local.request_count(), 3);
+    assert_eq!(
+        r.public.request_count(),
+        0,
+        "a sensitive prompt reached the public fake"
+    );
+
+    // Anything else goes by the other rules: the short prompt goes public.
+    let (status, json) = r
+        .post(
+            "/v1/chat",
+            json!({"messages": [{"role": "user", "content": "hello"}]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        (json["rule"].as_str(), json["sensitive"].as_bool()),
+        (Some("cheap"), Some(false))
+    );
+    assert_eq!(r.public.request_count(), 1);
 }

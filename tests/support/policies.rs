@@ -38,6 +38,7 @@ pub fn rule(id: &str, route: Route) -> RuleSpec {
         description: None,
         route,
         reason: id.to_owned(),
+        sensitive: false,
         at: at(1, 5),
         keywords: Vec::new(),
         keyword_match: KeywordMatch::Substring,

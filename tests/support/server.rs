@@ -9,7 +9,7 @@ use policy_mesh::policy::{SourceFile, parse_policy};
 use policy_mesh::server::{self, Server};
 use serde_json::Value;
 
-/// How long a condition may take before the test fails. Generous: the spec's
+/// How long a condition may take before the test fails. Generous: a reload's
 /// one second is measured by the benchmark, not asserted here.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 

@@ -36,7 +36,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 /// Prompts naming the project stay local; everything else goes public.
-const POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: sensitive\n    when:\n      keywords: [project-nightingale]\n    route: local\n    reason: sensitive_keyword_match\n";
+const POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: sensitive\n    sensitive: true\n    when:\n      keywords: [project-nightingale]\n    route: local\n    reason: sensitive_keyword_match\n";
 const SENSITIVE: &str = "what is the status of project-nightingale?";
 const PUBLIC_KEY: &str = "sk-test-public-key";
 const LOCAL_MODEL: &str = "local-test-model";

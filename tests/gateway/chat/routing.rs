@@ -38,7 +38,8 @@ async fn check_success(public: Flavor, sensitive: bool) {
     assert_eq!(
         *b,
         json!({"request_id": id, "provider": provider, "reason_codes": [reason], "rule": rule,
-               "policy_version": version, "content": "The answer is 42.", "error": null})
+               "sensitive": sensitive, "policy_version": version,
+               "content": "The answer is 42.", "error": null})
     );
 
     let sent = fake.single_request().json();
@@ -62,6 +63,7 @@ async fn check_success(public: Flavor, sensitive: bool) {
         "prompt_hash": sha256_hex(&joined),
         "prompt_length": joined.chars().count() - 1,
         "model": if sensitive { LOCAL_MODEL } else { PUBLIC_MODEL },
+        "sensitive": sensitive,
     });
     expected["latency_ms"] = event["latency_ms"].clone();
     expected["created_at"] = event["created_at"].clone();
