@@ -29,6 +29,7 @@ pub mod cli;
 pub mod compiler;
 pub mod config;
 pub mod decision;
+pub mod detect;
 pub mod env;
 pub mod metrics;
 pub mod names;

@@ -187,6 +187,59 @@ impl AuditStatus {
     }
 }
 
+names! {
+    /// A built-in detector of `when.detect`: personal data (`pii`) or a
+    /// secret (`secrets`).
+    pub enum Detector ("detector") {
+        /// An e-mail address.
+        Email = "email",
+        /// A payment card number that passes the Luhn checksum, of a known network.
+        CreditCard = "credit_card",
+        /// An IBAN of a registered country, its length and checksum right.
+        Iban = "iban",
+        /// A US social security number in a valid range.
+        UsSsn = "us_ssn",
+        /// A PEM private key header.
+        PrivateKey = "private_key",
+        /// An AWS access key id.
+        AwsAccessKeyId = "aws_access_key_id",
+        /// A GitHub token.
+        GithubToken = "github_token",
+        /// A GitLab personal access token.
+        GitlabToken = "gitlab_token",
+        /// A Slack token.
+        SlackToken = "slack_token",
+        /// A live Stripe secret or restricted key.
+        StripeKey = "stripe_key",
+        /// An OpenAI API key.
+        OpenaiApiKey = "openai_api_key",
+        /// An Anthropic API key.
+        AnthropicApiKey = "anthropic_api_key",
+        /// A Google API key.
+        GoogleApiKey = "google_api_key",
+        /// A JSON Web Token whose header names its `alg`.
+        Jwt = "jwt",
+    }
+}
+
+impl Detector {
+    /// The detectors of the `pii` group; every other one is in `secrets`.
+    pub const PII: [Detector; 4] = [
+        Detector::Email,
+        Detector::CreditCard,
+        Detector::Iban,
+        Detector::UsSsn,
+    ];
+
+    /// Whether this detector finds personal data (`pii`) rather than a secret.
+    pub const fn is_pii(self) -> bool {
+        matches!(
+            self,
+            Detector::Email | Detector::CreditCard | Detector::Iban | Detector::UsSsn
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +263,9 @@ mod tests {
         round_trips(&Role::ALL);
         round_trips(&FailureCategory::ALL);
         round_trips(&AuditStatus::ALL);
+        round_trips(&Detector::ALL);
+        assert_eq!(Detector::ALL.len(), 14);
+        assert!(Detector::PII.iter().all(|d| d.is_pii()));
         assert_eq!(Provider::WORDS, ["local", "openai", "anthropic"]);
         assert_eq!(FailureCategory::ALL.len(), 7);
     }

@@ -54,6 +54,22 @@ pub fn normalize(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The text detectors read: default-ignorable code points removed, then NFKC,
+/// without case folding (so full-width digits are digits and `AKIA` keeps
+/// its case). Borrows `text` when it is ASCII, which both steps leave as it is.
+pub fn for_detectors(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        return Cow::Borrowed(text);
+    }
+    let set = ignorables();
+    let visible: String = text.chars().filter(|&c| !set.contains(c)).collect();
+    Cow::Owned(
+        ComposingNormalizerBorrowed::new_nfkc()
+            .normalize(&visible)
+            .into_owned(),
+    )
+}
+
 /// Appends the normalization of `text` to `out`, with the same fast path as
 /// [`normalize`]. Lets the decision reuse one buffer across messages and requests.
 pub fn normalize_into(text: &str, out: &mut String) {
