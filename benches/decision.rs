@@ -107,6 +107,8 @@ fn policy(keyword_count: usize, rule_count: usize) -> PolicySet {
                     KeywordMatch::Word
                 },
                 patterns: Vec::new(),
+                detect: Vec::new(),
+                detectors: policy_mesh::detect::DetectorSet::EMPTY,
                 scope: Scope::All,
                 input_chars: None,
                 estimated_usd: None,

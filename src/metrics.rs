@@ -13,7 +13,7 @@ use prometheus::{
     Opts, Registry,
 };
 
-use crate::names::{AuditStatus, Provider};
+use crate::names::{AuditStatus, Detector, Provider};
 
 /// The content type of the text exposition format served on `/v1/metrics`.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -30,6 +30,7 @@ pub struct Metrics {
     /// removed when a new version goes live.
     info_version: Mutex<Option<String>>,
     decisions: IntCounterVec,
+    detections: IntCounterVec,
     chat_requests: IntCounterVec,
     chat_latency: HistogramVec,
     time_to_first_token: HistogramVec,
@@ -87,6 +88,14 @@ impl Metrics {
             &["rule", "reason"],
         )
         .expect("valid metric definition");
+        let detections = IntCounterVec::new(
+            Opts::new(
+                "policy_detections_total",
+                "Detectors of the deciding rule that found something, per /v1/chat and /v1/chat/completions decision, by detector.",
+            ),
+            &["detector"],
+        )
+        .expect("valid metric definition");
         let chat_requests = IntCounterVec::new(
             Opts::new(
                 "chat_requests_total",
@@ -124,6 +133,7 @@ impl Metrics {
             Box::new(last_reload_success_timestamp.clone()),
             Box::new(info.clone()),
             Box::new(decisions.clone()),
+            Box::new(detections.clone()),
             Box::new(chat_requests.clone()),
             Box::new(chat_latency.clone()),
             Box::new(time_to_first_token.clone()),
@@ -135,6 +145,9 @@ impl Metrics {
         }
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
+        }
+        for detector in Detector::WORDS {
+            detections.with_label_values(&[detector]);
         }
         for provider in Provider::WORDS {
             for status in AuditStatus::WORDS {
@@ -152,6 +165,7 @@ impl Metrics {
             info,
             info_version: Mutex::new(None),
             decisions,
+            detections,
             chat_requests,
             chat_latency,
             time_to_first_token,
@@ -202,6 +216,15 @@ impl Metrics {
         self.decisions
             .with_label_values(&[rule.unwrap_or(""), reason])
             .inc();
+    }
+
+    /// Counts each detector that found something for a chat decision.
+    pub fn detections(&self, detectors: impl IntoIterator<Item = Detector>) {
+        for detector in detectors {
+            self.detections
+                .with_label_values(&[detector.as_str()])
+                .inc();
+        }
     }
 
     /// One accepted `/v1/chat` request: its provider (`local`, `openai`,

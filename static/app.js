@@ -108,6 +108,7 @@ async function sendChat(event) {
           ["Provider", b.provider, "provider"],
           ["Rule", ruleName(b.rule), "rule"],
           ["Sensitive", sensitiveWord(b.sensitive), "sensitive"],
+          ["Detections", (b.detections || []).join(", ") || "none", "detections"],
           ["Reason codes", (b.reason_codes || []).join(", "), "reason"],
           ["Policy version", code(b.policy_version), "version"],
           ["Latency", `${Math.round(r.ms)} ms round trip (HTTP ${r.status})`, "latency"],
@@ -147,6 +148,7 @@ async function loadAudit(id) {
         ["Provider", a.provider, "provider"],
         ["Rule", ruleName(a.rule), "rule"],
         ["Sensitive", sensitiveWord(a.sensitive), "sensitive"],
+        ["Detections", (a.detections || []).join(", ") || "none", "detections"],
         ["Reason codes", (a.reason_codes || []).join(", "), "reason"],
         ["Status", a.status, "status"],
         ["Failure", a.failure_category === null ? "none" : a.failure_category, "failure"],
@@ -207,6 +209,7 @@ async function runDecide(messages, model) {
         ["Route", d.route, "route"],
         ["Rule", ruleName(d.rule), "rule"],
         ["Sensitive", sensitiveWord(d.sensitive), "sensitive"],
+        ["Detections", (d.detections || []).join(", ") || "none", "detections"],
         ["Reason codes", (d.reason_codes || []).join(", "), "reason"],
         ["Policy version", code(d.policy_version), "version"],
       ]),
@@ -253,6 +256,7 @@ function conditions(c) {
   const scope = c.scope === "last_user" ? "last user message" : "all messages";
   if (c.keywords > 0) parts.push(`${plural(c.keywords, "keyword")} (${c.keyword_match}, ${scope})`);
   if (c.patterns > 0) parts.push(`${plural(c.patterns, "pattern")} (${scope})`);
+  if (Array.isArray(c.detect) && c.detect.length) parts.push(`detect ${c.detect.join(", ")} (${scope})`);
   const chars = bounds(c.input_chars, "input chars");
   if (chars) parts.push(chars);
   const usd = bounds(c.estimated_usd, "estimated USD");

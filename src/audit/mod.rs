@@ -44,6 +44,7 @@
 //!         model: "llama3.2".to_owned(),
 //!         created_at: audit::now(),
 //!         sensitive: false,
+//!         detections: Vec::new(),
 //!     };
 //!     if let Err(error) = store.record(event).await {
 //!         // Log it with the request id and count it; the chat response stands.
@@ -109,6 +110,10 @@ pub struct AuditEvent {
     pub created_at: DateTime<Utc>,
     /// Whether a sensitive rule decided: then the request stayed local.
     pub sensitive: bool,
+    /// The detectors of the deciding rule that found something, sorted by
+    /// name; never what they found.
+    #[schema(value_type = Vec<crate::names::Detector>)]
+    pub detections: Vec<String>,
 }
 
 /// The audit `decision` string: `provider=<provider>,reason_codes=<codes>`,
@@ -213,6 +218,7 @@ mod tests {
             created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
                 + chrono::Duration::milliseconds(123),
             sensitive: false,
+            detections: Vec::new(),
         };
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["created_at"], "2026-11-24T10:00:00.123Z");

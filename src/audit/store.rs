@@ -44,19 +44,19 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `VALUES` tuple per event.
 const INSERT: &str = "INSERT INTO audit_events (request_id, decision, provider, rule, \
      reason_codes, policy_version, status, latency_ms, failure_category, prompt_hash, \
-     prompt_length, model, created_at, sensitive) ";
+     prompt_length, model, created_at, sensitive, detections) ";
 /// Events per `INSERT` statement: a whole batch, so that a batch is one
 /// statement, which both databases commit atomically on its own, rather than
 /// `BEGIN`, one statement per event and `COMMIT`, each a round trip to the
-/// driver (for SQLite, to its worker thread). 256 rows of 14 parameters stay
+/// driver (for SQLite, to its worker thread). 256 rows of 15 parameters stay
 /// well under the limits (SQLite 32766, PostgreSQL 65535).
 const ROWS_PER_STATEMENT: usize = MAX_BATCH;
 const SELECT_SQLITE: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
      status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at, \
-     sensitive FROM audit_events WHERE request_id = ?1";
+     sensitive, detections FROM audit_events WHERE request_id = ?1";
 const SELECT_POSTGRES: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
      status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at, \
-     sensitive FROM audit_events WHERE request_id = $1";
+     sensitive, detections FROM audit_events WHERE request_id = $1";
 
 /// The audit store: cheap to clone, every clone sharing one pool and one
 /// writer. See the module docs of [`crate::audit`] for the guarantees.
@@ -325,7 +325,8 @@ fn sqlite_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Sqlite> {
             .push_bind(event.model.clone())
             // Fixed-width UTC text, so text order is time order.
             .push_bind(row.created_at.to_rfc3339_opts(SecondsFormat::Millis, true))
-            .push_bind(event.sensitive);
+            .push_bind(event.sensitive)
+            .push_bind(row.detections.clone());
     });
     query
 }
@@ -347,7 +348,8 @@ fn postgres_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Postgre
             .push_bind(row.prompt_length)
             .push_bind(event.model.clone())
             .push_bind(row.created_at)
-            .push_bind(event.sensitive);
+            .push_bind(event.sensitive)
+            .push_bind(row.detections.clone());
     });
     query
 }
@@ -356,6 +358,8 @@ fn postgres_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Postgre
 struct StoredFields {
     /// JSON array text: one encoding both databases hold as plain text.
     reason_codes: String,
+    /// JSON array text, as `reason_codes`.
+    detections: String,
     prompt_length: i64,
     created_at: DateTime<Utc>,
 }
@@ -364,6 +368,8 @@ impl StoredFields {
     fn of(event: &AuditEvent) -> Result<Self, sqlx::Error> {
         Ok(StoredFields {
             reason_codes: serde_json::to_string(&event.reason_codes)
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+            detections: serde_json::to_string(&event.detections)
                 .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
             prompt_length: i64::try_from(event.prompt_length)
                 .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
@@ -388,6 +394,7 @@ struct EventRow {
     model: String,
     created_at: DateTime<Utc>,
     sensitive: bool,
+    detections: String,
 }
 
 impl EventRow {
@@ -411,6 +418,8 @@ impl EventRow {
             .map_err(|e| malformed(e.to_string()))?;
         let reason_codes = serde_json::from_str(&self.reason_codes)
             .map_err(|e| malformed(format!("reason_codes: {e}")))?;
+        let detections = serde_json::from_str(&self.detections)
+            .map_err(|e| malformed(format!("detections: {e}")))?;
         let prompt_length = u64::try_from(self.prompt_length)
             .map_err(|e| malformed(format!("prompt_length: {e}")))?;
         Ok(AuditEvent {
@@ -428,6 +437,7 @@ impl EventRow {
             model: self.model,
             created_at: self.created_at,
             sensitive: self.sensitive,
+            detections,
         })
     }
 }

@@ -15,7 +15,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::chat::ChatMessage;
 use crate::compiler::CompiledPolicy;
-use crate::names::{Provider, Route};
+use crate::detect::DetectorSet;
+use crate::names::{Detector, Provider, Route};
 use crate::policy::source::is_policy_file_name;
 use crate::policy::{LoadError, Provenance, schema, yaml};
 
@@ -73,6 +74,11 @@ pub struct Expect {
     #[serde(default)]
     #[schemars(with = "bool")]
     pub sensitive: Option<bool>,
+    /// The detectors of the deciding rule that must find something, compared
+    /// as a set (`[]`: none may).
+    #[serde(default)]
+    #[schemars(with = "Vec<Detector>")]
+    pub detections: Option<Vec<Detector>>,
 }
 
 /// Drops the `"default": null` schemars derives from `#[serde(default)]`: an editor
@@ -240,7 +246,10 @@ impl Case {
             && e.provider.is_none_or(|p| p == decided_provider)
             && e.rule.as_ref().is_none_or(|r| r.as_deref() == decided_rule)
             && e.reason.as_deref().is_none_or(|r| r == decided_reason)
-            && e.sensitive.is_none_or(|s| s == decision.sensitive);
+            && e.sensitive.is_none_or(|s| s == decision.sensitive)
+            && e.detections
+                .as_ref()
+                .is_none_or(|d| d.iter().copied().collect::<DetectorSet>() == decision.detections);
         let failure = (!matches).then(|| {
             let mut expected = Vec::new();
             if let Some(r) = e.route {
@@ -258,6 +267,10 @@ impl Case {
             if let Some(s) = e.sensitive {
                 expected.push(format!("sensitive={s}"));
             }
+            if let Some(d) = &e.detections {
+                let set: DetectorSet = d.iter().copied().collect();
+                expected.push(format!("detections=[{}]", set.names().join(",")));
+            }
             let mut line = format!(
                 "expected {}; decided route={decided_route} provider={} rule={} reason={decided_reason}",
                 expected.join(" "),
@@ -266,6 +279,12 @@ impl Case {
             );
             if decision.sensitive || e.sensitive.is_some() {
                 line.push_str(&format!(" sensitive={}", decision.sensitive));
+            }
+            if !decision.detections.is_empty() || e.detections.is_some() {
+                line.push_str(&format!(
+                    " detections=[{}]",
+                    decision.detections.names().join(",")
+                ));
             }
             for overlay in environment_overlays(policy, decision.is_default()) {
                 line.push_str("; ");

@@ -18,6 +18,7 @@ mod patterns;
 
 use std::sync::Arc;
 
+use crate::detect::DetectorSet;
 use crate::names::{Provider, Route};
 use crate::normalize::normalize;
 use crate::policy::{CharBounds, LoadError, LoadErrors, PolicySet, RuleSpec, Scope, UsdBounds};
@@ -46,6 +47,10 @@ pub struct CompiledPolicy {
     pub(crate) needs_patterns: RuleBits,
     /// The rules with a `model` condition.
     pub(crate) needs_model: RuleBits,
+    /// Every detector some rule with `scope: all` uses.
+    pub(crate) detect_all: DetectorSet,
+    /// Every detector some rule with `scope: last_user` uses.
+    pub(crate) detect_last_user: DetectorSet,
     pub(crate) default: Outcome,
     /// USD per 1M input tokens; `None`: no price, so no estimate.
     pub(crate) price: Option<f64>,
@@ -75,6 +80,10 @@ pub(crate) struct CompiledRule {
     pub(crate) estimated_usd: Option<UsdBounds>,
     /// The rule has a `model` condition (its globs are in the glob set).
     pub(crate) model: bool,
+    /// The detectors of its `detect` condition (empty: none).
+    pub(crate) detectors: DetectorSet,
+    /// Its keywords, patterns and detectors look at the last user message only.
+    pub(crate) last_user_only: bool,
 }
 
 /// A rule that a keyword, pattern or glob of the shared matchers belongs to.
@@ -251,6 +260,8 @@ impl CompiledPolicy {
                 input_chars: spec.input_chars,
                 estimated_usd: spec.estimated_usd,
                 model: !spec.model.is_empty(),
+                detectors: spec.detectors,
+                last_user_only,
             });
         }
         let keyword_matcher = if keywords.items.is_empty() {
@@ -315,6 +326,14 @@ impl CompiledPolicy {
             needs_keywords: RuleBits::from_fn(rules.len(), |i| rules[i].keywords),
             needs_patterns: RuleBits::from_fn(rules.len(), |i| rules[i].patterns),
             needs_model: RuleBits::from_fn(rules.len(), |i| rules[i].model),
+            detect_all: rules
+                .iter()
+                .filter(|r| !r.last_user_only)
+                .fold(DetectorSet::EMPTY, |set, r| set.union(r.detectors)),
+            detect_last_user: rules
+                .iter()
+                .filter(|r| r.last_user_only)
+                .fold(DetectorSet::EMPTY, |set, r| set.union(r.detectors)),
             rules,
             keywords: keyword_matcher,
             patterns: pattern_matcher,

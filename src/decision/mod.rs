@@ -29,9 +29,10 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::chat::ChatMessage;
-use crate::compiler::{CompiledPolicy, Outcome, RuleBits};
-use crate::names::{Provider, Role, Route};
-use crate::normalize::{normalize_general, normalize_into};
+use crate::compiler::{CompiledPolicy, CompiledRule, Outcome, RuleBits};
+use crate::detect::{self, DetectorSet};
+use crate::names::{Detector, Provider, Role, Route};
+use crate::normalize::{self, normalize_general, normalize_into};
 use crate::policy::{CharBounds, UsdBounds};
 
 /// Where a chat request goes and why. Strings are shared with the compiled policy,
@@ -56,6 +57,9 @@ pub struct Decision {
     /// Made by a sensitive rule: the request never goes to a provider that is
     /// not local.
     pub sensitive: bool,
+    /// The detectors of the deciding rule that found something (empty on a
+    /// default decision or a rule without `detect`).
+    pub detections: DetectorSet,
     /// Unicode scalar values of the raw contents of every message.
     pub input_chars: u64,
     /// Estimated cost of the input on the public provider; `None` without a price.
@@ -83,6 +87,7 @@ impl Decision {
         s.serialize_field("route", &self.route)?;
         s.serialize_field("rule", &self.rule.as_deref())?;
         s.serialize_field("sensitive", &self.sensitive)?;
+        s.serialize_field("detections", &self.detections.names())?;
         s.serialize_field("reason_codes", &self.reason_codes())?;
         s.serialize_field("policy_version", &*self.policy_version)
     }
@@ -119,6 +124,16 @@ impl Decision {
             )
             .required("sensitive")
             .property(
+                "detections",
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name(Detector::name()))
+                    .description(Some(
+                        "The detectors of the deciding rule that found something, sorted by\n\
+                         name; empty on a default decision.",
+                    )),
+            )
+            .required("detections")
+            .property(
                 "reason_codes",
                 ArrayBuilder::new()
                     .items(ObjectBuilder::new().schema_type(Type::String))
@@ -145,7 +160,7 @@ fn reference<T: ToSchema>(description: &str) -> RefOr<Schema> {
 
 impl Serialize for Decision {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Decision", 6)?;
+        let mut s = serializer.serialize_struct("Decision", 7)?;
         self.serialize_fields(&mut s)?;
         s.end()
     }
@@ -159,6 +174,8 @@ pub enum Condition {
     Keywords,
     /// No pattern matches a message in scope.
     Patterns,
+    /// No detector finds anything in the messages in scope.
+    Detect,
     /// The input length is outside the bounds.
     InputChars,
     /// The estimated cost is outside the bounds (or there is no price).
@@ -204,7 +221,7 @@ pub struct Explanation {
 
 impl Serialize for Explanation {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Explanation", 7)?;
+        let mut s = serializer.serialize_struct("Explanation", 8)?;
         self.decision.serialize_fields(&mut s)?;
         s.serialize_field("trace", &self.trace)?;
         s.end()
@@ -246,6 +263,17 @@ impl ToSchema for Explanation {
     }
 }
 
+/// The detectors of `rule` that found something in the messages it looks at.
+fn detections(rule: &CompiledRule, scratch: &Scratch) -> DetectorSet {
+    match scratch.found {
+        Some((all, last_user)) if !rule.detectors.is_empty() => {
+            let found = if rule.last_user_only { last_user } else { all };
+            found.intersection(rule.detectors)
+        }
+        _ => DetectorSet::EMPTY,
+    }
+}
+
 /// Per-thread buffers reused by every decision.
 #[derive(Debug, Default)]
 struct Scratch {
@@ -255,6 +283,9 @@ struct Scratch {
     /// The ids of the globs matching the model.
     glob_ids: Vec<usize>,
     text: String,
+    /// What the detectors found in every message, and in the last user
+    /// message; `None` until a rule needs it.
+    found: Option<(DetectorSet, DetectorSet)>,
 }
 
 thread_local! {
@@ -340,7 +371,11 @@ impl CompiledPolicy {
             .map(|price| input_chars as f64 / self.chars_per_token / 1_000_000.0 * price);
         let mut scanned = false;
         let mut model_matched = false;
+        scratch.found = None;
         for (index, rule) in self.rules.iter().enumerate() {
+            if !rule.detectors.is_empty() && scratch.found.is_none() {
+                scratch.found = Some(self.run_detectors(messages));
+            }
             if rule.model && !model_matched {
                 self.match_model(model, scratch);
                 model_matched = true;
@@ -351,6 +386,11 @@ impl CompiledPolicy {
                 if trace.is_none() {
                     if !model_matched {
                         self.match_model(model, scratch);
+                    }
+                    if scratch.found.is_none()
+                        && !(self.detect_all.is_empty() && self.detect_last_user.is_empty())
+                    {
+                        scratch.found = Some(self.run_detectors(messages));
                     }
                     // Nothing to record: go straight to the rules whose keyword,
                     // pattern and model conditions hold.
@@ -366,10 +406,46 @@ impl CompiledPolicy {
                 });
             }
             if failed.is_none() {
-                return self.decision(&rule.outcome, Some(&rule.id), input_chars, estimated_usd);
+                return self.decision(
+                    &rule.outcome,
+                    Some(&rule.id),
+                    detections(rule, scratch),
+                    input_chars,
+                    estimated_usd,
+                );
             }
         }
-        self.decision(&self.default, None, input_chars, estimated_usd)
+        self.decision(
+            &self.default,
+            None,
+            DetectorSet::EMPTY,
+            input_chars,
+            estimated_usd,
+        )
+    }
+
+    /// What the policy's detectors find: in every message (for rules with
+    /// `scope: all`) and in the last user message (for `scope: last_user`).
+    fn run_detectors(&self, messages: &[ChatMessage]) -> (DetectorSet, DetectorSet) {
+        let last_user = messages.iter().rposition(|m| m.role == Role::User);
+        let mut all = DetectorSet::EMPTY;
+        let mut last = DetectorSet::EMPTY;
+        for (index, message) in messages.iter().enumerate() {
+            let is_last_user = last_user == Some(index);
+            let mut wanted = self.detect_all;
+            if is_last_user {
+                wanted = wanted.union(self.detect_last_user);
+            }
+            if wanted.is_empty() {
+                continue;
+            }
+            let found = detect::detect(&normalize::for_detectors(&message.content), wanted);
+            all = all.union(found);
+            if is_last_user {
+                last = found;
+            }
+        }
+        (all, last)
     }
 
     /// The first condition of rule `index` that fails, in checking order, once the
@@ -387,6 +463,8 @@ impl CompiledPolicy {
             Some(Condition::Keywords)
         } else if rule.patterns && !scratch.pattern_hits.get(index) {
             Some(Condition::Patterns)
+        } else if !rule.detectors.is_empty() && detections(rule, scratch).is_empty() {
+            Some(Condition::Detect)
         } else if !rule
             .input_chars
             .is_none_or(|b| chars_within(b, input_chars))
@@ -438,23 +516,32 @@ impl CompiledPolicy {
                     return self.decision(
                         &rule.outcome,
                         Some(&rule.id),
+                        detections(rule, scratch),
                         input_chars,
                         estimated_usd,
                     );
                 }
             }
         }
-        self.decision(&self.default, None, input_chars, estimated_usd)
+        self.decision(
+            &self.default,
+            None,
+            DetectorSet::EMPTY,
+            input_chars,
+            estimated_usd,
+        )
     }
 
     fn decision(
         &self,
         outcome: &Outcome,
         rule: Option<&Arc<str>>,
+        detections: DetectorSet,
         input_chars: u64,
         estimated_usd: Option<f64>,
     ) -> Decision {
         Decision {
+            detections,
             route: outcome.route,
             provider: outcome.provider,
             rule: rule.cloned(),

@@ -41,6 +41,8 @@ fn rule(id: &str, keywords: &[&str], word: bool, patterns: &[&str], scope: Scope
             KeywordMatch::Substring
         },
         patterns: located(patterns),
+        detect: Vec::new(),
+        detectors: crate::detect::DetectorSet::EMPTY,
         scope,
         input_chars: None,
         estimated_usd: None,

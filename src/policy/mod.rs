@@ -78,7 +78,11 @@ pub struct RuleSpec {
     pub keyword_match: KeywordMatch,
     /// Patterns as written (empty: no pattern condition).
     pub patterns: Vec<Located<String>>,
-    /// Which messages keywords and patterns see.
+    /// Detector names and groups as written (empty: no detect condition).
+    pub detect: Vec<Located<String>>,
+    /// The detectors those name, groups expanded.
+    pub detectors: crate::detect::DetectorSet,
+    /// Which messages keywords, patterns and detectors see.
     pub scope: Scope,
     /// Bounds on input characters.
     pub input_chars: Option<CharBounds>,

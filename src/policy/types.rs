@@ -11,7 +11,25 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::names::Route;
+use crate::names::{Detector, Route};
+
+/// The detector groups `when.detect` accepts beside the detectors' names.
+pub const DETECTOR_GROUPS: [&str; 2] = ["pii", "secrets"];
+
+/// `when.detect`'s schema: at least one of the detectors' names or groups,
+/// from [`Detector::WORDS`] and [`DETECTOR_GROUPS`].
+fn detect_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let words: Vec<&str> = DETECTOR_GROUPS
+        .iter()
+        .chain(Detector::WORDS)
+        .copied()
+        .collect();
+    schemars::json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": "string", "enum": words},
+    })
+}
 
 /// Pattern shared by rule ids and reason codes.
 pub const ID_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
@@ -105,7 +123,7 @@ pub struct Rule {
 }
 
 /// The conditions of a rule, checked in this order: `keywords`, `patterns`,
-/// `input_chars`, `estimated_usd`, `model`.
+/// `detect`, `input_chars`, `estimated_usd`, `model`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
@@ -125,7 +143,14 @@ pub struct When {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Vec<String>", length(min = 1))]
     pub patterns: Option<Vec<String>>,
-    /// Which messages `keywords` and `patterns` look at: `all` (default) or `last_user`.
+    /// Holds when any of these built-in detectors finds an instance in the
+    /// messages in scope: detector names, or the groups `pii` (`email`,
+    /// `credit_card`, `iban`, `us_ssn`) and `secrets` (every other one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "detect_schema")]
+    pub detect: Option<Vec<String>>,
+    /// Which messages `keywords`, `patterns` and `detect` look at: `all`
+    /// (default) or `last_user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Scope")]
     pub scope: Option<Scope>,

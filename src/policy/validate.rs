@@ -13,8 +13,9 @@ use super::{
     Defaults, EffectiveDefaults, LoadError, LoadErrors, Located, Location, PolicyFile, PolicySet,
     Position, Refused, Rule, RuleSpec, SourceFile, SourceInfo,
 };
+use crate::detect::DetectorSet;
 use crate::env::Env;
-use crate::names::Route;
+use crate::names::{Detector, Route};
 use serde_json::Value;
 
 static POLICY_SCHEMA: LazyLock<DocumentSchema> = LazyLock::new(validator_for::<PolicyFile>);
@@ -177,6 +178,23 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Ref
             let keywords = listed(&when.keywords, "keywords");
             let patterns = listed(&when.patterns, "patterns");
             let model = listed(&when.model, "model");
+            let detect = listed(&when.detect, "detect");
+            // The schema has checked every word; a word it let through that
+            // names nothing would be a bug, reported as an error all the same.
+            let mut detectors = DetectorSet::EMPTY;
+            for word in &detect {
+                match word.value.as_str() {
+                    "pii" => detectors = detectors.union(Detector::PII.into_iter().collect()),
+                    "secrets" => {
+                        detectors = detectors
+                            .union(Detector::ALL.into_iter().filter(|d| !d.is_pii()).collect())
+                    }
+                    other => match other.parse::<Detector>() {
+                        Ok(d) => detectors = detectors.with(d),
+                        Err(e) => errors.push(LoadError::at_location(&word.at, e.to_string())),
+                    },
+                }
+            }
 
             if let Some(b) = &when.input_chars
                 && let (Some(min), Some(max)) = (b.min, b.max)
@@ -227,6 +245,8 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Ref
                 keywords,
                 keyword_match: when.keyword_match.unwrap_or_default(),
                 patterns,
+                detect,
+                detectors,
                 scope: when.scope.unwrap_or_default(),
                 input_chars: when.input_chars,
                 estimated_usd: when.estimated_usd,

@@ -374,15 +374,15 @@ pub fn schema_violations(
                             .collect()
                     })
                     .unwrap_or_default();
-                push(LoadError::at(
-                    path,
-                    positions.value(ptr),
-                    format!(
-                        "`{name}` must be one of {}, found {}",
-                        quoted_list(&words),
-                        found(instance)
-                    ),
-                ));
+                let mut msg = format!(
+                    "`{name}` must be one of {}, found {}",
+                    quoted_list(&words),
+                    found(instance)
+                );
+                if let Some(s) = instance.as_str().and_then(|v| suggest(v, &words)) {
+                    msg.push_str(&format!(": did you mean `{s}`?"));
+                }
+                push(LoadError::at(path, positions.value(ptr), msg));
             }
             ValidationErrorKind::OneOfNotValid { context }
                 if context

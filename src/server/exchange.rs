@@ -121,6 +121,7 @@ impl Exchange {
         }
         let decision = &self.decision;
         state.metrics.decision(decision.rule_id(), &decision.reason);
+        state.metrics.detections(decision.detections.iter());
         let status = AuditStatus::of(failure.is_none());
         state
             .metrics
@@ -147,6 +148,12 @@ impl Exchange {
             model: self.model.clone(),
             created_at: audit::now(),
             sensitive: decision.sensitive,
+            detections: decision
+                .detections
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 }

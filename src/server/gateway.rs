@@ -45,6 +45,9 @@ pub struct ChatResponse<'a> {
     pub rule: Option<&'a str>,
     /// Whether a sensitive rule decided: then the request stayed local.
     pub sensitive: bool,
+    /// The detectors of the deciding rule that found something, sorted.
+    #[schema(value_type = Vec<crate::names::Detector>)]
+    pub detections: Vec<&'static str>,
     /// The policy version (SHA-256 hex) that decided.
     pub policy_version: &'a str,
     /// The reply, unchanged; `null` when the provider failed.
@@ -104,6 +107,7 @@ fn respond(
         reason_codes: decision.reason_codes(),
         rule: decision.rule_id(),
         sensitive: decision.sensitive,
+        detections: decision.detections.names(),
         policy_version: &decision.policy_version,
         content,
         error,

@@ -44,6 +44,9 @@ pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-p
 pub const RULE_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-rule");
 /// `true` when a sensitive rule decided (the request stayed local), else `false`.
 pub const SENSITIVE_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-sensitive");
+/// The detectors of the deciding rule that found something, sorted, joined
+/// by `,`; empty when none did.
+pub const DETECTIONS_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-detections");
 /// The decision's reason code.
 pub const REASON_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-reason");
 /// The version of the policy that decided.
@@ -78,6 +81,7 @@ fn resolve_model(state: &AppState, provider: Provider, requested: Option<&str>) 
                 ("x-policy-mesh-provider" = String, description = "local, openai or anthropic"),
                 ("x-policy-mesh-rule" = String, description = "The rule that decided; empty on a default decision"),
                 ("x-policy-mesh-sensitive" = String, description = "`true` when a sensitive rule decided (the request stayed local), else `false`"),
+                ("x-policy-mesh-detections" = String, description = "The detectors of the deciding rule that found something, sorted, joined by `,`; empty when none did"),
                 ("x-policy-mesh-reason" = String, description = "The reason code"),
                 ("x-policy-mesh-policy-version" = String, description = "The policy version that decided"),
             )),
@@ -168,6 +172,7 @@ fn decision_headers(exchange: &Exchange) -> HeaderMap {
         SENSITIVE_HEADER,
         if decision.sensitive { "true" } else { "false" },
     );
+    put(DETECTIONS_HEADER, &decision.detections.names().join(","));
     put(REASON_HEADER, &decision.reason);
     put(POLICY_VERSION_HEADER, &decision.policy_version);
     headers

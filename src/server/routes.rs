@@ -124,7 +124,12 @@ struct ConditionsView<'a> {
     keyword_match: KeywordMatch,
     /// How many patterns.
     patterns: usize,
-    /// Which messages keywords and patterns look at.
+    /// The detectors and groups of its `detect` condition, as written; left
+    /// out when it has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(min_items = 1)]
+    detect: Vec<&'a str>,
+    /// Which messages keywords, patterns and detectors look at.
     scope: Scope,
     /// The input length bounds, when the rule has them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -239,6 +244,7 @@ fn rule(r: &RuleSpec, public: Provider) -> RuleView<'_> {
             keywords: r.keywords.len(),
             keyword_match: r.keyword_match,
             patterns: r.patterns.len(),
+            detect: r.detect.iter().map(|d| d.value.as_str()).collect(),
             scope: r.scope,
             input_chars: r.input_chars,
             estimated_usd: r.estimated_usd,
@@ -293,6 +299,8 @@ mod tests {
                         .collect(),
                     keyword_match: KeywordMatch::Word,
                     patterns: Vec::new(),
+                    detect: Vec::new(),
+                    detectors: crate::detect::DetectorSet::EMPTY,
                     scope: Scope::LastUser,
                     input_chars: Some(CharBounds {
                         min: None,
@@ -314,6 +322,8 @@ mod tests {
                         value: "hidden-pattern".into(),
                         at: at(13),
                     }],
+                    detect: Vec::new(),
+                    detectors: crate::detect::DetectorSet::EMPTY,
                     scope: Scope::All,
                     input_chars: None,
                     estimated_usd: Some(UsdBounds {

@@ -135,7 +135,7 @@ fn check_summarizes_the_shipped_policy() {
     let version = checked_version(&run);
     assert_eq!(
         run.stdout,
-        format!("ok: 3 files, 2 rules (1 sensitive), 3 keywords, version {version}\n")
+        format!("ok: 3 files, 3 rules (2 sensitive), 3 keywords, version {version}\n")
     );
 }
 
@@ -146,7 +146,7 @@ fn check_counts_a_single_file_in_the_singular() {
     assert_eq!(run.status, 0, "{run:?}");
     assert!(
         run.stdout
-            .starts_with("ok: 1 file, 1 rule (1 sensitive), 3 keywords, version "),
+            .starts_with("ok: 1 file, 2 rules (2 sensitive), 3 keywords, version "),
         "{}",
         run.stdout
     );
@@ -557,6 +557,25 @@ fn a_sensitive_rule_that_routes_public_is_a_load_error_at_its_route() {
 }
 
 #[test]
+fn an_unknown_detector_is_a_load_error_with_a_suggestion() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("00.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nrules:\n  - id: guard\n    when:\n      detect: [pii, credit_crad]\n    route: local\n",
+    )
+    .expect("write");
+    let run = run(&["check", &dir.path().display().to_string()], &[], None);
+    assert_eq!(run.status, 1, "{run:?}");
+    let line = run.stderr.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        line.starts_with(&format!("{}:5:21: ", file.display())),
+        "{line}"
+    );
+    assert!(line.ends_with("did you mean `credit_card`?"), "{line}");
+}
+
+#[test]
 fn test_reports_an_invalid_case_file_at_its_position() {
     let text = "cases:\n  - name: typo\n    messages: [{ role: user, content: hi }]\n    expext: { route: local }\n";
     let dir = with_cases(text);
@@ -636,6 +655,7 @@ fn decide_a_message() {
         decision(&run),
         json!({
             "provider": "local", "route": "local", "rule": "sensitive", "sensitive": true,
+            "detections": [],
             "reason_codes": ["sensitive_keyword_match"], "policy_version": version,
             "trace": [{"rule": "sensitive", "held": true, "failed_condition": null}]
         })
@@ -658,9 +678,11 @@ fn decide_a_request_from_stdin() {
         decision(&run),
         json!({
             "provider": "local", "route": "local", "rule": "cost", "sensitive": false,
+            "detections": [],
             "reason_codes": ["cost_prefer_local"], "policy_version": version,
             "trace": [
                 {"rule": "sensitive", "held": false, "failed_condition": "keywords"},
+                {"rule": "detected", "held": false, "failed_condition": "detect"},
                 {"rule": "cost", "held": true, "failed_condition": null}
             ]
         })
@@ -687,6 +709,7 @@ fn decide_a_request_from_stdin() {
         decided["trace"],
         json!([
             {"rule": "sensitive", "held": false, "failed_condition": "keywords"},
+            {"rule": "detected", "held": false, "failed_condition": "detect"},
             {"rule": "cost", "held": false, "failed_condition": "input_chars"}
         ])
     );

@@ -228,6 +228,7 @@ fn success_event(prompt: &[ChatMessage], key: Option<&[u8]>) -> AuditEvent {
         model: "llama3.2".to_owned(),
         created_at: now(),
         sensitive: true,
+        detections: vec!["credit_card".to_owned(), "email".to_owned()],
     }
 }
 
@@ -250,6 +251,7 @@ fn failure_event() -> AuditEvent {
         model: "claude-3-5-haiku-latest".to_owned(),
         created_at: now(),
         sensitive: false,
+        detections: Vec::new(),
     }
 }
 
@@ -307,11 +309,13 @@ async fn json_is_exactly_the_api_field_table(db: &TestDb) {
         "model",
         "created_at",
         "sensitive",
+        "detections",
     ]
     .into_iter()
     .collect();
     assert_eq!(keys, expected);
     assert_eq!(json["sensitive"], false);
+    assert_eq!(json["detections"], serde_json::json!([]));
 
     assert_eq!(json["request_id"], event.request_id.to_string());
     assert_eq!(json["decision"], "provider=anthropic,reason_codes=default");

@@ -428,6 +428,7 @@ fn decision_and_explanation_json() {
         json,
         serde_json::json!({
             "provider": "local", "route": "local", "rule": "cost", "sensitive": false,
+            "detections": [],
             "reason_codes": ["cost_prefer_local"], "policy_version": version,
             "trace": [
                 {"rule": "sensitive", "held": false, "failed_condition": "keywords"},
@@ -442,6 +443,7 @@ fn decision_and_explanation_json() {
         "route",
         "rule",
         "sensitive",
+        "detections",
         "reason_codes",
         "policy_version",
         "trace",
@@ -456,6 +458,7 @@ fn decision_and_explanation_json() {
         serde_json::to_value(&d).expect("serializes"),
         serde_json::json!({
             "provider": "local", "route": "local", "rule": null, "sensitive": false,
+            "detections": [],
             "reason_codes": ["default"], "policy_version": version
         })
     );
@@ -846,4 +849,37 @@ fn a_sensitive_rule_built_with_a_public_route_does_not_compile() {
             .contains("rule `guard` is sensitive: it must route `local`"),
         "{errors}"
     );
+}
+
+#[test]
+fn a_detect_condition_holds_on_what_its_detectors_find_in_scope() {
+    use policy_mesh::names::Detector;
+    let cards: policy_mesh::detect::DetectorSet = [Detector::CreditCard].into_iter().collect();
+    let keys: policy_mesh::detect::DetectorSet = [Detector::AwsAccessKeyId, Detector::Email]
+        .into_iter()
+        .collect();
+    let mut last_user_cards = rule("cards", Route::Local);
+    last_user_cards.detectors = cards;
+    last_user_cards.scope = policy_mesh::policy::Scope::LastUser;
+    let mut any_keys = rule("keys", Route::Local);
+    any_keys.detectors = keys;
+    let policy = compile(vec![last_user_cards, any_keys]);
+
+    let d = policy.decide(&[user("pay with 4111 1111 1111 1111")], None);
+    assert_eq!(d.rule.as_deref(), Some("cards"));
+    assert_eq!(d.detections.names(), ["credit_card"]);
+    // A card in the system prompt is outside the `last_user` scope.
+    let messages = [
+        msg(Role::System, "card 4111 1111 1111 1111"),
+        user("and key AKIAIOSFODNN7EXAMPLE, mail me at a@b.io"),
+    ];
+    let e = policy.explain(&messages, None);
+    assert_eq!(e.decision.rule.as_deref(), Some("keys"));
+    assert_eq!(
+        e.decision.detections.names(),
+        ["aws_access_key_id", "email"]
+    );
+    assert_eq!(e.trace[0].failed_condition, Some(Condition::Detect));
+    let d = policy.decide(&[user("nothing to see")], None);
+    assert_eq!((d.rule, d.detections.is_empty()), (None, true));
 }

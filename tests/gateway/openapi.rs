@@ -275,7 +275,7 @@ fn a_schema_mismatch_is_caught() {
     root["components"] = doc["components"].clone();
     let validator = jsonschema::validator_for(&root).unwrap();
     let good = json!({"provider": "local", "route": "local", "rule": null, "sensitive": false,
-        "reason_codes": ["default"], "policy_version": "ab", "trace": []});
+        "detections": [], "reason_codes": ["default"], "policy_version": "ab", "trace": []});
     assert!(validator.is_valid(&good));
     let mut no_trace = good.clone();
     no_trace.as_object_mut().unwrap().remove("trace");

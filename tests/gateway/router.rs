@@ -22,7 +22,7 @@ use crate::support::fake_providers::{FakeProvider, Flavor};
 
 /// A cost rule first that sends short prompts public, then a sensitive rule:
 /// the sensitive rule is tried first all the same.
-const POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: cheap\n    when:\n      input_chars: { max: 1000 }\n    route: public\n  - id: sensitive\n    sensitive: true\n    when:\n      keywords: [nightingale]\n    route: local\n    reason: sensitive_keyword_match\n";
+const POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: cheap\n    when:\n      input_chars: { max: 1000 }\n    route: public\n  - id: sensitive\n    sensitive: true\n    when:\n      keywords: [nightingale]\n    route: local\n    reason: sensitive_keyword_match\n  - id: detected\n    sensitive: true\n    when:\n      detect: [pii, secrets]\n    route: local\n";
 
 /// The body limit of these tests, small enough to cross cheaply.
 const LIMIT: usize = 4096;
@@ -396,4 +396,85 @@ async fn a_sensitive_rule_keeps_the_prompt_local_on_every_api_wherever_it_is_wri
         (Some("cheap"), Some(false))
     );
     assert_eq!(r.public.request_count(), 1);
+}
+
+#[tokio::test]
+async fn a_detected_card_or_key_stays_local_and_names_its_detector() {
+    let r = Router::new().await;
+    let card = json!([{"role": "user", "content": "charge 4111-1111-1111-1111 please"}]);
+    let (status, json) = r
+        .post("/v1/decide", json!({"messages": card}).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["rule"], "detected", "{json}");
+    assert_eq!(json["detections"], json!(["credit_card"]), "{json}");
+    assert_eq!(
+        json["trace"][0],
+        json!({"rule": "sensitive", "held": false, "failed_condition": "keywords"})
+    );
+
+    let (status, json) = r
+        .post("/v1/chat", json!({"messages": card}).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["provider"], "local", "{json}");
+    assert_eq!(json["detections"], json!(["credit_card"]), "{json}");
+
+    // A key in the system prompt, through the OpenAI-compatible API.
+    let key = json!([
+        {"role": "system", "content": "use AKIAIOSFODNN7EXAMPLE and jane@example.com"},
+        {"role": "user", "content": "hi"}
+    ]);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"model": "gpt-4o", "messages": key}).to_string(),
+        ))
+        .unwrap();
+    let response = r.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-policy-mesh-detections")
+            .and_then(|v| v.to_str().ok()),
+        Some("aws_access_key_id,email")
+    );
+    assert_eq!(r.local.request_count(), 2);
+    assert_eq!(
+        r.public.request_count(),
+        0,
+        "detected data reached the public fake"
+    );
+
+    // A number that fails the card checksum is not a card: it goes by the
+    // other rules.
+    let (status, json) = r
+        .post(
+            "/v1/chat",
+            json!({"messages": [{"role": "user", "content": "order 1234 5678 9012 3456"}]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        (json["rule"].as_str(), json["detections"].clone()),
+        (Some("cheap"), json!([]))
+    );
+
+    let metrics = r.metrics.render();
+    for (detector, count) in [
+        ("credit_card", 1),
+        ("aws_access_key_id", 1),
+        ("email", 1),
+        ("iban", 0),
+    ] {
+        let series = format!("policy_detections_total{{detector=\"{detector}\"}} {count}");
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} in {metrics}"
+        );
+    }
 }

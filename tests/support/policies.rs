@@ -43,6 +43,8 @@ pub fn rule(id: &str, route: Route) -> RuleSpec {
         keywords: Vec::new(),
         keyword_match: KeywordMatch::Substring,
         patterns: Vec::new(),
+        detect: Vec::new(),
+        detectors: policy_mesh::detect::DetectorSet::EMPTY,
         scope: Scope::All,
         input_chars: None,
         estimated_usd: None,

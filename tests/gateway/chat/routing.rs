@@ -38,7 +38,7 @@ async fn check_success(public: Flavor, sensitive: bool) {
     assert_eq!(
         *b,
         json!({"request_id": id, "provider": provider, "reason_codes": [reason], "rule": rule,
-               "sensitive": sensitive, "policy_version": version,
+               "sensitive": sensitive, "detections": [], "policy_version": version,
                "content": "The answer is 42.", "error": null})
     );
 
@@ -64,6 +64,7 @@ async fn check_success(public: Flavor, sensitive: bool) {
         "prompt_length": joined.chars().count() - 1,
         "model": if sensitive { LOCAL_MODEL } else { PUBLIC_MODEL },
         "sensitive": sensitive,
+        "detections": [],
     });
     expected["latency_ms"] = event["latency_ms"].clone();
     expected["created_at"] = event["created_at"].clone();
