@@ -189,6 +189,68 @@ fn bench_decision(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same decisions with one more rule that runs every built-in detector
+/// (`detect: [pii, secrets]`), tried first as a sensitive rule is: the cost
+/// of the prefilter and of the detectors it lets through, on prose that holds
+/// no match.
+fn bench_detect(c: &mut Criterion) {
+    let inputs = [("ascii", ascii_input()), ("mixed", mixed_input())];
+    let mut group = c.benchmark_group("decision_detect");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    for count in [10, 10_000] {
+        let mut set = policy(count, 10);
+        let mut guard = set.rules[0].clone();
+        guard.id = "detected".to_owned();
+        guard.keywords = Vec::new();
+        guard.sensitive = true;
+        guard.detectors = policy_mesh::names::Detector::ALL.into_iter().collect();
+        set.rules.insert(0, guard);
+        let compiled = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
+        for (name, input) in &inputs {
+            let messages = [ChatMessage::user(input.clone())];
+            assert!(
+                compiled.decide(&messages, None).rule.is_none(),
+                "{name} matched"
+            );
+            group.throughput(Throughput::Bytes(input.len() as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("{name}/all-detectors"), count),
+                &messages,
+                |b, m| b.iter(|| compiled.decide(black_box(m), black_box(None))),
+            );
+        }
+    }
+    group.finish();
+}
+
+/// The detectors alone on each input: every detector asked for, the
+/// prefilter deciding which run.
+fn bench_detectors(c: &mut Criterion) {
+    let mut group = c.benchmark_group("detect");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    let all: policy_mesh::detect::DetectorSet =
+        policy_mesh::names::Detector::ALL.into_iter().collect();
+    for (name, input) in [("ascii", ascii_input()), ("mixed", mixed_input())] {
+        group.throughput(Throughput::Bytes(input.len() as u64));
+        group.bench_function(BenchmarkId::new("all-detectors", name), |b| {
+            b.iter(|| {
+                let text = policy_mesh::normalize::for_detectors(black_box(&input));
+                policy_mesh::detect::detect(&text, all)
+            })
+        });
+        group.bench_function(BenchmarkId::new("for-detectors", name), |b| {
+            b.iter(|| policy_mesh::normalize::for_detectors(black_box(&input)).len())
+        });
+    }
+    group.finish();
+}
+
 fn bench_normalize(c: &mut Criterion) {
     let mut group = c.benchmark_group("normalize");
     group
@@ -221,5 +283,12 @@ fn bench_compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decision, bench_normalize, bench_compile);
+criterion_group!(
+    benches,
+    bench_decision,
+    bench_detect,
+    bench_detectors,
+    bench_normalize,
+    bench_compile
+);
 criterion_main!(benches);

@@ -16,7 +16,7 @@
 
 use std::sync::LazyLock;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine;
 use regex::Regex;
 
@@ -121,31 +121,88 @@ const PREFIXES: &[(&str, &[Detector])] = &[
 ];
 
 static PREFIX_SCAN: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::new(PREFIXES.iter().map(|(p, _)| *p))
+    // Leftmost-first lets the search use its vectorized prefilter.
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(PREFIXES.iter().map(|(p, _)| *p))
         .expect("short literal prefixes always build an automaton")
 });
 
-/// The detectors that can match `text` at all: the number detectors only
-/// where there are digits, `email` only with an `@`, each secret only where
-/// its literal start occurs.
+/// The detectors that can match `text` at all: `credit_card` only where 13
+/// digits follow each other (single spaces or hyphens between them allowed),
+/// `us_ssn` only where runs of 3, 2 and 4 digits do, `iban` only where two
+/// capital letters are followed by two digits, `email` only with an `@`,
+/// each secret only where its literal start occurs.
 fn prefilter(text: &str) -> DetectorSet {
     let bytes = text.as_bytes();
     let mut possible = DetectorSet::EMPTY;
-    if bytes.iter().any(u8::is_ascii_digit) {
-        possible = possible
-            .with(Detector::CreditCard)
-            .with(Detector::Iban)
-            .with(Detector::UsSsn);
+    let numbers = number_shapes(bytes);
+    if numbers.card {
+        possible = possible.with(Detector::CreditCard);
+    }
+    if numbers.ssn {
+        possible = possible.with(Detector::UsSsn);
+    }
+    if numbers.iban {
+        possible = possible.with(Detector::Iban);
     }
     if bytes.contains(&b'@') {
         possible = possible.with(Detector::Email);
     }
-    for m in PREFIX_SCAN.find_overlapping_iter(text) {
+    // Non-overlapping: no prefix is part of another, so none is hidden by
+    // a match before it, and this search can use the automaton's prefilter.
+    for m in PREFIX_SCAN.find_iter(text) {
         for d in PREFIXES[m.pattern().as_usize()].1 {
             possible = possible.with(*d);
         }
     }
     possible
+}
+
+/// Which number detectors the digits of a text leave possible.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct NumberShapes {
+    card: bool,
+    ssn: bool,
+    iban: bool,
+}
+
+/// The numbers of a text, each a run of digits or several joined by a
+/// single space or hyphen, read by jumping from digit to digit: whether one
+/// holds 13 digits (a card), three consecutive runs of 3, 2 and 4 digits (an
+/// SSN), or starts with two digits right after two capital letters (an IBAN).
+fn number_shapes(bytes: &[u8]) -> NumberShapes {
+    let mut shapes = NumberShapes::default();
+    let mut i = 0;
+    while let Some(offset) = bytes[i..].iter().position(u8::is_ascii_digit) {
+        let start = i + offset;
+        if start >= 2
+            && bytes[start - 2].is_ascii_uppercase()
+            && bytes[start - 1].is_ascii_uppercase()
+            && bytes.get(start + 1).is_some_and(u8::is_ascii_digit)
+        {
+            shapes.iban = true;
+        }
+        let mut digits = 0;
+        let mut runs = [0usize; 3];
+        let mut j = start;
+        loop {
+            let run = bytes[j..].iter().take_while(|b| b.is_ascii_digit()).count();
+            digits += run;
+            runs = [runs[1], runs[2], run];
+            shapes.ssn |= runs == [3, 2, 4];
+            j += run;
+            let joined = matches!(bytes.get(j), Some(b' ' | b'-'))
+                && bytes.get(j + 1).is_some_and(u8::is_ascii_digit);
+            if !joined {
+                break;
+            }
+            j += 1;
+        }
+        shapes.card |= digits >= 13;
+        i = j;
+    }
+    shapes
 }
 
 /// A detector's regular expression: a literal of this module, which the
@@ -400,6 +457,27 @@ mod tests {
         let cards: DetectorSet = [Detector::CreditCard].into_iter().collect();
         assert_eq!(detect(text, cards).names(), ["credit_card"]);
         assert!(detect(text, DetectorSet::EMPTY).is_empty());
+    }
+
+    #[test]
+    fn numbers_too_short_for_a_card_or_not_shaped_like_an_ssn_skip_those_detectors() {
+        let shapes = |t: &str| number_shapes(t.as_bytes());
+        assert_eq!(
+            shapes("keep it under 300 words, 2026-12-03"),
+            NumberShapes::default()
+        );
+        assert!(shapes("4111 1111 1111 1111").card);
+        assert!(shapes("4111-1111-1111-1").card);
+        assert!(
+            !shapes("4111  1111 1111 1111").card,
+            "two spaces break a number"
+        );
+        assert!(shapes("ssn 123-45-6789.").ssn);
+        assert!(shapes("123 45 6789").ssn);
+        assert!(!shapes("1234-45-6789").ssn);
+        assert!(!shapes("415-555-2671").ssn);
+        assert!(prefilter("DE89 3704").contains(Detector::Iban));
+        assert!(!prefilter("De89 3704").contains(Detector::Iban));
     }
 
     #[test]

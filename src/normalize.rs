@@ -62,12 +62,12 @@ pub fn for_detectors(text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     let set = ignorables();
-    let visible: String = text.chars().filter(|&c| !set.contains(c)).collect();
-    Cow::Owned(
-        ComposingNormalizerBorrowed::new_nfkc()
-            .normalize(&visible)
-            .into_owned(),
-    )
+    let nfkc = ComposingNormalizerBorrowed::new_nfkc();
+    if text.chars().any(|c| set.contains(c)) {
+        let visible: String = text.chars().filter(|&c| !set.contains(c)).collect();
+        return Cow::Owned(nfkc.normalize(&visible).into_owned());
+    }
+    nfkc.normalize(text)
 }
 
 /// Appends the normalization of `text` to `out`, with the same fast path as
