@@ -11,7 +11,7 @@ use policy_mesh::audit::AuditConfig;
 use policy_mesh::env::Env;
 use policy_mesh::metrics::Metrics;
 use policy_mesh::names::Provider;
-use policy_mesh::policy::SourceFile;
+use policy_mesh::policy::{PolicySource, SourceFile};
 use policy_mesh::providers::Providers;
 use policy_mesh::reload::LivePolicy;
 use policy_mesh::server::{self, AppState};
@@ -38,6 +38,31 @@ struct Router {
 
 impl Router {
     async fn new() -> Self {
+        Self::with_loader(Box::new(|| {
+            let file = SourceFile {
+                path: Arc::from("policies/00-router.yaml"),
+                name: "00-router.yaml".to_owned(),
+                bytes: POLICY.as_bytes().to_vec(),
+            };
+            policy_mesh::compile_files(&[file], &Env::default(), Provider::Openai)
+        }))
+        .await
+    }
+
+    /// The shipped `policies/` with `POLICY_DEFAULT_PROVIDER=public`, so that
+    /// only the sensitive rules keep a request local.
+    async fn shipped_with_public_default() -> Self {
+        Self::with_loader(Box::new(|| {
+            let source = PolicySource::Dir(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+            );
+            let env = Env::from_pairs([("POLICY_DEFAULT_PROVIDER", "public")]);
+            policy_mesh::load_compiled(&source, &env, Provider::Openai)
+        }))
+        .await
+    }
+
+    async fn with_loader(loader: policy_mesh::reload::Loader) -> Self {
         let local = FakeProvider::start(Flavor::Ollama).await;
         let public = FakeProvider::start(Flavor::OpenAi).await;
         let env = Env::from_pairs([
@@ -48,14 +73,6 @@ impl Router {
         ]);
         let providers = Providers::from_env(&env).unwrap();
         let metrics = Arc::new(Metrics::new());
-        let loader = Box::new(|| {
-            let file = SourceFile {
-                path: Arc::from("policies/00-router.yaml"),
-                name: "00-router.yaml".to_owned(),
-                bytes: POLICY.as_bytes().to_vec(),
-            };
-            policy_mesh::compile_files(&[file], &Env::default(), Provider::Openai)
-        });
         let live = LivePolicy::start(loader, Arc::clone(&metrics)).unwrap();
         let state = AppState {
             live: Arc::new(live),
@@ -477,4 +494,91 @@ async fn a_detected_card_or_key_stays_local_and_names_its_detector() {
             "{series} in {metrics}"
         );
     }
+}
+
+/// One sample of each detector's format, as a user would paste it.
+fn detector_samples() -> Vec<(&'static str, String)> {
+    vec![
+        ("email", "write to jane.doe@example.co.uk".to_owned()),
+        ("credit_card", "card 4111 1111 1111 1111".to_owned()),
+        ("iban", "pay DE89 3704 0044 0532 0130 00".to_owned()),
+        ("us_ssn", "my ssn is 123-45-6789".to_owned()),
+        (
+            "private_key",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE".to_owned(),
+        ),
+        ("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE".to_owned()),
+        ("github_token", format!("ghp_{}", "a1".repeat(18))),
+        ("gitlab_token", format!("glpat-{}", "x".repeat(20))),
+        ("slack_token", "xoxb-1234567890-abcdefghij".to_owned()),
+        ("stripe_key", format!("sk_live_{}", "9".repeat(24))),
+        ("openai_api_key", "sk-proj-abcT3BlbkFJdef".to_owned()),
+        (
+            "anthropic_api_key",
+            format!("sk-ant-api03-{}", "Q".repeat(80)),
+        ),
+        ("google_api_key", format!("AIza{}", "S".repeat(35))),
+        (
+            "jwt",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln".to_owned(),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn with_the_shipped_policy_no_detected_format_in_any_role_reaches_the_public_provider() {
+    let r = Router::shipped_with_public_default().await;
+    // The control: an ordinary long prompt does go public.
+    let long = "x".repeat(1200);
+    let (status, json) = r
+        .post(
+            "/v1/chat",
+            json!({"messages": [{"role": "user", "content": long}]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["provider"], "openai", "{json}");
+    assert_eq!(r.public.request_count(), 1);
+
+    let samples = detector_samples();
+    assert_eq!(samples.len(), policy_mesh::names::Detector::ALL.len());
+    for (detector, sample) in &samples {
+        for role in ["system", "user", "assistant"] {
+            // Long enough that the cost rule does not keep it local anyway.
+            let text = format!("{sample} {}", "and more ".repeat(150));
+            let mut messages = vec![json!({"role": role, "content": text})];
+            if role != "user" {
+                messages.push(json!({"role": "user", "content": "go on"}));
+            }
+            let (status, json) = r
+                .post("/v1/chat", json!({"messages": messages}).to_string())
+                .await;
+            assert_eq!(status, StatusCode::OK, "{detector} {role}: {json}");
+            assert_eq!(json["rule"], "detected", "{detector} {role}: {json}");
+            assert_eq!(json["sensitive"], true, "{detector} {role}: {json}");
+            assert_eq!(
+                json["detections"],
+                json!([detector]),
+                "{detector} {role}: {json}"
+            );
+            let body = json!({"model": "gpt-4o", "messages": messages, "stream": role == "system"});
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri("/v1/chat/completions")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let response = r.app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{detector} {role}");
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        r.public.request_count(),
+        1,
+        "a prompt holding a detected format reached the public fake"
+    );
+    assert_eq!(r.local.request_count(), samples.len() * 3 * 2);
 }
