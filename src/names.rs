@@ -232,11 +232,8 @@ impl Detector {
     ];
 
     /// Whether this detector finds personal data (`pii`) rather than a secret.
-    pub const fn is_pii(self) -> bool {
-        matches!(
-            self,
-            Detector::Email | Detector::CreditCard | Detector::Iban | Detector::UsSsn
-        )
+    pub fn is_pii(self) -> bool {
+        Detector::PII.contains(&self)
     }
 }
 

@@ -105,6 +105,18 @@ impl Router {
         (status, json)
     }
 
+    /// `POST /v1/chat/completions` with `body`, its response as it comes
+    /// (headers, and a stream not yet read).
+    async fn completion(&self, body: &Value) -> axum::response::Response {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.app.clone().oneshot(request).await.unwrap()
+    }
+
     async fn post(&self, path: &str, body: impl Into<Bytes>) -> (StatusCode, Value) {
         self.send(Method::POST, path, Body::from(body.into())).await
     }
@@ -371,13 +383,7 @@ async fn a_sensitive_rule_keeps_the_prompt_local_on_every_api_wherever_it_is_wri
     assert_eq!(json["provider"], "local", "{json}");
     for stream in [false, true] {
         let body = json!({"model": "gpt-4o", "messages": sensitive, "stream": stream});
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri("/v1/chat/completions")
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let response = r.app.clone().oneshot(request).await.unwrap();
+        let response = r.completion(&body).await;
         assert_eq!(response.status(), StatusCode::OK, "stream {stream}");
         let header = |name: &str| {
             response
@@ -442,15 +448,9 @@ async fn a_detected_card_or_key_stays_local_and_names_its_detector() {
         {"role": "system", "content": "use AKIAIOSFODNN7EXAMPLE and jane@example.com"},
         {"role": "user", "content": "hi"}
     ]);
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(Body::from(
-            json!({"model": "gpt-4o", "messages": key}).to_string(),
-        ))
-        .unwrap();
-    let response = r.app.clone().oneshot(request).await.unwrap();
+    let response = r
+        .completion(&json!({"model": "gpt-4o", "messages": key}))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response
@@ -562,13 +562,7 @@ async fn with_the_shipped_policy_no_detected_format_in_any_role_reaches_the_publ
                 "{detector} {role}: {json}"
             );
             let body = json!({"model": "gpt-4o", "messages": messages, "stream": role == "system"});
-            let request = Request::builder()
-                .method(Method::POST)
-                .uri("/v1/chat/completions")
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap();
-            let response = r.app.clone().oneshot(request).await.unwrap();
+            let response = r.completion(&body).await;
             assert_eq!(response.status(), StatusCode::OK, "{detector} {role}");
             axum::body::to_bytes(response.into_body(), usize::MAX)
                 .await
