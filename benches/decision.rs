@@ -101,6 +101,7 @@ fn policy(keyword_count: usize, rule_count: usize) -> PolicySet {
                 sensitive: false,
                 at: at(i + 1),
                 keywords: kws,
+                keyword_normalization: Default::default(),
                 keyword_match: if i % 2 == 0 {
                     KeywordMatch::Substring
                 } else {

@@ -2,8 +2,8 @@
 //!
 //! A decision must cost one scan of the input whatever the number of rules and
 //! keywords, so compiling gathers the matchers of every rule into shared ones:
-//! all keywords, normalized and deduplicated, into one Aho-Corasick automaton
-//! ([`keywords`]), all patterns into one regex set ([`patterns`]), and all model
+//! all keywords, normalized and deduplicated, into one Aho-Corasick automaton per
+//! keyword normalization in use ([`keywords`]), all patterns into one regex set ([`patterns`]), and all model
 //! globs into one glob set ([`models`]). Each pattern or glob id maps back to the
 //! rules that use it. The rule chain keeps only what a decision reads, with ids
 //! and reasons shared (`Arc<str>`) so a decision never copies a string.
@@ -20,8 +20,10 @@ use std::sync::Arc;
 
 use crate::detect::DetectorSet;
 use crate::names::{Provider, Route};
-use crate::normalize::normalize;
-use crate::policy::{CharBounds, LoadError, LoadErrors, PolicySet, RuleSpec, Scope, UsdBounds};
+use crate::normalize::{normalize, strict_keyword};
+use crate::policy::{
+    CharBounds, KeywordNormalization, LoadError, LoadErrors, PolicySet, RuleSpec, Scope, UsdBounds,
+};
 
 pub(crate) use bits::RuleBits;
 pub(crate) use keywords::KeywordMatcher;
@@ -30,15 +32,19 @@ pub use models::check_glob;
 pub(crate) use patterns::PatternMatcher;
 pub use patterns::check_pattern;
 
-/// A policy ready to decide: one Aho-Corasick automaton, one regex set, one glob
-/// set, the rule chain in evaluation order (sensitive rules first).
+/// A policy ready to decide: one Aho-Corasick automaton per keyword
+/// normalization in use, one regex set, one glob set, the rule chain in
+/// evaluation order (sensitive rules first).
 #[derive(Debug)]
 pub struct CompiledPolicy {
     set: PolicySet,
     public_provider: Provider,
     pub(crate) version: Arc<str>,
     pub(crate) rules: Vec<CompiledRule>,
+    /// The keywords of `keyword_normalization: standard` rules.
     pub(crate) keywords: Option<KeywordMatcher>,
+    /// The keywords of `keyword_normalization: strict` rules.
+    pub(crate) strict_keywords: Option<KeywordMatcher>,
     pub(crate) patterns: Option<PatternMatcher>,
     pub(crate) models: Option<ModelMatcher>,
     /// The rules with a `keywords` condition.
@@ -196,6 +202,7 @@ impl CompiledPolicy {
         set.rules.sort_by_key(|rule| !rule.sensitive);
         let mut errors = Vec::new();
         let mut keywords = Interner::new();
+        let mut strict_keywords = Interner::new();
         let mut patterns = Interner::new();
         let mut models = Interner::new();
         let mut rules = Vec::with_capacity(set.rules.len());
@@ -210,16 +217,20 @@ impl CompiledPolicy {
             }
             let last_user_only = spec.scope == Scope::LastUser;
             for keyword in &spec.keywords {
-                let normalized = normalize(&keyword.value);
-                if normalized.is_empty() {
-                    errors.push(LoadError::at_location(
-                        &keyword.at,
-                        empty_keyword_message(&keyword.value),
-                    ));
-                    continue;
-                }
-                keywords.add(
-                    normalized.into_owned(),
+                let normalized =
+                    match normalized_keyword(&keyword.value, spec.keyword_normalization) {
+                        Ok(normalized) => normalized,
+                        Err(message) => {
+                            errors.push(LoadError::at_location(&keyword.at, message));
+                            continue;
+                        }
+                    };
+                let interner = match spec.keyword_normalization {
+                    KeywordNormalization::Standard => &mut keywords,
+                    KeywordNormalization::Strict => &mut strict_keywords,
+                };
+                interner.add(
+                    normalized,
                     Target {
                         rule: index,
                         word: spec.keyword_match == crate::policy::KeywordMatch::Word,
@@ -264,21 +275,17 @@ impl CompiledPolicy {
                 last_user_only,
             });
         }
-        let keyword_matcher = if keywords.items.is_empty() {
-            None
-        } else {
-            match KeywordMatcher::build(&keywords.items, TargetTable::new(keywords.targets)) {
-                Ok(m) => Some(m),
-                Err(message) => {
-                    errors.push(at_first_rule_with(
-                        &set.rules,
-                        |r| !r.keywords.is_empty(),
-                        message,
-                    ));
+        let keyword_matcher = build_keywords(keywords, &set.rules, KeywordNormalization::Standard)
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                None
+            });
+        let strict_matcher =
+            build_keywords(strict_keywords, &set.rules, KeywordNormalization::Strict)
+                .unwrap_or_else(|e| {
+                    errors.push(e);
                     None
-                }
-            }
-        };
+                });
         let pattern_matcher = if patterns.items.is_empty() {
             None
         } else if !errors.is_empty() {
@@ -336,6 +343,7 @@ impl CompiledPolicy {
                 .fold(DetectorSet::EMPTY, |set, r| set.union(r.detectors)),
             rules,
             keywords: keyword_matcher,
+            strict_keywords: strict_matcher,
             patterns: pattern_matcher,
             models: model_matcher,
             default: Outcome {
@@ -381,9 +389,12 @@ impl CompiledPolicy {
         self.set.keyword_count()
     }
 
-    /// Distinct normalized keywords in the automaton.
+    /// Distinct normalized keywords in the automatons (one per normalization).
     pub fn distinct_keyword_count(&self) -> usize {
-        self.keywords.as_ref().map_or(0, KeywordMatcher::len)
+        [&self.keywords, &self.strict_keywords]
+            .into_iter()
+            .map(|k| k.as_ref().map_or(0, KeywordMatcher::len))
+            .sum()
     }
 
     /// Distinct model globs in the glob set.
@@ -399,9 +410,13 @@ impl CompiledPolicy {
 pub fn rule_errors(rules: &[RuleSpec]) -> Vec<LoadError> {
     let mut errors: Vec<LoadError> = rules
         .iter()
-        .flat_map(|rule| &rule.keywords)
-        .filter_map(|k| {
-            check_keyword(&k.value)
+        .flat_map(|rule| {
+            rule.keywords
+                .iter()
+                .map(|k| (k, rule.keyword_normalization))
+        })
+        .filter_map(|(k, normalization)| {
+            check_keyword(&k.value, normalization)
                 .err()
                 .map(|why| LoadError::at_location(&k.at, why))
         })
@@ -411,19 +426,56 @@ pub fn rule_errors(rules: &[RuleSpec]) -> Vec<LoadError> {
     errors
 }
 
-/// Checks one keyword as the compiler will normalize it; `Err` carries a
-/// plain-words message when nothing is left of it once normalized (only invisible
-/// characters, for example).
-pub fn check_keyword(keyword: &str) -> Result<(), String> {
-    if normalize(keyword).is_empty() {
-        Err(empty_keyword_message(keyword))
-    } else {
-        Ok(())
-    }
+/// Checks one keyword as the compiler will normalize it under `normalization`;
+/// `Err` carries a plain-words message when nothing is left of it once
+/// normalized (only invisible characters, for example).
+pub fn check_keyword(keyword: &str, normalization: KeywordNormalization) -> Result<(), String> {
+    normalized_keyword(keyword, normalization).map(drop)
 }
 
-fn empty_keyword_message(keyword: &str) -> String {
-    format!("keyword {keyword:?} is empty once case, width and invisible characters are ignored")
+/// A keyword as the automaton of its normalization holds it.
+fn normalized_keyword(
+    keyword: &str,
+    normalization: KeywordNormalization,
+) -> Result<String, String> {
+    let standard = normalize(keyword);
+    let normalized = match normalization {
+        KeywordNormalization::Standard => standard.into_owned(),
+        KeywordNormalization::Strict => strict_keyword(&standard),
+    };
+    if !normalized.is_empty() {
+        return Ok(normalized);
+    }
+    Err(match normalization {
+        KeywordNormalization::Standard => format!(
+            "keyword {keyword:?} is empty once case, width and invisible characters are ignored"
+        ),
+        KeywordNormalization::Strict => format!(
+            "keyword {keyword:?} is empty once case, width, invisible characters, marks and blanks \
+             are ignored (keyword_normalization: strict)"
+        ),
+    })
+}
+
+/// The automaton over the keywords of one normalization (`None`: there are
+/// none), or the error placed at the first rule they come from.
+fn build_keywords(
+    keywords: Interner,
+    rules: &[RuleSpec],
+    normalization: KeywordNormalization,
+) -> Result<Option<KeywordMatcher>, LoadError> {
+    if keywords.items.is_empty() {
+        return Ok(None);
+    }
+    KeywordMatcher::build(&keywords.items, TargetTable::new(keywords.targets))
+        .map(Some)
+        .map_err(|message| {
+            at_first_rule_with(
+                rules,
+                |r| !r.keywords.is_empty() && r.keyword_normalization == normalization,
+                message,
+            )
+        })
 }
 
 /// An error about the matchers as a whole, placed at the first rule they concern.

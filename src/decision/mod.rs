@@ -29,7 +29,7 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::chat::ChatMessage;
-use crate::compiler::{CompiledPolicy, CompiledRule, Outcome, RuleBits};
+use crate::compiler::{CompiledPolicy, CompiledRule, KeywordMatcher, Outcome, RuleBits};
 use crate::detect::{self, DetectorSet};
 use crate::names::{Detector, Provider, Role, Route};
 use crate::normalize::{self, normalize_general, normalize_into};
@@ -283,6 +283,8 @@ struct Scratch {
     /// The ids of the globs matching the model.
     glob_ids: Vec<usize>,
     text: String,
+    /// The strict forms of the message being scanned.
+    strict: normalize::Strict,
     /// What the detectors found in every message, and in the last user
     /// message; `None` until a rule needs it.
     found: Option<(DetectorSet, DetectorSet)>,
@@ -574,6 +576,7 @@ impl CompiledPolicy {
             keyword_hits,
             pattern_hits,
             text: buffer,
+            strict,
             ..
         } = scratch;
         keyword_hits.reset(self.rules.len());
@@ -581,15 +584,13 @@ impl CompiledPolicy {
         let last_user = messages.iter().rposition(|m| m.role == Role::User);
         for (index, message) in messages.iter().enumerate() {
             let is_last_user = last_user == Some(index);
-            let keywords = self
-                .keywords
-                .as_ref()
-                .filter(|k| k.targets.wants(is_last_user));
+            let keywords = wanted(&self.keywords, is_last_user);
+            let strict_keywords = wanted(&self.strict_keywords, is_last_user);
             let patterns = self
                 .patterns
                 .as_ref()
                 .filter(|p| p.targets.wants(is_last_user));
-            if keywords.is_none() && patterns.is_none() {
+            if keywords.is_none() && strict_keywords.is_none() && patterns.is_none() {
                 continue;
             }
             let text = normalized(&message.content, normalization, buffer);
@@ -599,12 +600,26 @@ impl CompiledPolicy {
             if let Some(p) = patterns {
                 p.scan(text, is_last_user, pattern_hits);
             }
+            if let Some(k) = strict_keywords {
+                strict.normalize(text);
+                k.scan(strict.plain(), is_last_user, keyword_hits);
+                if let Some(joined) = strict.joined() {
+                    k.scan(joined, is_last_user, keyword_hits);
+                }
+            }
         }
         // One huge request must not pin its size in every thread for good.
         if buffer.capacity() > MAX_RETAINED_BUFFER {
             *buffer = String::new();
         }
+        strict.shrink(MAX_RETAINED_BUFFER);
     }
+}
+
+/// `matcher`, when it needs to see a message that is (or is not) the last user
+/// message.
+fn wanted(matcher: &Option<KeywordMatcher>, is_last_user: bool) -> Option<&KeywordMatcher> {
+    matcher.as_ref().filter(|k| k.targets.wants(is_last_user))
 }
 
 /// Largest normalization buffer kept between decisions.

@@ -35,6 +35,7 @@ fn rule(id: &str, keywords: &[&str], word: bool, patterns: &[&str], scope: Scope
             position: Position { line: 1, column: 1 },
         },
         keywords: located(keywords),
+        keyword_normalization: crate::policy::KeywordNormalization::Standard,
         keyword_match: if word {
             KeywordMatch::Word
         } else {

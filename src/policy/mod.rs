@@ -20,8 +20,8 @@ pub use error::{LoadError, LoadErrors, Located, Location, Position};
 pub use overlay::{EffectiveDefaults, Provenance, Sourced};
 pub use source::{PolicySource, SourceFile, read_sources};
 pub use types::{
-    CharBounds, Defaults, ID_PATTERN, KeywordMatch, PolicyFile, Pricing, Rule, Scope, UsdBounds,
-    When,
+    CharBounds, Defaults, ID_PATTERN, KeywordMatch, KeywordNormalization, PolicyFile, Pricing,
+    Rule, Scope, UsdBounds, When,
 };
 
 use crate::env::Env;
@@ -76,6 +76,8 @@ pub struct RuleSpec {
     pub keywords: Vec<Located<String>>,
     /// How keywords match.
     pub keyword_match: KeywordMatch,
+    /// How keywords and the text they are looked for in are normalized.
+    pub keyword_normalization: KeywordNormalization,
     /// Patterns as written (empty: no pattern condition).
     pub patterns: Vec<Located<String>>,
     /// Detector names and groups as written (empty: no detect condition).

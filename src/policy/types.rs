@@ -129,7 +129,9 @@ pub struct Rule {
 pub struct When {
     /// Holds when any keyword occurs in the messages in scope. Matching ignores case,
     /// width and invisible characters (NFKC, full case folding, default-ignorable
-    /// code points removed).
+    /// code points removed) and, under `keyword_normalization: strict` (the
+    /// default), disguises too: accents and marks, controls, look-alike letters,
+    /// digits for letters, letter-spaced words and words broken across lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Vec<String>", length(min = 1))]
     pub keywords: Option<Vec<String>>,
@@ -138,6 +140,13 @@ pub struct When {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "KeywordMatch")]
     pub keyword_match: Option<KeywordMatch>,
+    /// `strict` (default): keywords also match disguised text (`c0nf1dential`,
+    /// `C O N F I D E N T I A L`, Cyrillic look-alikes, accents). `standard`:
+    /// only case, width and invisible characters are ignored. Patterns always
+    /// see `standard` text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "KeywordNormalization")]
+    pub keyword_normalization: Option<KeywordNormalization>,
     /// Holds when any regular expression (Rust `regex` syntax, case-insensitive) matches
     /// a message in scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,6 +192,21 @@ pub enum KeywordMatch {
     Substring,
     /// As a whole word: not next to a letter, digit or `_`.
     Word,
+}
+
+/// How text is normalized before keywords are looked for in it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum KeywordNormalization {
+    /// Case, width and invisible characters ignored (NFKC, full case folding,
+    /// default-ignorable code points removed).
+    Standard,
+    /// `standard`, then marks, controls and blanks, look-alike letters, digits
+    /// and symbols for letters, letter-spaced and line-broken words.
+    #[default]
+    Strict,
 }
 
 /// Which messages keywords and patterns look at.

@@ -244,6 +244,7 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Ref
                 at: located(&ptr),
                 keywords,
                 keyword_match: when.keyword_match.unwrap_or_default(),
+                keyword_normalization: when.keyword_normalization.unwrap_or_default(),
                 patterns,
                 detect,
                 detectors,

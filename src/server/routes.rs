@@ -11,7 +11,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::names::{Provider, Route};
-use crate::policy::{CharBounds, KeywordMatch, RuleSpec, Scope, Sourced, UsdBounds};
+use crate::policy::{
+    CharBounds, KeywordMatch, KeywordNormalization, RuleSpec, Scope, Sourced, UsdBounds,
+};
 use crate::reload::{Live, ReloadStatus};
 
 /// `GET /v1/routes`: the live compiled policy, from one snapshot.
@@ -122,6 +124,10 @@ struct ConditionsView<'a> {
     keywords: usize,
     /// How keywords match.
     keyword_match: KeywordMatch,
+    /// How keywords and text are normalized; left out when the rule has no
+    /// keywords.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyword_normalization: Option<KeywordNormalization>,
     /// How many patterns.
     patterns: usize,
     /// The detectors and groups of its `detect` condition, as written; left
@@ -243,6 +249,7 @@ fn rule(r: &RuleSpec, public: Provider) -> RuleView<'_> {
         conditions: ConditionsView {
             keywords: r.keywords.len(),
             keyword_match: r.keyword_match,
+            keyword_normalization: (!r.keywords.is_empty()).then_some(r.keyword_normalization),
             patterns: r.patterns.len(),
             detect: r.detect.iter().map(|d| d.value.as_str()).collect(),
             scope: r.scope,
@@ -298,6 +305,7 @@ mod tests {
                         })
                         .collect(),
                     keyword_match: KeywordMatch::Word,
+                    keyword_normalization: KeywordNormalization::Strict,
                     patterns: Vec::new(),
                     detect: Vec::new(),
                     detectors: crate::detect::DetectorSet::EMPTY,
@@ -318,6 +326,7 @@ mod tests {
                     at: at(12),
                     keywords: Vec::new(),
                     keyword_match: KeywordMatch::Substring,
+                    keyword_normalization: KeywordNormalization::Strict,
                     patterns: vec![Located {
                         value: "hidden-pattern".into(),
                         at: at(13),
@@ -378,7 +387,8 @@ mod tests {
                 {"id": "sensitive", "description": "stays here", "route": "local",
                  "provider": "local", "reason": "sensitive_keyword_match", "sensitive": true,
                  "file": "policies/10-sensitive.yaml", "line": 5,
-                 "conditions": {"keywords": 2, "keyword_match": "word", "patterns": 0,
+                 "conditions": {"keywords": 2, "keyword_match": "word",
+                                "keyword_normalization": "strict", "patterns": 0,
                                 "scope": "last_user", "input_chars": {"max": 1000}}},
                 {"id": "big", "description": null, "route": "public",
                  "provider": "anthropic", "reason": "big", "sensitive": false,

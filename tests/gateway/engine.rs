@@ -6,6 +6,7 @@ use policy_mesh::compiler::{CompiledPolicy, check_glob, check_keyword, check_pat
 use policy_mesh::decision::Condition;
 use policy_mesh::names::{Provider, Role, Route};
 use policy_mesh::policy::EffectiveDefaults;
+use policy_mesh::policy::KeywordNormalization;
 
 /// The product's original routing, as the shipped policy expresses it.
 fn seed_rules() -> Vec<policy_mesh::policy::RuleSpec> {
@@ -574,10 +575,13 @@ fn compile_reports_every_bad_keyword_and_pattern_at_its_position() {
 
 #[test]
 fn check_keyword_and_check_pattern() {
-    assert_eq!(check_keyword("secret"), Ok(()));
-    assert_eq!(check_keyword("ß"), Ok(()));
-    assert!(check_keyword("").is_err());
-    assert!(check_keyword("\u{200b}\u{ad}\u{fe0f}").is_err());
+    assert_eq!(
+        check_keyword("secret", KeywordNormalization::Strict),
+        Ok(())
+    );
+    assert_eq!(check_keyword("ß", KeywordNormalization::Standard), Ok(()));
+    assert!(check_keyword("", KeywordNormalization::Standard).is_err());
+    assert!(check_keyword("\u{200b}\u{ad}\u{fe0f}", KeywordNormalization::Strict).is_err());
     assert_eq!(check_pattern("^a.*b$"), Ok(()));
     let err = check_pattern("(").expect_err("invalid");
     assert!(!err.is_empty() && !err.contains('\n'), "{err}");

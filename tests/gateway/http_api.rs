@@ -90,7 +90,8 @@ async fn routes_shows_the_live_policy_without_keyword_values() {
             {"id": "sensitive", "description": "Confidential prompts never leave the machine",
              "route": "local", "provider": "local", "reason": "sensitive_keyword_match",
              "sensitive": false, "file": file, "line": 8,
-             "conditions": {"keywords": 3, "keyword_match": "substring", "patterns": 1,
+             "conditions": {"keywords": 3, "keyword_match": "substring",
+                            "keyword_normalization": "strict", "patterns": 1,
                             "scope": "last_user"}},
             {"id": "big", "description": null, "route": "public", "provider": "anthropic",
              "reason": "big", "sensitive": false, "file": file, "line": 16,
@@ -365,7 +366,8 @@ async fn decide_reads_the_model_and_routes_shows_the_globs() {
     let rules = t.routes().await["rules"].clone();
     assert_eq!(
         rules[0]["conditions"],
-        json!({"keywords": 1, "keyword_match": "substring", "patterns": 0, "scope": "all",
+        json!({"keywords": 1, "keyword_match": "substring", "keyword_normalization": "strict",
+               "patterns": 0, "scope": "all",
                "model": ["gpt-4o*"]})
     );
     assert_eq!(

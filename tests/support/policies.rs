@@ -42,6 +42,7 @@ pub fn rule(id: &str, route: Route) -> RuleSpec {
         at: at(1, 5),
         keywords: Vec::new(),
         keyword_match: KeywordMatch::Substring,
+        keyword_normalization: policy_mesh::policy::KeywordNormalization::Standard,
         patterns: Vec::new(),
         detect: Vec::new(),
         detectors: policy_mesh::detect::DetectorSet::EMPTY,

@@ -22,6 +22,10 @@
 //! mark composes with the starter before it (`e` + U+0301 → `é`).
 //! [`normalize_general`] is the straight pipeline the fast path is tested against.
 
+mod strict;
+
+pub use strict::{Strict, strict_keyword};
+
 use std::borrow::Cow;
 
 use icu_casemap::CaseMapperBorrowed;
