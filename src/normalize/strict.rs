@@ -141,9 +141,9 @@ fn clean_general(text: &str, out: &mut String) {
             '\u{2800}' => Blank::Drop,
             _ => {
                 let category = categories.get(c);
-                let mark = GeneralCategoryGroup::Mark.contains(category)
-                    && category != GeneralCategory::SpacingMark;
-                if mark || matches!(category, GeneralCategory::Control | GeneralCategory::Format) {
+                if is_combining_mark(category)
+                    || matches!(category, GeneralCategory::Control | GeneralCategory::Format)
+                {
                     Blank::Drop
                 } else if whitespace.contains(c) {
                     Blank::Space
@@ -248,15 +248,19 @@ fn push_prototype(c: char, out: &mut String) {
     }
 }
 
+/// A mark step 1 removes: nonspacing (`Mn`) or enclosing (`Me`).
+fn is_combining_mark(category: GeneralCategory) -> bool {
+    matches!(
+        category,
+        GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
+    )
+}
+
 fn prototype(c: char) -> Box<str> {
     let categories = CodePointMapData::<GeneralCategory>::new();
     let mut buf = [0u8; 4];
     unicode_security::confusable_detection::skeleton(c.encode_utf8(&mut buf))
-        .filter(|&p| {
-            let category = categories.get(p);
-            !(GeneralCategoryGroup::Mark.contains(category)
-                && category != GeneralCategory::SpacingMark)
-        })
+        .filter(|&p| !is_combining_mark(categories.get(p)))
         .map(|p| p.to_ascii_lowercase())
         .collect::<String>()
         .into_boxed_str()
