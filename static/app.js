@@ -250,11 +250,14 @@ function plural(n, word, many) {
   return `${n} ${n === 1 ? word : many || `${word}s`}`;
 }
 
-/** A rule's conditions in words, as `/v1/routes` gives them: keyword and pattern counts, model globs. */
+/** A rule's conditions in words, as `/v1/routes` gives them: keyword and pattern counts, detectors, model globs. */
 function conditions(c) {
   const parts = [];
   const scope = c.scope === "last_user" ? "last user message" : "all messages";
-  if (c.keywords > 0) parts.push(`${plural(c.keywords, "keyword")} (${c.keyword_match}, ${scope})`);
+  if (c.keywords > 0) {
+    const how = [c.keyword_match, c.keyword_normalization].filter(Boolean).join(", ");
+    parts.push(`${plural(c.keywords, "keyword")} (${how}, ${scope})`);
+  }
   if (c.patterns > 0) parts.push(`${plural(c.patterns, "pattern")} (${scope})`);
   if (Array.isArray(c.detect) && c.detect.length) parts.push(`detect ${c.detect.join(", ")} (${scope})`);
   const chars = bounds(c.input_chars, "input chars");

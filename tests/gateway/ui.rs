@@ -29,10 +29,16 @@ defaults:
   provider: public
 rules:
   - id: sensitive
+    sensitive: true
     when:
       keywords: [confidential]
     route: local
     reason: sensitive_keyword_match
+  - id: secrets
+    sensitive: true
+    when:
+      detect: [secrets]
+    route: local
 ";
 
 const TEAM: &str = "version: 1
@@ -205,7 +211,12 @@ async fn the_ui_shows_chats_dry_runs_reloads_and_broken_reloads() {
             {"message": "Summarize this confidential memo", "provider": "local", "reply": LOCAL_REPLY},
             {"message": "What is the capital of France?", "provider": "openai", "reply": PUBLIC_REPLY},
         ],
-        "decide": {"message": "hello", "rules": ["sensitive", "offline"]},
+        "marks": [
+            {"rule": "sensitive", "texts": ["sensitive · tried first", "1 keyword (substring, strict, all messages)"]},
+            {"rule": "secrets", "texts": ["sensitive · tried first", "detect secrets (all messages)"]},
+            {"rule": "offline", "texts": ["1 keyword (substring, strict, all messages)"], "absent": ["sensitive"]},
+        ],
+        "decide": {"message": "hello", "rules": ["sensitive", "secrets", "offline"]},
         "edit": {"text": TEAM_EDITED, "ruleId": "greeting"},
         "broken": {"text": TEAM_BROKEN, "line": 5},
     });

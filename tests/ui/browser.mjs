@@ -7,6 +7,7 @@
 //   screenshots   the folder for one PNG per state
 //   policyFile    the policy file to edit
 //   chats         [{ message, provider, reply }]: chats to send, in order, and what each gets
+//   marks         [{ rule, texts, absent }]: what a rule's row in the policy table must and must not say
 //   decide        { message, rules }: a dry run and the rule ids its trace lists
 //   edit          { text, ruleId }: a valid new policy and a rule it adds
 //   broken        { text, line }: an invalid policy and the line its error names
@@ -82,6 +83,13 @@ try {
   const rows = await page.$$eval("#policy-rules tbody tr", (trs) => trs.map((tr) => tr.dataset.rule));
   check(JSON.stringify(rows) === JSON.stringify(initial.rules.map((r) => r.id)),
     `rules shown ${JSON.stringify(rows)}, /v1/routes has ${JSON.stringify(initial.rules.map((r) => r.id))}`);
+
+  step = "each rule's row shows its sensitivity, normalization and detectors";
+  for (const mark of config.marks) {
+    const row = await text(page, `#policy-rules tr[data-rule="${mark.rule}"]`);
+    for (const t of mark.texts) check(row.includes(t), `the row of ${mark.rule} lacks "${t}": ${row}`);
+    for (const t of mark.absent || []) check(!row.includes(t), `the row of ${mark.rule} says "${t}": ${row}`);
+  }
 
   step = "every control has a label and every result region is announced";
   const unlabelled = await page.$$eval("input, textarea, select",
