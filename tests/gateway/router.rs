@@ -576,3 +576,128 @@ async fn with_the_shipped_policy_no_detected_format_in_any_role_reaches_the_publ
     );
     assert_eq!(r.local.request_count(), samples.len() * 3 * 2);
 }
+
+/// Every disguise the detection spec lists, of the shipped policy's
+/// keywords: marks, controls and blanks, look-alikes, digits and symbols for
+/// letters, joins, and mixes of them.
+fn disguised_keywords() -> Vec<&'static str> {
+    vec![
+        // Case, width and invisible characters (the standard steps).
+        "CONFIDENTIAL",
+        "\u{ff43}\u{ff4f}\u{ff4e}\u{ff46}\u{ff49}\u{ff44}\u{ff45}\u{ff4e}\u{ff54}\u{ff49}\u{ff41}\u{ff4c}",
+        "confi\u{200b}dential",
+        "se\u{ad}cret",
+        // Marks.
+        "confidéntial",
+        "c\u{303}onfidential",
+        "s\u{336}e\u{336}c\u{336}r\u{336}e\u{336}t\u{336}",
+        "i\u{20dd}nternal",
+        // Controls and blanks.
+        "confi\u{0}dential",
+        "confi\u{2800}dential",
+        "sec\u{7}ret",
+        "inter\u{2060}nal",
+        // Look-alikes: Cyrillic, Greek, small capitals, Turkish.
+        "c\u{43e}nfidential",
+        "\u{441}\u{43e}nfid\u{435}nti\u{430}l",
+        "c\u{3bf}nfidential",
+        "\u{455}\u{435}\u{441}r\u{435}t",
+        // Only the small capitals the confusables data maps (a documented
+        // limit): ᴄ ᴏ ɪ ꜱ ᴜ ᴠ ᴡ ᴢ ʏ.
+        "\u{1d04}\u{1d0f}nf\u{26a}dent\u{26a}al",
+        "\u{a731}ecret",
+        "conf\u{131}dential",
+        "CONF\u{130}DENTIAL",
+        "\u{130}nternal",
+        // Digits and symbols for letters.
+        "c0nf1d3nt1al",
+        "c0nf1dential",
+        "$ecret",
+        "s3cr3t",
+        "1nternal",
+        "!nternal",
+        "|nt3rn4l",
+        // Joins.
+        "C O N F I D E N T I A L",
+        "C.O.N.F.I.D.E.N.T.I.A.L",
+        "c-o-n-f-i-d-e-n-t-i-a-l",
+        "c_o_n_f_i_d_e_n_t_i_a_l",
+        "(c)(o)(n)(f)(i)(d)(e)(n)(t)(i)(a)(l)",
+        "S . E . C . R . E . T",
+        "s\u{a0}e\u{a0}c\u{a0}r\u{a0}e\u{a0}t",
+        "c 0 n f 1 d e n t 1 a l",
+        "confi-\ndential",
+        "confi\ndential",
+        "confi-\n    dential",
+        "confi-\r\n\tdential",
+        "confi\u{2028}dential",
+        "top\nsecret",
+        // Mixes.
+        "C\u{43e}NF1-\nD\u{435}NT\u{131}AL",
+        "\u{455} 3 \u{441} r \u{435} t",
+    ]
+}
+
+#[tokio::test]
+async fn with_the_shipped_policy_no_disguised_keyword_in_any_role_reaches_the_public_provider() {
+    let r = Router::shipped_with_public_default().await;
+    // The control: an ordinary long prompt does go public.
+    let padding = "and more ".repeat(150);
+    let (status, json) = r
+        .post(
+            "/v1/chat",
+            json!({"messages": [{"role": "user", "content": format!("plain words {padding}")}]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["provider"], "openai", "{json}");
+    assert_eq!(r.public.request_count(), 1);
+
+    let disguises = disguised_keywords();
+    for disguise in &disguises {
+        for role in ["system", "user", "assistant"] {
+            // Long enough that the cost rule does not keep it local anyway.
+            let text = format!("Please look at this {disguise} memo {padding}");
+            let mut messages = vec![json!({"role": role, "content": text})];
+            if role != "user" {
+                messages.push(json!({"role": "user", "content": "go on"}));
+            }
+            let what = format!("{disguise:?} as {role}");
+            let (status, json) = r
+                .post("/v1/decide", json!({"messages": messages}).to_string())
+                .await;
+            assert_eq!(status, StatusCode::OK, "{what}: {json}");
+            assert_eq!(
+                (&json["rule"], &json["route"], &json["sensitive"]),
+                (&json!("sensitive"), &json!("local"), &json!(true)),
+                "{what}: {json}"
+            );
+            let (status, json) = r
+                .post("/v1/chat", json!({"messages": messages}).to_string())
+                .await;
+            assert_eq!(status, StatusCode::OK, "{what}: {json}");
+            assert_eq!(json["provider"], "local", "{what}: {json}");
+            let body = json!({"model": "gpt-4o", "messages": messages, "stream": role == "system"});
+            let response = r.completion(&body).await;
+            assert_eq!(response.status(), StatusCode::OK, "{what}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get("x-policy-mesh-rule")
+                    .and_then(|v| v.to_str().ok()),
+                Some("sensitive"),
+                "{what}"
+            );
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        r.public.request_count(),
+        1,
+        "a disguised keyword reached the public fake"
+    );
+    assert_eq!(r.local.request_count(), disguises.len() * 3 * 2);
+}
