@@ -393,3 +393,143 @@ proptest! {
         prop_assert_eq!(policy.decide(&m, model.as_deref()), explained.decision);
     }
 }
+
+/// Words a strict policy typically lists, as one rule per keyword so that a
+/// decision names the keyword that held: each as a word, and the longer ones
+/// also as a substring. (A short substring keyword does match across a hard
+/// line break under `strict`, as the joins intend: `and\nauthors` holds
+/// `nda`. Short keywords belong in `word` rules.)
+const COMMON_SENSITIVE_WORDS: [&str; 16] = [
+    "confidential",
+    "secret",
+    "internal",
+    "password",
+    "salary",
+    "private",
+    "classified",
+    "proprietary",
+    "restricted",
+    "credential",
+    "passport",
+    "diagnosis",
+    "merger",
+    "payroll",
+    "do not distribute",
+    "nda",
+];
+
+fn common_words_policy(normalization: crate::policy::KeywordNormalization) -> CompiledPolicy {
+    let rules = COMMON_SENSITIVE_WORDS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, word)| {
+            let modes: &[bool] = if word.len() >= 6 {
+                &[true, false]
+            } else {
+                &[true]
+            };
+            modes.iter().map(move |&whole| {
+                let mut r = rule(
+                    &format!("{word}-{whole}"),
+                    &[word],
+                    whole,
+                    &[],
+                    if i % 2 == 0 {
+                        Scope::All
+                    } else {
+                        Scope::LastUser
+                    },
+                );
+                r.keyword_normalization = normalization;
+                r
+            })
+        })
+        .collect();
+    let set = PolicySet {
+        sources: Vec::new(),
+        rules,
+        defaults: EffectiveDefaults::default(),
+        version: "v".to_owned(),
+    };
+    CompiledPolicy::compile(set, Provider::Openai).expect("compiles")
+}
+
+/// `strict` adds matches only for disguised text: long ordinary English
+/// prose (the licenses every Debian system ships, some 48 000 words,
+/// paragraph by paragraph, hard line breaks and all) decides exactly as it does under `standard`.
+#[test]
+fn strict_decides_ordinary_prose_as_standard_does() {
+    use crate::policy::KeywordNormalization;
+    let strict = common_words_policy(KeywordNormalization::Strict);
+    let standard = common_words_policy(KeywordNormalization::Standard);
+    let dir = std::path::Path::new("/usr/share/common-licenses");
+    let mut paragraphs = 0;
+    let mut matched = 0;
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for path in &files {
+        let name = path.display();
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for paragraph in text.split("\n\n").filter(|p| !p.trim().is_empty()) {
+            let m = [ChatMessage::user(paragraph.to_owned())];
+            let a = strict.explain(&m, None);
+            let b = standard.explain(&m, None);
+            assert_eq!(a, b, "{name}: {paragraph:?}");
+            paragraphs += 1;
+            matched += usize::from(a.decision.rule.is_some());
+        }
+    }
+    // base-files ships these licenses; without them the test proves nothing.
+    assert!(
+        paragraphs > 800,
+        "only {paragraphs} paragraphs read from {}",
+        dir.display()
+    );
+    // The prose does hold some of the words ("private", "proprietary"):
+    // both sides matched them alike.
+    assert!(matched > 0, "no paragraph matched any keyword");
+}
+
+/// Plain prose: ASCII words of two or more letters, with ordinary
+/// punctuation, no digits, symbols, single letters or line breaks.
+fn plain_prose() -> impl Strategy<Value = String> {
+    let word = prop_oneof![
+        4 => "[a-zA-Z]{2,12}",
+        1 => prop_oneof![
+            Just("secret"), Just("Secretary"), Just("internally"), Just("privately"),
+            Just("salaryman"), Just("confidentially"), Just("passwords"), Just("do"),
+            Just("not"), Just("distribute"), Just("mergers"), Just("agenda"),
+        ]
+        .prop_map(str::to_owned),
+    ];
+    let separator = prop_oneof![Just(" "), Just(", "), Just(". "), Just("; "), Just(" - ")];
+    proptest::collection::vec((word, separator), 0..40).prop_map(|v| {
+        v.into_iter()
+            .map(|(w, s)| format!("{w}{s}"))
+            .collect::<String>()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn strict_decides_plain_prose_as_standard_does(
+        contents in proptest::collection::vec(plain_prose(), 1..4)
+    ) {
+        use crate::policy::KeywordNormalization;
+        static POLICIES: std::sync::LazyLock<(CompiledPolicy, CompiledPolicy)> =
+            std::sync::LazyLock::new(|| {
+                (
+                    common_words_policy(KeywordNormalization::Strict),
+                    common_words_policy(KeywordNormalization::Standard),
+                )
+            });
+        let m: Vec<_> = contents.into_iter().map(ChatMessage::user).collect();
+        prop_assert_eq!(POLICIES.0.explain(&m, None), POLICIES.1.explain(&m, None));
+    }
+}
