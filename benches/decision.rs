@@ -193,35 +193,45 @@ fn bench_decision(c: &mut Criterion) {
 /// The same decisions with one more rule that runs every built-in detector
 /// (`detect: [pii, secrets]`), tried first as a sensitive rule is: the cost
 /// of the prefilter and of the detectors it lets through, on prose that holds
-/// no match.
+/// no match; with every keyword `strict` (the default) and, to compare, every
+/// keyword `standard`.
 fn bench_detect(c: &mut Criterion) {
+    use policy_mesh::policy::KeywordNormalization;
     let inputs = [("ascii", ascii_input()), ("mixed", mixed_input())];
     let mut group = c.benchmark_group("decision_detect");
     group
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    for count in [10, 10_000] {
-        let mut set = policy(count, 10);
-        let mut guard = set.rules[0].clone();
-        guard.id = "detected".to_owned();
-        guard.keywords = Vec::new();
-        guard.sensitive = true;
-        guard.detectors = policy_mesh::names::Detector::ALL.into_iter().collect();
-        set.rules.insert(0, guard);
-        let compiled = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
-        for (name, input) in &inputs {
-            let messages = [ChatMessage::user(input.clone())];
-            assert!(
-                compiled.decide(&messages, None).rule.is_none(),
-                "{name} matched"
-            );
-            group.throughput(Throughput::Bytes(input.len() as u64));
-            group.bench_with_input(
-                BenchmarkId::new(format!("{name}/all-detectors"), count),
-                &messages,
-                |b, m| b.iter(|| compiled.decide(black_box(m), black_box(None))),
-            );
+    for (normalization_name, normalization) in [
+        ("strict", KeywordNormalization::Strict),
+        ("standard", KeywordNormalization::Standard),
+    ] {
+        for count in [10, 10_000, 100_000] {
+            let mut set = policy(count, 10);
+            for rule in &mut set.rules {
+                rule.keyword_normalization = normalization;
+            }
+            let mut guard = set.rules[0].clone();
+            guard.id = "detected".to_owned();
+            guard.keywords = Vec::new();
+            guard.sensitive = true;
+            guard.detectors = policy_mesh::names::Detector::ALL.into_iter().collect();
+            set.rules.insert(0, guard);
+            let compiled = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
+            for (name, input) in &inputs {
+                let messages = [ChatMessage::user(input.clone())];
+                assert!(
+                    compiled.decide(&messages, None).rule.is_none(),
+                    "{name} matched"
+                );
+                group.throughput(Throughput::Bytes(input.len() as u64));
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{normalization_name}/{name}/all-detectors"), count),
+                    &messages,
+                    |b, m| b.iter(|| compiled.decide(black_box(m), black_box(None))),
+                );
+            }
         }
     }
     group.finish();
@@ -261,6 +271,15 @@ fn bench_normalize(c: &mut Criterion) {
     for (name, input) in [("ascii", ascii_input()), ("mixed", mixed_input())] {
         group.throughput(Throughput::Bytes(input.len() as u64));
         group.bench_function(name, |b| b.iter(|| normalize(black_box(&input)).len()));
+        // The strict steps on top of the standard ones, in reused buffers.
+        let standard = normalize(&input).into_owned();
+        let mut strict = policy_mesh::normalize::Strict::default();
+        group.bench_function(BenchmarkId::new("strict", name), |b| {
+            b.iter(|| {
+                strict.normalize(black_box(&standard));
+                strict.plain().len() + strict.joined().map_or(0, str::len)
+            })
+        });
     }
     group.finish();
 }

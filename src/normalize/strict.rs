@@ -53,7 +53,11 @@ impl Strict {
         clean(standard, &mut self.base);
         self.plain.clear();
         letters(&self.base, &mut self.plain);
-        find_joins(&self.plain, &mut self.removed);
+        if self.plain.is_ascii() {
+            find_joins_ascii(&self.plain, &mut self.removed);
+        } else {
+            find_joins(&self.plain, &mut self.removed);
+        }
         self.has_joins = !self.removed.is_empty();
         if self.has_joins {
             self.base.clear();
@@ -321,43 +325,71 @@ fn letters_general(text: &str, out: &mut String) {
     }
 }
 
+/// Classes of ASCII bytes for step 4, one table lookup per byte.
+const RUN: u8 = 1;
+const ALPHA: u8 = 2;
+/// A byte that a run with a letter changes, or that may (a symbol).
+const CHANGES: u8 = 4;
+const ALNUM: u8 = 8;
+
+const CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let byte = b as u8;
+        let mut class = 0;
+        if byte.is_ascii_alphanumeric() {
+            class |= RUN | ALNUM;
+        }
+        if byte.is_ascii_alphabetic() {
+            class |= ALPHA;
+        }
+        if matches!(byte, b'!' | b'|' | b'@' | b'$') {
+            class |= RUN | CHANGES;
+        }
+        if matches!(byte, b'0' | b'1' | b'l' | b'3' | b'4' | b'5' | b'7') {
+            class |= CHANGES;
+        }
+        table[b] = class;
+        b += 1;
+    }
+    table
+};
+
 fn letters_ascii(text: &str, out: &mut String) {
     let bytes = text.as_bytes();
     let n = bytes.len();
-    let in_run = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'!' | b'|' | b'@' | b'$');
-    // Bytes that a run with a letter changes, or that may (a symbol).
-    let changes = |b: u8| {
-        matches!(
-            b,
-            b'0' | b'1' | b'l' | b'3' | b'4' | b'5' | b'7' | b'!' | b'|' | b'@' | b'$'
-        )
-    };
+    let class = |i: usize| CLASSES[usize::from(bytes[i])];
+    let mut buffer = std::mem::take(out).into_bytes();
     let mut from = 0;
     let mut i = 0;
     while i < n {
-        if !in_run(bytes[i]) {
+        if class(i) & RUN == 0 {
             i += 1;
             continue;
         }
         let start = i;
-        let mut letter = false;
-        let mut changed = false;
-        while i < n && in_run(bytes[i]) {
-            letter |= bytes[i].is_ascii_alphabetic();
-            changed |= changes(bytes[i]);
+        let mut seen = 0;
+        while i < n && class(i) & RUN != 0 {
+            seen |= class(i);
             i += 1;
         }
-        if !(letter && changed) {
+        if seen & (ALPHA | CHANGES) != ALPHA | CHANGES {
             continue;
         }
-        out.push_str(&text[from..start]);
-        for k in start..i {
-            let next_is_alnum = k + 1 < i && bytes[k + 1].is_ascii_alphanumeric();
-            out.push(read_as(char::from(bytes[k]), next_is_alnum));
+        buffer.extend_from_slice(&bytes[from..start]);
+        let run = &bytes[start..i];
+        for (k, &b) in run.iter().enumerate() {
+            let next_is_alnum = run
+                .get(k + 1)
+                .is_some_and(|&next| CLASSES[usize::from(next)] & ALNUM != 0);
+            // `read_as` maps ASCII to ASCII.
+            buffer.push(read_as(char::from(b), next_is_alnum) as u8);
         }
         from = i;
     }
-    out.push_str(&text[from..]);
+    buffer.extend_from_slice(&bytes[from..]);
+    *out = String::from_utf8(buffer).expect("step 4 maps ASCII to ASCII");
 }
 
 // ---------------------------------------------------------------------------
@@ -437,6 +469,69 @@ fn find_joins(text: &str, removed: &mut Vec<(usize, usize)>) {
     close(removed, gaps_start, singles);
 }
 
+/// [`find_joins`] on ASCII text, byte by byte, skipping whole words.
+fn find_joins_ascii(text: &str, removed: &mut Vec<(usize, usize)>) {
+    removed.clear();
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    let alnum = |i: usize| bytes[i].is_ascii_alphanumeric();
+    let mut chain_end: Option<usize> = None;
+    let mut gaps_start = 0;
+    let mut singles = 0usize;
+    let close = |removed: &mut Vec<(usize, usize)>, gaps_start: usize, singles: usize| {
+        if singles < 3 {
+            removed.truncate(gaps_start);
+        }
+    };
+    let mut i = 0;
+    while i < n {
+        let b = bytes[i];
+        if b.is_ascii_alphanumeric() {
+            let single = !((i > 0 && alnum(i - 1)) || (i + 1 < n && alnum(i + 1)));
+            if single {
+                let continues = chain_end.is_some_and(|end| {
+                    let gap = &bytes[end..i];
+                    (1..=3).contains(&gap.len())
+                        && gap.iter().all(|&g| g == b' ' || g.is_ascii_punctuation())
+                });
+                if continues {
+                    removed.push((chain_end.unwrap_or(i), i));
+                    singles += 1;
+                } else {
+                    close(removed, gaps_start, singles);
+                    gaps_start = removed.len();
+                    singles = 1;
+                }
+                chain_end = Some(i + 1);
+            } else {
+                close(removed, gaps_start, singles);
+                gaps_start = removed.len();
+                singles = 0;
+                chain_end = None;
+                while i + 1 < n && alnum(i + 1) {
+                    i += 1;
+                }
+            }
+        } else if b == b'\n' {
+            close(removed, gaps_start, singles);
+            gaps_start = removed.len();
+            singles = 0;
+            chain_end = None;
+            if let Some(range) = line_break_join(text, i) {
+                removed.push(range);
+                gaps_start = removed.len();
+            }
+        } else if chain_end.is_some_and(|end| i - end >= 3) {
+            close(removed, gaps_start, singles);
+            gaps_start = removed.len();
+            singles = 0;
+            chain_end = None;
+        }
+        i += 1;
+    }
+    close(removed, gaps_start, singles);
+}
+
 /// The range a line break at `at` removes when a letter is on both sides: from
 /// the `-` before it (if any) to the letter after its indentation.
 fn line_break_join(text: &str, at: usize) -> Option<(usize, usize)> {
@@ -479,6 +574,10 @@ mod tests {
             let mut g = String::new();
             letters_general(&base, &mut g);
             assert_eq!(a, g, "step 4 on {text:?}");
+            let (mut ascii, mut general) = (Vec::new(), Vec::new());
+            find_joins_ascii(&a, &mut ascii);
+            find_joins(&a, &mut general);
+            assert_eq!(ascii, general, "step 5 on {text:?}");
         }
         (
             strict.plain().to_owned(),
@@ -622,7 +721,7 @@ mod tests {
 
         /// The byte-level steps equal the character-level ones on ASCII.
         #[test]
-        fn ascii_paths_equal_general_paths(text in "[ -~\t\n\r\u{0}\u{1}\u{7f}]{0,80}") {
+        fn ascii_paths_equal_general_paths(text in "[ -~\t\n\r\u{0}\u{1}\u{7f}]{0,80}|([a-c1 .\n-]{1,3}){0,30}") {
             forms(&text);
         }
 
