@@ -677,3 +677,78 @@ async fn the_requested_model_routes_by_the_policy_model_condition() {
     );
     g.finish().await;
 }
+
+/// The shipped `policies/`, with the public provider as the default so that
+/// only its sensitive rules keep a request local.
+async fn shipped_gateway() -> Gateway {
+    let local = FakeProvider::ollama().await;
+    let public = FakeProvider::start(Flavor::OpenAi).await;
+    let mut vars: Vec<(String, String)> = local.env_vars();
+    vars.extend(public.env_vars());
+    vars.push(("PUBLIC_LLM_API_KEY".into(), "sk-test".into()));
+    vars.push(("POLICY_DEFAULT_PROVIDER".into(), "public".into()));
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let files: Vec<(String, String)> = ["00-defaults.yaml", "10-sensitive.yaml", "20-cost.yaml"]
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            ((*name).to_owned(), text)
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let t = TestServer::start(&files, &refs).await;
+    local.set_reply(["kept", " local"]);
+    public.set_reply(["from", " the cloud"]);
+    Gateway { t, local, public }
+}
+
+#[tokio::test]
+async fn with_the_shipped_policy_a_card_or_a_github_token_stays_local_and_its_audit_event_names_the_detector()
+ {
+    let g = shipped_gateway().await;
+    // Long enough that the cost rule would not keep it local anyway.
+    let padding = " and more".repeat(150);
+    for (prompt, detector) in [
+        (
+            format!("charge 4111 1111 1111 1111{padding}"),
+            "credit_card",
+        ),
+        (
+            format!("push with ghp_{} now{padding}", "a1".repeat(18)),
+            "github_token",
+        ),
+    ] {
+        let a = g
+            .post(&json!({"model": "gpt-4o", "messages": user(&prompt)}))
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.header("x-policy-mesh-provider"), Some("local"));
+        assert_eq!(a.header("x-policy-mesh-rule"), Some("detected"));
+        assert_eq!(a.header("x-policy-mesh-detections"), Some(detector));
+        let id = a.header("x-request-id").unwrap().to_owned();
+        let event = g.audit(&id).await;
+        assert_eq!(
+            (&event["provider"], &event["rule"], &event["sensitive"]),
+            (&json!("local"), &json!("detected"), &json!(true)),
+            "{event}"
+        );
+        assert_eq!(event["detections"], json!([detector]), "{event}");
+    }
+    // The control: the same prose without them goes public.
+    let a = g
+        .post(&json!({"model": "gpt-4o", "messages": user(&format!("plain{padding}"))}))
+        .await;
+    assert_eq!(
+        a.header("x-policy-mesh-provider"),
+        Some("openai"),
+        "{}",
+        a.text
+    );
+    assert_eq!(g.local.request_count(), 2);
+    assert_eq!(g.public.request_count(), 1);
+    g.finish().await;
+}
