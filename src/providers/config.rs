@@ -67,7 +67,25 @@ pub struct ProviderConfig {
     /// `PROVIDER_TIMEOUT_SECONDS`: bounds each whole call (connect, headers,
     /// body).
     pub timeout: Duration,
+    /// `PUBLIC_LLM_PROXY`: the only proxy any provider uses, and only the
+    /// public one. The local model is never reached through a proxy.
+    pub public_proxy: Option<String>,
+    /// The proxy variables set in the environment (`HTTP_PROXY`, …), which
+    /// are ignored; named at start-up so that nobody relies on them.
+    pub ignored_proxy_variables: Vec<&'static str>,
 }
+
+/// The proxy variables that HTTP clients commonly honour. The gateway
+/// ignores all of them: a local prompt must not leave through a proxy, and
+/// the public provider's proxy is named explicitly (`PUBLIC_LLM_PROXY`).
+pub const PROXY_VARIABLES: [&str; 6] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
 
 impl fmt::Debug for ProviderConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -80,6 +98,11 @@ impl fmt::Debug for ProviderConfig {
             .field("public_api_key", &self.public_api_key)
             .field("public_model", &self.public_model)
             .field("timeout", &self.timeout)
+            .field(
+                "public_proxy",
+                &self.public_proxy.as_deref().map(redact_url),
+            )
+            .field("ignored_proxy_variables", &self.ignored_proxy_variables)
             .finish()
     }
 }
@@ -126,6 +149,10 @@ impl ProviderConfig {
             timeout(env),
             Duration::from_secs(DEFAULT_PROVIDER_TIMEOUT_SECONDS),
         );
+        let public_proxy = match env.get("PUBLIC_LLM_PROXY") {
+            Some(value) => errors.or(base_url("PUBLIC_LLM_PROXY", value).map(Some), None),
+            None => None,
+        };
         let default_public_model = match public_provider {
             Provider::Anthropic => DEFAULT_ANTHROPIC_MODEL,
             Provider::Openai | Provider::Local => DEFAULT_OPENAI_MODEL,
@@ -145,6 +172,11 @@ impl ProviderConfig {
                 .unwrap_or(default_public_model)
                 .to_owned(),
             timeout,
+            public_proxy,
+            ignored_proxy_variables: PROXY_VARIABLES
+                .into_iter()
+                .filter(|name| env.get(name).is_some())
+                .collect(),
         })
     }
 
@@ -164,8 +196,16 @@ impl ProviderConfig {
 /// An `http(s)://host…` URL with any trailing `/` removed, so that endpoint
 /// paths can be appended to it as they are.
 fn base_url(variable: &str, value: &str) -> Result<String, ConfigError> {
-    let parsed = url::Url::parse(value)
-        .map_err(|e| ConfigError::new(variable, format!("invalid URL {value:?}: {e}")))?;
+    let parsed = url::Url::parse(value).map_err(|e| {
+        // Unparsed, its password cannot be told apart: quote it only without
+        // user info.
+        let message = if value.contains('@') {
+            format!("invalid URL (not shown, it holds user info): {e}")
+        } else {
+            format!("invalid URL {value:?}: {e}")
+        };
+        ConfigError::new(variable, message)
+    })?;
     let shown = redact_url(value);
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(ConfigError::new(
@@ -362,6 +402,33 @@ mod tests {
             c.public_api_key.as_ref().map(Secret::expose),
             Some("sk-canary-4242")
         );
+    }
+
+    #[test]
+    fn public_llm_proxy_is_a_validated_url_and_environment_proxies_are_named() {
+        let c = config(&[
+            ("PUBLIC_LLM_PROXY", "http://me:proxy-canary-pw@squid:3128"),
+            ("https_proxy", "http://corp:8080"),
+            ("ALL_PROXY", "http://corp:8080"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.public_proxy.as_deref(),
+            Some("http://me:proxy-canary-pw@squid:3128")
+        );
+        assert_eq!(c.ignored_proxy_variables, ["https_proxy", "ALL_PROXY"]);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("proxy-canary-pw"), "{debug}");
+        assert_eq!(config(&[]).unwrap().public_proxy, None);
+        for bad in [
+            "squid:3128",
+            "socks5://squid:1080",
+            "http://me:proxy-canary-pw@/",
+        ] {
+            let err = config(&[("PUBLIC_LLM_PROXY", bad)]).unwrap_err();
+            assert_eq!(err.variable, "PUBLIC_LLM_PROXY", "{bad}");
+            assert!(!err.to_string().contains("proxy-canary-pw"), "{err}");
+        }
     }
 
     #[test]

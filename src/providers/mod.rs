@@ -7,8 +7,10 @@
 //! decide, [`Providers::call`], audit, respond. Each provider is a
 //! [`ChatProvider`] behind an `Arc<dyn …>`; its request translation and reply
 //! parsing are pure functions tested beside it. All of them share one
-//! `reqwest::Client`, so connections are pooled, TLS is rustls, proxy
-//! variables are honoured as reqwest does, redirects are not followed (a 3xx
+//! `reqwest::Client` per trust, so connections are pooled and TLS is rustls;
+//! the environment's proxy variables are ignored (the local model is never
+//! reached through a proxy, the public provider only through
+//! `PUBLIC_LLM_PROXY`), redirects are not followed (a 3xx
 //! is a `bad_response`, and following one could carry a key to another
 //! host), and `PROVIDER_TIMEOUT_SECONDS` bounds every whole call.
 
@@ -172,14 +174,30 @@ impl Providers {
     pub fn new(config: ProviderConfig) -> Result<Self, ProvidersError> {
         // No client-wide timeout: a whole call is bounded per request, a
         // stream per read (see `http::Endpoint`).
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("policy-mesh/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProvidersError::Client(e.to_string()))?;
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("policy-mesh/", env!("CARGO_PKG_VERSION")))
+                // Never the environment's proxy variables.
+                .no_proxy()
+        };
+        let built = |b: reqwest::ClientBuilder| {
+            b.build().map_err(|e| ProvidersError::Client(e.to_string()))
+        };
+        let local_client = built(builder())?;
+        let mut public = builder();
+        if let Some(proxy) = &config.public_proxy {
+            // The URL was validated with the configuration; the message of
+            // this error never quotes it (it may hold a password).
+            let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|_| {
+                ProvidersError::Client("PUBLIC_LLM_PROXY is not a usable proxy URL".to_owned())
+            })?;
+            public = public.proxy(proxy);
+        }
+        let client = built(public)?;
         let timeout = config.timeout;
         let local = Ollama::new(
-            client.clone(),
+            local_client,
             &config.local_url,
             config.local_api_key.as_ref(),
             timeout,

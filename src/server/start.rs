@@ -115,6 +115,13 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
     } = settings;
     // Validated once, here: every reload resolves `route: public` to it.
     let public = providers.public_provider;
+    if !providers.ignored_proxy_variables.is_empty() {
+        tracing::info!(
+            variables = %providers.ignored_proxy_variables.join(","),
+            "proxy variables of the environment are ignored: the local model is never \
+             reached through a proxy; set PUBLIC_LLM_PROXY for the public provider"
+        );
+    }
     let providers = Providers::new(providers)?;
     let source = PolicySource::from_env(env);
     let metrics = Arc::new(Metrics::new());

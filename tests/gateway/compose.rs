@@ -12,7 +12,7 @@ use serde_json::Value;
 use url::Url;
 
 /// Every variable the gateway reads, as the configuration reference lists them.
-const VARIABLES: [&str; 22] = [
+const VARIABLES: [&str; 23] = [
     "BIND_ADDR",
     "POLICY_DIR",
     "POLICY_FILE",
@@ -29,6 +29,7 @@ const VARIABLES: [&str; 22] = [
     "PUBLIC_LLM_API_KEY",
     "PUBLIC_LLM_MODEL",
     "PROVIDER_TIMEOUT_SECONDS",
+    "PUBLIC_LLM_PROXY",
     "DATABASE_URL",
     "AUDIT_ENABLED",
     "AUDIT_HASH_KEY",

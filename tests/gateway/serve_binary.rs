@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::fake_providers::FakeProvider;
+
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn policy(n: usize) -> String {
@@ -34,6 +36,8 @@ fn command(dir: &Path) -> Command {
 struct Running {
     child: Child,
     logs: mpsc::Receiver<Value>,
+    /// The lines `wait_log` read past, in order.
+    passed: Vec<Value>,
     addr: String,
 }
 
@@ -58,6 +62,7 @@ impl Running {
         let mut running = Running {
             child,
             logs,
+            passed: Vec::new(),
             addr: String::new(),
         };
         let started = running.wait_log("the start-up line", |l| l["fields"]["address"].is_string());
@@ -74,7 +79,7 @@ impl Running {
             let left = DEADLINE.checked_sub(start.elapsed()).unwrap_or_default();
             match self.logs.recv_timeout(left) {
                 Ok(line) if cond(&line) => return line,
-                Ok(_) => {}
+                Ok(line) => self.passed.push(line),
                 Err(_) => panic!("no log line for {what}"),
             }
         }
@@ -211,4 +216,113 @@ fn invalid_settings_exit_1_naming_the_variable() {
         let stderr = String::from_utf8(output.stderr).expect("UTF-8");
         assert!(stderr.contains(name), "{name}: {stderr}");
     }
+}
+
+/// Where the proxy tests send their prompts: a keyword keeps one local,
+/// everything else goes public.
+const PROXY_POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: private\n    sensitive: true\n    when:\n      keywords: [nightingale]\n    route: local\n";
+
+/// `POST /v1/chat` with one user message; the provider that answered.
+async fn chat_provider(addr: &str, text: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"messages": [{"role": "user", "content": text}]}).to_string())
+        .send()
+        .await
+        .expect("chat");
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(status, 200, "{body}");
+    body["provider"].as_str().expect("provider").to_owned()
+}
+
+/// The gateway as a process, so that the proxy variables are in its real
+/// environment, between fake providers and a fake proxy. The fake proxy is a
+/// fake OpenAI: a request sent through it (in absolute form) is answered by
+/// it, and so counted there instead of at the provider.
+async fn serve_with_proxy_env(
+    extra: &[(&str, String)],
+) -> (
+    Running,
+    FakeProvider,
+    FakeProvider,
+    FakeProvider,
+    tempfile::TempDir,
+) {
+    let local = FakeProvider::ollama().await;
+    let public = FakeProvider::openai().await;
+    let proxy = FakeProvider::openai().await;
+    let dir = folder_with(&[("p.yaml", PROXY_POLICY)]);
+    let mut cmd = command(dir.path());
+    for (k, v) in local.env_vars().into_iter().chain(public.env_vars()) {
+        cmd.env(k, v);
+    }
+    cmd.env("PUBLIC_LLM_API_KEY", "sk-proxy-test");
+    for name in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env(name, proxy.url());
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let server = tokio::task::block_in_place(|| Running::start(cmd));
+    (server, local, public, proxy, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_proxy_carries_nothing_and_a_local_prompt_never_a_proxy() {
+    let (server, local, public, proxy, _dir) = serve_with_proxy_env(&[]).await;
+    // Logged before the start-up line.
+    let notice = server
+        .passed
+        .iter()
+        .find(|l| l["fields"]["variables"].is_string())
+        .expect("the ignored proxy notice");
+    assert_eq!(notice["level"], "INFO", "{notice}");
+    assert_eq!(
+        notice["fields"]["variables"],
+        "HTTP_PROXY,http_proxy,HTTPS_PROXY,ALL_PROXY,all_proxy"
+    );
+    // The values (which may hold a password) are not logged.
+    assert!(!notice.to_string().contains(&proxy.url()), "{notice}");
+
+    assert_eq!(
+        chat_provider(&server.addr, "nightingale plans").await,
+        "local"
+    );
+    assert_eq!(chat_provider(&server.addr, "hello").await, "openai");
+    assert_eq!(local.request_count(), 1);
+    assert_eq!(public.request_count(), 1);
+    assert_eq!(proxy.request_count(), 0, "a request went through the proxy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_llm_proxy_carries_the_public_provider_only() {
+    let named = FakeProvider::openai().await;
+    let (server, local, public, env_proxy, _dir) =
+        serve_with_proxy_env(&[("PUBLIC_LLM_PROXY", named.url())]).await;
+    assert_eq!(chat_provider(&server.addr, "hello").await, "openai");
+    assert_eq!(
+        named.request_count(),
+        1,
+        "the public call skipped PUBLIC_LLM_PROXY"
+    );
+    assert_eq!(public.request_count(), 0);
+    assert_eq!(
+        chat_provider(&server.addr, "nightingale plans").await,
+        "local"
+    );
+    assert_eq!(local.request_count(), 1);
+    assert_eq!(
+        named.request_count(),
+        1,
+        "the local call went through the proxy"
+    );
+    assert_eq!(env_proxy.request_count(), 0);
 }
