@@ -27,6 +27,9 @@ pub enum ApiError {
     /// Well-formed JSON of the wrong shape; the message names the field.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A body that is not declared `Content-Type: application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The body is over `MAX_BODY_BYTES`.
     #[error("request body is larger than the limit of {limit} bytes (MAX_BODY_BYTES)")]
     PayloadTooLarge {
@@ -46,6 +49,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -58,6 +62,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ErrorType::MethodNotAllowed,
             ApiError::InvalidJson(_) => ErrorType::InvalidJson,
             ApiError::InvalidRequest(_) => ErrorType::InvalidRequest,
+            ApiError::UnsupportedMediaType(_) => ErrorType::UnsupportedMediaType,
             ApiError::PayloadTooLarge { .. } => ErrorType::PayloadTooLarge,
             ApiError::Internal(_) => ErrorType::InternalError,
         }
@@ -79,6 +84,8 @@ pub(crate) enum ErrorType {
     InvalidRequest,
     /// 413: the body is over `MAX_BODY_BYTES`.
     PayloadTooLarge,
+    /// 415: a body not declared `application/json`.
+    UnsupportedMediaType,
     /// 404: unknown path, or no such audit event.
     NotFound,
     /// 405: known path, other method.
@@ -94,6 +101,7 @@ impl ErrorType {
             ErrorType::InvalidJson => "invalid_json",
             ErrorType::InvalidRequest => "invalid_request",
             ErrorType::PayloadTooLarge => "payload_too_large",
+            ErrorType::UnsupportedMediaType => "unsupported_media_type",
             ErrorType::NotFound => "not_found",
             ErrorType::MethodNotAllowed => "method_not_allowed",
             ErrorType::InternalError => "internal_error",
@@ -172,6 +180,7 @@ impl ApiError {
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
             ApiError::MethodNotAllowed(_)
             | ApiError::InvalidJson(_)
+            | ApiError::UnsupportedMediaType(_)
             | ApiError::PayloadTooLarge { .. } => (self.status_code(), "invalid_request_error"),
         };
         let message = self.to_string();
@@ -233,6 +242,39 @@ pub async fn log_errors(request: Request, next: Next) -> Response {
     response
 }
 
+/// Whether `path` belongs to the OpenAI-compatible API, whose errors take
+/// OpenAI's shape.
+fn is_openai_path(path: &str) -> bool {
+    path.starts_with("/v1/chat/completions") || path.starts_with("/v1/models")
+}
+
+/// `415 unsupported_media_type` for a request that carries a body not
+/// declared `application/json` (parameters such as `charset` allowed), a
+/// missing header included, before the body is read: a page on another
+/// origin can then send no "simple" cross-site request that the gateway
+/// acts on. A request without a body is not refused.
+pub async fn require_json(request: Request, next: Next) -> Response {
+    use axum::body::HttpBody;
+    let has_body = request.body().size_hint().exact() != Some(0);
+    let is_json = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !has_body || is_json {
+        return next.run(request).await;
+    }
+    let error = ApiError::UnsupportedMediaType(
+        "a request body must be sent as Content-Type: application/json".to_owned(),
+    );
+    if is_openai_path(request.uri().path()) {
+        error.into_openai_response()
+    } else {
+        error.into_response()
+    }
+}
+
 /// `404 not_found` for every unknown path.
 pub async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no endpoint {method} {}", uri.path()))
@@ -281,6 +323,11 @@ mod tests {
                 413,
                 "payload_too_large",
             ),
+            (
+                ApiError::UnsupportedMediaType("x".into()),
+                415,
+                "unsupported_media_type",
+            ),
             (ApiError::Internal("x".into()), 500, "internal_error"),
         ] {
             let response = error.into_response();
@@ -302,6 +349,7 @@ mod tests {
             ErrorType::InvalidJson,
             ErrorType::InvalidRequest,
             ErrorType::PayloadTooLarge,
+            ErrorType::UnsupportedMediaType,
             ErrorType::NotFound,
             ErrorType::MethodNotAllowed,
             ErrorType::InternalError,

@@ -74,11 +74,16 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
     Router::from(api())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(error::require_json))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::Extension(request::BodyLimit(max_body_bytes)))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))
         .layer(axum::middleware::from_fn(error::log_errors))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            axum::http::HeaderValue::from_static("nosniff"),
+        ))
         .with_state(state)
 }

@@ -701,3 +701,107 @@ async fn with_the_shipped_policy_no_disguised_keyword_in_any_role_reaches_the_pu
     );
     assert_eq!(r.local.request_count(), disguises.len() * 3 * 2);
 }
+
+impl Router {
+    /// `method path` with `body` and exactly the `content-type` given (none
+    /// when `None`): status, `X-Content-Type-Options` and JSON body.
+    async fn send_typed(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Option<String>, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(kind) = content_type {
+            request = request.header("content-type", kind);
+        }
+        let request = request.body(Body::from(body.to_owned())).unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let nosniff = response
+            .headers()
+            .get("x-content-type-options")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            nosniff,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_body_not_declared_json_is_a_415_before_it_is_read_and_reaches_no_provider() {
+    let r = Router::new().await;
+    // Long, so that as JSON it would go public: what a cross-site form
+    // would try to send.
+    let chat = json!({"messages": [{"role": "user", "content": "x".repeat(2000)}]}).to_string();
+    let completion =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(2000)}]})
+            .to_string();
+    for kind in [
+        None,
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+    ] {
+        for path in ["/v1/chat", "/v1/decide"] {
+            let (status, nosniff, json) = r.send_typed(Method::POST, path, kind, &chat).await;
+            assert_eq!(
+                status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{kind:?} {path}"
+            );
+            assert_eq!(json["error"]["type"], "unsupported_media_type", "{json}");
+            assert_eq!(nosniff.as_deref(), Some("nosniff"));
+        }
+        let (status, _, json) = r
+            .send_typed(Method::POST, "/v1/chat/completions", kind, &completion)
+            .await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{kind:?}");
+        assert_eq!(
+            (&json["error"]["type"], &json["error"]["code"]),
+            (
+                &json!("invalid_request_error"),
+                &json!("unsupported_media_type")
+            ),
+            "{json}"
+        );
+    }
+    assert_eq!(
+        r.public.request_count(),
+        0,
+        "a non-JSON body reached the cloud"
+    );
+    assert_eq!(r.local.request_count(), 0);
+
+    // JSON with parameters, in any case, is JSON; a GET needs no header.
+    for kind in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+    ] {
+        let (status, nosniff, json) = r
+            .send_typed(Method::POST, "/v1/chat", Some(kind), &chat)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{kind}: {json}");
+        assert_eq!(nosniff.as_deref(), Some("nosniff"));
+    }
+    assert_eq!(r.public.request_count(), 3);
+    let (status, nosniff, _) = r.send_typed(Method::GET, "/v1/routes", None, "").await;
+    assert_eq!(
+        (status, nosniff.as_deref()),
+        (StatusCode::OK, Some("nosniff"))
+    );
+    let (status, nosniff, _) = r.send_typed(Method::GET, "/nowhere", None, "").await;
+    assert_eq!(
+        (status, nosniff.as_deref()),
+        (StatusCode::NOT_FOUND, Some("nosniff"))
+    );
+}
