@@ -113,6 +113,95 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// `POLICY_WATCH` (`notify` or `poll`) and `POLICY_POLL_INTERVAL_MS`.
     pub watch: WatchMode,
+    /// `ALLOWED_HOSTS`: the hosts the `Host` header may name.
+    pub allowed_hosts: AllowedHosts,
+    /// Whether `ALLOWED_HOSTS` was set (start-up explains the default when
+    /// it was not and the address is not loopback).
+    pub allowed_hosts_set: bool,
+}
+
+/// The host names a request's `Host` header may name (port ignored): a
+/// defence against DNS rebinding, where a page on another site reaches a
+/// gateway on the visitor's machine under its own name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedHosts {
+    /// `*`: any host.
+    Any,
+    /// Only these, lowercase, IPv6 addresses in brackets.
+    Only(Vec<String>),
+}
+
+impl AllowedHosts {
+    /// The default while requests carry no client key: the loopback names.
+    pub fn loopback() -> Self {
+        AllowedHosts::Only(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "[::1]".to_owned(),
+        ])
+    }
+
+    /// `ALLOWED_HOSTS`: comma-separated names, `*` for any.
+    fn parse(value: &str) -> Result<Self, ConfigError> {
+        let mut names = Vec::new();
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "*" {
+                return Ok(AllowedHosts::Any);
+            }
+            let normalized = normalize_host(name);
+            if normalized.is_empty()
+                || normalized.contains(|c: char| c.is_whitespace() || c == '/' || c == '@')
+            {
+                return Err(ConfigError::invalid(
+                    "ALLOWED_HOSTS",
+                    value,
+                    "expected host names separated by commas, or *",
+                ));
+            }
+            names.push(normalized);
+        }
+        if names.is_empty() {
+            return Err(ConfigError::invalid(
+                "ALLOWED_HOSTS",
+                value,
+                "expected host names separated by commas, or *",
+            ));
+        }
+        Ok(AllowedHosts::Only(names))
+    }
+
+    /// Whether a `Host` header (or an HTTP/2 authority) of `host` is served.
+    pub fn allows(&self, host: &str) -> bool {
+        match self {
+            AllowedHosts::Any => true,
+            AllowedHosts::Only(names) => {
+                let host = normalize_host(strip_port(host.trim()));
+                names.contains(&host)
+            }
+        }
+    }
+}
+
+/// `host` without a `:port`: `[::1]:8000` is `[::1]`, `a:80` is `a`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        // One colon: a port. More: a bare IPv6 address.
+        Some((name, _)) if !name.contains(':') => name,
+        _ => host,
+    }
+}
+
+/// Lowercase, without a trailing dot; a bare IPv6 address in brackets.
+fn normalize_host(host: &str) -> String {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    }
 }
 
 impl ServerConfig {
@@ -172,10 +261,19 @@ impl ServerConfig {
                 WatchMode::Native,
             ),
         };
+        // Without client keys (none exist yet) the default is the loopback
+        // names, whatever the address: a server deployment names its hosts.
+        let allowed_hosts_set = env.get("ALLOWED_HOSTS").is_some();
+        let allowed_hosts = match env.get("ALLOWED_HOSTS") {
+            None => AllowedHosts::loopback(),
+            Some(v) => errors.or(AllowedHosts::parse(v), AllowedHosts::loopback()),
+        };
         errors.into_result(ServerConfig {
             bind_addr,
             max_body_bytes,
             watch,
+            allowed_hosts,
+            allowed_hosts_set,
         })
     }
 }
@@ -197,6 +295,46 @@ mod tests {
 
     fn variables(errors: &[ConfigError]) -> Vec<&str> {
         errors.iter().map(|e| e.variable.as_str()).collect()
+    }
+
+    #[test]
+    fn allowed_hosts_default_to_loopback_and_ignore_port_and_case() {
+        let c = config(&[("BIND_ADDR", "0.0.0.0:8000")]).unwrap();
+        assert_eq!(c.allowed_hosts, AllowedHosts::loopback());
+        assert!(!c.allowed_hosts_set);
+        let hosts = &c.allowed_hosts;
+        for ok in [
+            "localhost",
+            "LOCALHOST:8000",
+            "127.0.0.1:80",
+            "[::1]:8000",
+            "[::1]",
+            "localhost.",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for refused in [
+            "evil.example",
+            "evil.example:8000",
+            "localhost.evil.example",
+            "127.0.0.2",
+            "[::2]:8000",
+            "",
+        ] {
+            assert!(!hosts.allows(refused), "{refused}");
+        }
+        let c = config(&[("ALLOWED_HOSTS", " gateway.internal, ::1 ,Example.COM")]).unwrap();
+        assert!(c.allowed_hosts_set);
+        assert!(c.allowed_hosts.allows("gateway.internal:8443"));
+        assert!(c.allowed_hosts.allows("example.com"));
+        assert!(c.allowed_hosts.allows("[::1]:1"));
+        assert!(!c.allowed_hosts.allows("localhost"));
+        let any = config(&[("ALLOWED_HOSTS", "*")]).unwrap();
+        assert!(any.allowed_hosts.allows("anything.example"));
+        for bad in [",", "a b", "http://x/"] {
+            let errors = config(&[("ALLOWED_HOSTS", bad)]).unwrap_err();
+            assert_eq!(variables(&errors), ["ALLOWED_HOSTS"], "{bad}");
+        }
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// Well-formed JSON of the wrong shape; the message names the field.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A `Host` that `ALLOWED_HOSTS` does not name.
+    #[error("{0}")]
+    MisdirectedRequest(String),
     /// A body that is not declared `Content-Type: application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -63,6 +67,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => ErrorType::InvalidJson,
             ApiError::InvalidRequest(_) => ErrorType::InvalidRequest,
             ApiError::UnsupportedMediaType(_) => ErrorType::UnsupportedMediaType,
+            ApiError::MisdirectedRequest(_) => ErrorType::MisdirectedRequest,
             ApiError::PayloadTooLarge { .. } => ErrorType::PayloadTooLarge,
             ApiError::Internal(_) => ErrorType::InternalError,
         }
@@ -86,6 +91,8 @@ pub(crate) enum ErrorType {
     PayloadTooLarge,
     /// 415: a body not declared `application/json`.
     UnsupportedMediaType,
+    /// 421: a `Host` that `ALLOWED_HOSTS` does not name.
+    MisdirectedRequest,
     /// 404: unknown path, or no such audit event.
     NotFound,
     /// 405: known path, other method.
@@ -102,6 +109,7 @@ impl ErrorType {
             ErrorType::InvalidRequest => "invalid_request",
             ErrorType::PayloadTooLarge => "payload_too_large",
             ErrorType::UnsupportedMediaType => "unsupported_media_type",
+            ErrorType::MisdirectedRequest => "misdirected_request",
             ErrorType::NotFound => "not_found",
             ErrorType::MethodNotAllowed => "method_not_allowed",
             ErrorType::InternalError => "internal_error",
@@ -181,6 +189,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_)
             | ApiError::InvalidJson(_)
             | ApiError::UnsupportedMediaType(_)
+            | ApiError::MisdirectedRequest(_)
             | ApiError::PayloadTooLarge { .. } => (self.status_code(), "invalid_request_error"),
         };
         let message = self.to_string();
@@ -275,6 +284,38 @@ pub async fn require_json(request: Request, next: Next) -> Response {
     }
 }
 
+/// `421 misdirected_request` for a `Host` (or HTTP/2 authority) that
+/// `ALLOWED_HOSTS` does not name, which is what a DNS-rebinding page sends.
+/// The probes (`/v1/health`, `/v1/ready`) are exempt: they address pods by
+/// IP. A request naming no host at all (HTTP/1.0) is served: a browser
+/// always names one.
+pub async fn check_host(
+    axum::extract::State(allowed): axum::extract::State<Arc<super::AllowedHosts>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if matches!(path, "/v1/health" | "/v1/ready") {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if host.is_none_or(|h| allowed.allows(h)) {
+        return next.run(request).await;
+    }
+    let error = ApiError::MisdirectedRequest(
+        "this host is not served: name it in ALLOWED_HOSTS".to_owned(),
+    );
+    if is_openai_path(path) {
+        error.into_openai_response()
+    } else {
+        error.into_response()
+    }
+}
+
 /// `404 not_found` for every unknown path.
 pub async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no endpoint {method} {}", uri.path()))
@@ -328,6 +369,11 @@ mod tests {
                 415,
                 "unsupported_media_type",
             ),
+            (
+                ApiError::MisdirectedRequest("x".into()),
+                421,
+                "misdirected_request",
+            ),
             (ApiError::Internal("x".into()), 500, "internal_error"),
         ] {
             let response = error.into_response();
@@ -350,6 +396,7 @@ mod tests {
             ErrorType::InvalidRequest,
             ErrorType::PayloadTooLarge,
             ErrorType::UnsupportedMediaType,
+            ErrorType::MisdirectedRequest,
             ErrorType::NotFound,
             ErrorType::MethodNotAllowed,
             ErrorType::InternalError,

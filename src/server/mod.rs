@@ -26,7 +26,7 @@ use axum::extract::DefaultBodyLimit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use config::{LogConfig, ServerConfig, Settings};
+pub use config::{AllowedHosts, LogConfig, ServerConfig, Settings};
 pub use error::ApiError;
 pub use start::{Server, StartError, init_tracing, run, start};
 
@@ -49,6 +49,8 @@ pub struct AppState {
     pub audit: Option<AuditStore>,
     /// The audit settings: the prompt hash key (`Debug` redacts it).
     pub audit_config: Arc<AuditConfig>,
+    /// `ALLOWED_HOSTS`: the `Host` names served.
+    pub allowed_hosts: Arc<AllowedHosts>,
 }
 
 /// Every endpoint, each mounted with its OpenAPI description: the router
@@ -75,6 +77,10 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(error::require_json))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.allowed_hosts),
+            error::check_host,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::Extension(request::BodyLimit(max_body_bytes)))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

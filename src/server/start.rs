@@ -122,6 +122,13 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
              reached through a proxy; set PUBLIC_LLM_PROXY for the public provider"
         );
     }
+    if !config.allowed_hosts_set && !config.bind_addr.ip().is_loopback() {
+        tracing::warn!(
+            address = %config.bind_addr,
+            "ALLOWED_HOSTS is not set: only requests naming localhost, 127.0.0.1 or [::1] \
+             are served (421 otherwise); set ALLOWED_HOSTS to the names clients use"
+        );
+    }
     let providers = Providers::new(providers)?;
     let source = PolicySource::from_env(env);
     let metrics = Arc::new(Metrics::new());
@@ -177,6 +184,7 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
             providers,
             audit: audit.clone(),
             audit_config: Arc::new(audit_config),
+            allowed_hosts: Arc::new(config.allowed_hosts.clone()),
         },
         config.max_body_bytes,
     );

@@ -12,8 +12,9 @@ use serde_json::Value;
 use url::Url;
 
 /// Every variable the gateway reads, as the configuration reference lists them.
-const VARIABLES: [&str; 23] = [
+const VARIABLES: [&str; 24] = [
     "BIND_ADDR",
+    "ALLOWED_HOSTS",
     "POLICY_DIR",
     "POLICY_FILE",
     "POLICY_DEFAULT_PROVIDER",

@@ -238,7 +238,7 @@ async fn errors_answer_in_one_shape_and_the_server_keeps_serving() {
         .await
         .unwrap();
     let mut request = String::from(
-        "POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        "POST /v1/decide HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
     );
     for chunk in big.as_bytes().chunks(1000) {
         request.push_str(&format!(

@@ -14,7 +14,7 @@ use policy_mesh::names::Provider;
 use policy_mesh::policy::{PolicySource, SourceFile};
 use policy_mesh::providers::Providers;
 use policy_mesh::reload::LivePolicy;
-use policy_mesh::server::{self, AppState};
+use policy_mesh::server::{self, AllowedHosts, AppState};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -80,6 +80,7 @@ impl Router {
             providers,
             audit: None,
             audit_config: Arc::new(AuditConfig::disabled()),
+            allowed_hosts: Arc::new(AllowedHosts::loopback()),
         };
         Router {
             app: server::app(state, LIMIT),
@@ -804,4 +805,82 @@ async fn a_body_not_declared_json_is_a_415_before_it_is_read_and_reaches_no_prov
         (status, nosniff.as_deref()),
         (StatusCode::NOT_FOUND, Some("nosniff"))
     );
+}
+
+#[tokio::test]
+async fn a_host_not_allowed_is_a_421_and_reaches_no_provider_but_the_probes_answer() {
+    let r = Router::new().await;
+    let chat = json!({"messages": [{"role": "user", "content": "x".repeat(2000)}]}).to_string();
+    let with_host = |method: Method, path: &str, host: &str, body: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    // What a DNS-rebinding page sends: its own name, with or without a port.
+    for host in [
+        "evil.example",
+        "evil.example:8000",
+        "localhost.evil.example",
+        "192.168.1.5:8000",
+    ] {
+        for (path, openai) in [
+            ("/v1/chat", false),
+            ("/v1/routes", false),
+            ("/v1/chat/completions", true),
+        ] {
+            let method = if path == "/v1/routes" {
+                Method::GET
+            } else {
+                Method::POST
+            };
+            let response = r
+                .app
+                .clone()
+                .oneshot(with_host(method, path, host, &chat))
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::MISDIRECTED_REQUEST,
+                "{host} {path}"
+            );
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let json: Value = serde_json::from_slice(&bytes).unwrap();
+            let kind = if openai {
+                &json["error"]["code"]
+            } else {
+                &json["error"]["type"]
+            };
+            assert_eq!(kind, "misdirected_request", "{json}");
+        }
+        let response = r
+            .app
+            .clone()
+            .oneshot(with_host(Method::GET, "/v1/health", host, ""))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "the probe is exempt");
+    }
+    assert_eq!(
+        r.public.request_count(),
+        0,
+        "a rebinding page reached the cloud"
+    );
+    assert_eq!(r.local.request_count(), 0);
+    for host in ["localhost:8000", "127.0.0.1", "[::1]:8000", "LOCALHOST"] {
+        let response = r
+            .app
+            .clone()
+            .oneshot(with_host(Method::POST, "/v1/chat", host, &chat))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+    }
+    assert_eq!(r.public.request_count(), 4);
 }

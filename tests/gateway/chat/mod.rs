@@ -267,7 +267,7 @@ async fn raw_post(addr: &str, path: &str, body: Vec<u8>, chunked: bool) -> (u16,
         format!("Content-Length: {}", body.len())
     };
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{length}\r\nConnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{length}\r\nConnection: close\r\n\r\n"
     );
     let shown = format!("{path}, {} bytes, chunked: {chunked}", body.len());
     let writing = tokio::spawn(async move {
