@@ -22,7 +22,8 @@ use crate::detect::DetectorSet;
 use crate::names::{Provider, Route};
 use crate::normalize::{normalize, strict_keyword};
 use crate::policy::{
-    CharBounds, KeywordNormalization, LoadError, LoadErrors, PolicySet, RuleSpec, Scope, UsdBounds,
+    CharBounds, KeywordNormalization, LoadError, LoadErrors, Located, PolicySet, RuleSpec, Scope,
+    UsdBounds,
 };
 
 pub(crate) use bits::RuleBits;
@@ -188,6 +189,33 @@ impl Interner {
     }
 }
 
+/// The most keywords a policy may hold, in all its rules.
+pub const MAX_KEYWORDS: usize = 1_000_000;
+/// The most patterns a policy may hold, in all its rules.
+pub const MAX_PATTERNS: usize = 10_000;
+
+/// A load error at the first of `items` past `max`, naming the count.
+pub(crate) fn over_bound<'a>(
+    items: impl Iterator<Item = &'a Located<String>>,
+    max: usize,
+    what: &str,
+) -> Option<LoadError> {
+    let mut first_over = None;
+    let mut count = 0usize;
+    for item in items {
+        count += 1;
+        if count == max + 1 {
+            first_over = Some(item.at.clone());
+        }
+    }
+    first_over.map(|at| {
+        LoadError::at_location(
+            &at,
+            format!("the policy holds {count} {what}, more than the {max} allowed"),
+        )
+    })
+}
+
 impl CompiledPolicy {
     /// Compiles a validated policy. `public_provider` is what `route: public`
     /// resolves to. Every problem is reported, each at the keyword, pattern,
@@ -200,6 +228,25 @@ impl CompiledPolicy {
         // order (the sort is stable). `set.rules` keeps it, so `/v1/routes`
         // and every trace list the rules as they are tried.
         set.rules.sort_by_key(|rule| !rule.sensitive);
+        // Bounds first: a policy over them is refused before any work.
+        let bounds: Vec<LoadError> = [
+            over_bound(
+                set.rules.iter().flat_map(|r| &r.keywords),
+                MAX_KEYWORDS,
+                "keywords",
+            ),
+            over_bound(
+                set.rules.iter().flat_map(|r| &r.patterns),
+                MAX_PATTERNS,
+                "patterns",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !bounds.is_empty() {
+            return Err(LoadErrors(bounds));
+        }
         let mut errors = Vec::new();
         let mut keywords = Interner::new();
         let mut strict_keywords = Interner::new();
@@ -286,12 +333,18 @@ impl CompiledPolicy {
                     errors.push(e);
                     None
                 });
+        // Each pattern alone within its size bound, at its position; the set
+        // is built only from patterns that all pass.
+        let invalid = if patterns.items.is_empty() {
+            Vec::new()
+        } else {
+            patterns::invalid_patterns(&set.rules)
+        };
         let pattern_matcher = if patterns.items.is_empty() {
             None
-        } else if !errors.is_empty() {
-            // The policy is already invalid: report the invalid patterns too, but
-            // building the set is pointless.
-            errors.extend(patterns::invalid_patterns(&set.rules));
+        } else if !errors.is_empty() || !invalid.is_empty() {
+            // The policy is already invalid: building the set is pointless.
+            errors.extend(invalid);
             None
         } else {
             match PatternMatcher::build(&patterns.items, TargetTable::new(patterns.targets)) {

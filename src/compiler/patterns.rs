@@ -2,9 +2,12 @@
 //!
 //! Patterns are compiled case-insensitively with Unicode on, and run on the
 //! normalized text of one message at a time, so `^` and `$` are the start and end of
-//! a message (no multi-line mode). Identical patterns are compiled once. The size
-//! limits are raised well above the crate's defaults so that large policies
-//! compile; a policy that still does not fit is a load error, never a panic.
+//! a message (no multi-line mode). Identical patterns are compiled once. Each
+//! pattern alone must fit [`PATTERN_SIZE_LIMIT`] (the crate's default, 10 MiB):
+//! a pattern such as `(\w{100}){30}` that would take seconds on every long
+//! prompt is a load error at the pattern. The whole set may grow to
+//! [`SIZE_LIMIT`] so that large policies compile; a policy that still does not
+//! fit is a load error, never a panic.
 
 use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
 
@@ -12,8 +15,10 @@ use super::RuleBits;
 use super::TargetTable;
 use crate::policy::{LoadError, RuleSpec};
 
-/// Limit on the compiled size of one pattern, and of the whole set.
-const SIZE_LIMIT: usize = 256 << 20;
+/// Limit on the compiled size of one pattern.
+pub const PATTERN_SIZE_LIMIT: usize = 10 << 20;
+/// Limit on the compiled size of the whole set.
+pub const SIZE_LIMIT: usize = 256 << 20;
 /// Limit on the lazy DFA cache of the set (per thread searching it).
 const DFA_SIZE_LIMIT: usize = 32 << 20;
 
@@ -39,8 +44,8 @@ where
     builder
 }
 
-/// Checks one pattern as the compiler will build it (case-insensitive, Unicode,
-/// the same size limits). `Err` carries the regex error in plain words on one line,
+/// Checks one pattern as the compiler will build it (case-insensitive,
+/// Unicode), within [`PATTERN_SIZE_LIMIT`]. `Err` carries the regex error in plain words on one line,
 /// without the pattern itself (`unclosed group`), for the caller to place at the
 /// pattern's position.
 pub fn check_pattern(pattern: &str) -> Result<(), String> {
@@ -48,7 +53,7 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
         .case_insensitive(true)
         .unicode(true)
         .multi_line(false)
-        .size_limit(SIZE_LIMIT)
+        .size_limit(PATTERN_SIZE_LIMIT)
         .dfa_size_limit(DFA_SIZE_LIMIT)
         .build()
         .map(drop)
@@ -166,5 +171,16 @@ mod tests {
         // A bounded repetition of a Unicode class compiles to far more than the limit.
         let err = check_pattern(r"(\w{1000}){1000}").expect_err("too big");
         assert!(err.contains("too big"), "{err}");
+        // The pattern that held the async workers for 20-37 s per prompt.
+        let err = check_pattern(r"(\w{100}){30}").expect_err("too big");
+        assert!(err.contains("10485760"), "{err}");
+        // Ordinary patterns, long classes included, fit.
+        for fine in [
+            r"\b\d{3}-\d{2}-\d{4}\b",
+            r"[\p{L}\d]{50}",
+            r"(?i)project[-_ ]?x\w*",
+        ] {
+            assert_eq!(check_pattern(fine), Ok(()), "{fine}");
+        }
     }
 }

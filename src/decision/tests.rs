@@ -533,3 +533,34 @@ proptest! {
         prop_assert_eq!(POLICIES.0.explain(&m, None), POLICIES.1.explain(&m, None));
     }
 }
+
+#[test]
+fn a_policy_over_its_bounds_is_refused_naming_the_count() {
+    let patterns: Vec<String> = (0..=crate::compiler::MAX_PATTERNS)
+        .map(|i| format!("p{i}x"))
+        .collect();
+    let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    let set = PolicySet {
+        sources: Vec::new(),
+        rules: vec![rule("many", &[], false, &refs, Scope::All)],
+        defaults: EffectiveDefaults::default(),
+        version: "v".to_owned(),
+    };
+    let errors = CompiledPolicy::compile(set, Provider::Openai).expect_err("over the bound");
+    let text = errors.to_string();
+    assert!(
+        text.contains("the policy holds 10001 patterns, more than the 10000 allowed"),
+        "{text}"
+    );
+    // The same count for keywords, at the first one past the bound.
+    let mut keywords = located(&["a", "b", "c"]);
+    keywords[2].at.position.line = 7;
+    let error = crate::compiler::over_bound(keywords.iter(), 2, "keywords").expect("over");
+    assert_eq!(error.position.map(|p| p.line), Some(7));
+    assert!(
+        error
+            .message
+            .contains("holds 3 keywords, more than the 2 allowed")
+    );
+    assert!(crate::compiler::over_bound(keywords.iter(), 3, "keywords").is_none());
+}

@@ -190,6 +190,20 @@ fn a_bad_regex_is_reported_at_the_pattern_itself_on_one_line() {
 }
 
 #[test]
+fn a_pattern_too_big_to_run_quickly_is_a_load_error_at_the_pattern() {
+    // It compiled before and then took 20-37 s per long prompt.
+    let errs = errors(&[(
+        "a.yaml",
+        "version: 1\nrules:\n  - id: slow\n    route: local\n    when:\n      patterns:\n        - '\\d+'\n        - '(\\w{100}){30}'\n",
+    )]);
+    assert_one(
+        &errs,
+        "policies/a.yaml:8:11:",
+        &["invalid regex", "too big", "10485760"],
+    );
+}
+
+#[test]
 fn bounds_min_above_max_and_negative_bounds() {
     let errs = errors_env(
         &[(
