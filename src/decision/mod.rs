@@ -311,13 +311,27 @@ impl CompiledPolicy {
     /// Deterministic: the same messages, model and policy always give the same
     /// decision.
     pub fn decide(&self, messages: &[ChatMessage], model: Option<&str>) -> Decision {
-        self.evaluate(messages, model, Normalization::Fast, None)
+        self.evaluate(messages, &[], model, Normalization::Fast, None)
+    }
+
+    /// [`CompiledPolicy::decide`] for a request that also forwards
+    /// `metadata`: text the provider receives besides the messages (the
+    /// requested `model`, `user`, `stop` sequences). The keywords and
+    /// patterns of rules of scope `all` read it; detectors, `input_chars` and
+    /// the prompt hash do not.
+    pub fn decide_with_metadata(
+        &self,
+        messages: &[ChatMessage],
+        metadata: &[&str],
+        model: Option<&str>,
+    ) -> Decision {
+        self.evaluate(messages, metadata, model, Normalization::Fast, None)
     }
 
     /// Decides where `messages` asking for `model` go and says, rule by rule, why.
     pub fn explain(&self, messages: &[ChatMessage], model: Option<&str>) -> Explanation {
         let mut trace = Vec::new();
-        let decision = self.evaluate(messages, model, Normalization::Fast, Some(&mut trace));
+        let decision = self.evaluate(messages, &[], model, Normalization::Fast, Some(&mut trace));
         Explanation { decision, trace }
     }
 
@@ -325,6 +339,7 @@ impl CompiledPolicy {
     pub(crate) fn evaluate(
         &self,
         messages: &[ChatMessage],
+        metadata: &[&str],
         model: Option<&str>,
         normalization: Normalization,
         trace: Option<&mut Vec<TraceEntry>>,
@@ -337,6 +352,7 @@ impl CompiledPolicy {
             cell.try_borrow_mut().ok().map(|mut scratch| {
                 self.run(
                     messages,
+                    metadata,
                     model,
                     normalization,
                     trace.as_deref_mut(),
@@ -348,6 +364,7 @@ impl CompiledPolicy {
             Ok(Some(decision)) => decision,
             _ => self.run(
                 messages,
+                metadata,
                 model,
                 normalization,
                 trace,
@@ -359,6 +376,7 @@ impl CompiledPolicy {
     fn run(
         &self,
         messages: &[ChatMessage],
+        metadata: &[&str],
         model: Option<&str>,
         normalization: Normalization,
         mut trace: Option<&mut Vec<TraceEntry>>,
@@ -383,7 +401,7 @@ impl CompiledPolicy {
                 model_matched = true;
             }
             if (rule.keywords || rule.patterns) && !scanned {
-                self.scan(messages, normalization, scratch);
+                self.scan(messages, metadata, normalization, scratch);
                 scanned = true;
                 if trace.is_none() {
                     if !model_matched {
@@ -571,7 +589,41 @@ impl CompiledPolicy {
 
     /// Normalizes each message that some rule looks at, once, and runs the keyword
     /// automaton and the regex set over it, marking the rules that match.
-    fn scan(&self, messages: &[ChatMessage], normalization: Normalization, scratch: &mut Scratch) {
+    fn scan(
+        &self,
+        messages: &[ChatMessage],
+        metadata: &[&str],
+        normalization: Normalization,
+        scratch: &mut Scratch,
+    ) {
+        scratch.keyword_hits.reset(self.rules.len());
+        scratch.pattern_hits.reset(self.rules.len());
+        let last_user = messages.iter().rposition(|m| m.role == Role::User);
+        for (index, message) in messages.iter().enumerate() {
+            let is_last_user = last_user == Some(index);
+            self.scan_text(&message.content, is_last_user, normalization, scratch);
+        }
+        // The request's metadata (`model`, `user`, `stop`) leaves with it: the
+        // rules of scope `all` read it as well.
+        for text in metadata {
+            self.scan_text(text, false, normalization, scratch);
+        }
+        // One huge request must not pin its size in every thread for good.
+        if scratch.text.capacity() > MAX_RETAINED_BUFFER {
+            scratch.text = String::new();
+        }
+        scratch.strict.shrink(MAX_RETAINED_BUFFER);
+    }
+
+    /// Normalizes one text unit, once, and marks the rules whose keywords or
+    /// patterns match it.
+    fn scan_text(
+        &self,
+        content: &str,
+        is_last_user: bool,
+        normalization: Normalization,
+        scratch: &mut Scratch,
+    ) {
         let Scratch {
             keyword_hits,
             pattern_hits,
@@ -579,40 +631,29 @@ impl CompiledPolicy {
             strict,
             ..
         } = scratch;
-        keyword_hits.reset(self.rules.len());
-        pattern_hits.reset(self.rules.len());
-        let last_user = messages.iter().rposition(|m| m.role == Role::User);
-        for (index, message) in messages.iter().enumerate() {
-            let is_last_user = last_user == Some(index);
-            let keywords = wanted(&self.keywords, is_last_user);
-            let strict_keywords = wanted(&self.strict_keywords, is_last_user);
-            let patterns = self
-                .patterns
-                .as_ref()
-                .filter(|p| p.targets.wants(is_last_user));
-            if keywords.is_none() && strict_keywords.is_none() && patterns.is_none() {
-                continue;
-            }
-            let text = normalized(&message.content, normalization, buffer);
-            if let Some(k) = keywords {
-                k.scan(text, is_last_user, keyword_hits);
-            }
-            if let Some(p) = patterns {
-                p.scan(text, is_last_user, pattern_hits);
-            }
-            if let Some(k) = strict_keywords {
-                strict.normalize(text);
-                k.scan(strict.plain(), is_last_user, keyword_hits);
-                if let Some(joined) = strict.joined() {
-                    k.scan(joined, is_last_user, keyword_hits);
-                }
+        let keywords = wanted(&self.keywords, is_last_user);
+        let strict_keywords = wanted(&self.strict_keywords, is_last_user);
+        let patterns = self
+            .patterns
+            .as_ref()
+            .filter(|p| p.targets.wants(is_last_user));
+        if keywords.is_none() && strict_keywords.is_none() && patterns.is_none() {
+            return;
+        }
+        let text = normalized(content, normalization, buffer);
+        if let Some(k) = keywords {
+            k.scan(text, is_last_user, keyword_hits);
+        }
+        if let Some(p) = patterns {
+            p.scan(text, is_last_user, pattern_hits);
+        }
+        if let Some(k) = strict_keywords {
+            strict.normalize(text);
+            k.scan(strict.plain(), is_last_user, keyword_hits);
+            if let Some(joined) = strict.joined() {
+                k.scan(joined, is_last_user, keyword_hits);
             }
         }
-        // One huge request must not pin its size in every thread for good.
-        if buffer.capacity() > MAX_RETAINED_BUFFER {
-            *buffer = String::new();
-        }
-        strict.shrink(MAX_RETAINED_BUFFER);
     }
 }
 

@@ -105,7 +105,7 @@ fn messages() -> impl Strategy<Value = Vec<ChatMessage>> {
 
 fn explain_with(policy: &CompiledPolicy, m: &[ChatMessage], n: Normalization) -> Explanation {
     let mut trace = Vec::new();
-    let decision = policy.evaluate(m, None, n, Some(&mut trace));
+    let decision = policy.evaluate(m, &[], None, n, Some(&mut trace));
     Explanation { decision, trace }
 }
 
@@ -563,4 +563,39 @@ fn a_policy_over_its_bounds_is_refused_naming_the_count() {
             .contains("holds 3 keywords, more than the 2 allowed")
     );
     assert!(crate::compiler::over_bound(keywords.iter(), 3, "keywords").is_none());
+}
+
+#[test]
+fn metadata_is_read_by_scope_all_keywords_and_patterns_only() {
+    let mut detected = rule("detected", &[], false, &[], Scope::All);
+    detected.detectors = [crate::names::Detector::Email].into_iter().collect();
+    let rules = vec![
+        detected,
+        rule("last-user", &["alpha"], true, &[], Scope::LastUser),
+        rule("pattern", &[], false, &["^beta-\\d+$"], Scope::All),
+        rule("keyword", &["gamma"], true, &[], Scope::All),
+    ];
+    let set = PolicySet {
+        sources: Vec::new(),
+        rules,
+        defaults: EffectiveDefaults::default(),
+        version: "v".to_owned(),
+    };
+    let policy = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
+    let m = [ChatMessage::user("hello")];
+    let rule_of = |metadata: &[&str]| {
+        let d = policy.decide_with_metadata(&m, metadata, None);
+        assert_eq!(d.input_chars, 5, "metadata is not input");
+        d.rule.map(|r| r.to_string())
+    };
+    assert_eq!(rule_of(&[]), None);
+    assert_eq!(rule_of(&["GAMMA-team"]), Some("keyword".to_owned()));
+    assert_eq!(rule_of(&["beta-42"]), Some("pattern".to_owned()));
+    // Not the last user message, and not read by detectors.
+    assert_eq!(rule_of(&["alpha"]), None);
+    assert_eq!(rule_of(&["ann@example.com"]), None);
+    assert_eq!(
+        policy.decide(&m, None),
+        policy.decide_with_metadata(&m, &[], None)
+    );
 }

@@ -69,6 +69,15 @@ pub struct GenerationOptions {
 impl GenerationOptions {
     /// The reply length limit, whichever of the two fields the client used
     /// (`max_completion_tokens` wins).
+    /// The strings of these options that a provider receives as text: the
+    /// `user` id and the `stop` sequences. The policy decides on them.
+    pub fn metadata(&self) -> impl Iterator<Item = &str> {
+        self.user
+            .as_deref()
+            .into_iter()
+            .chain(self.stop.iter().map(String::as_str))
+    }
+
     pub fn max_output_tokens(&self) -> Option<u64> {
         self.max_completion_tokens.or(self.max_tokens)
     }

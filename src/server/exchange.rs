@@ -37,18 +37,28 @@ pub(crate) struct Exchange {
 impl Exchange {
     /// Decides where `messages` for `requested_model` go; `model` names the
     /// model sent to the chosen provider.
+    ///
+    /// Everything forwarded is decided on: besides the messages, the
+    /// requested model and the `user` and `stop` strings of `options` are
+    /// text the provider receives, read by the rules of scope `all`.
     pub(crate) fn begin(
         state: &AppState,
         messages: &[ChatMessage],
         requested_model: Option<&str>,
+        options: &GenerationOptions,
         model: impl FnOnce(Provider) -> String,
     ) -> Self {
+        let metadata: Vec<&str> = requested_model
+            .into_iter()
+            .chain(options.metadata())
+            .collect();
         // One snapshot for the whole request: a reload meanwhile does not affect it.
-        let decision = state
-            .live
-            .snapshot()
-            .policy
-            .decide(messages, requested_model);
+        let decision =
+            state
+                .live
+                .snapshot()
+                .policy
+                .decide_with_metadata(messages, &metadata, requested_model);
         let model = model(decision.provider);
         Exchange {
             request_id: Uuid::new_v4(),

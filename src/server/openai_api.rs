@@ -108,9 +108,13 @@ pub async fn chat_completions(
 
 async fn serve(state: AppState, request: CompletionRequest) -> Response {
     let requested = request.model.as_deref();
-    let exchange = Exchange::begin(&state, &request.messages, requested, |provider| {
-        resolve_model(&state, provider, requested)
-    });
+    let exchange = Exchange::begin(
+        &state,
+        &request.messages,
+        requested,
+        &request.options,
+        |provider| resolve_model(&state, provider, requested),
+    );
     let headers = decision_headers(&exchange);
     if !request.stream {
         let result = exchange

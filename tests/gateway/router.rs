@@ -884,3 +884,53 @@ async fn a_host_not_allowed_is_a_421_and_reaches_no_provider_but_the_probes_answ
     }
     assert_eq!(r.public.request_count(), 4);
 }
+
+#[tokio::test]
+async fn a_sensitive_word_in_model_user_or_stop_keeps_the_request_local() {
+    let r = Router::shipped_with_public_default().await;
+    // Long enough that the cost rule does not keep it local anyway.
+    let messages =
+        json!([{"role": "user", "content": format!("plain words {}", "and more ".repeat(150))}]);
+    let control = r
+        .completion(&json!({"model": "gpt-4o", "messages": messages}))
+        .await;
+    assert_eq!(
+        control
+            .headers()
+            .get("x-policy-mesh-provider")
+            .and_then(|v| v.to_str().ok()),
+        Some("openai")
+    );
+    assert_eq!(r.public.request_count(), 1);
+    for (field, value) in [
+        ("model", json!("gpt-4o-confidential")),
+        ("user", json!("internal-ops")),
+        ("user", json!("S E C R E T")),
+        ("stop", json!("top secret")),
+        ("stop", json!(["END", "c0nfidential"])),
+    ] {
+        for stream in [false, true] {
+            let mut body = json!({"model": "gpt-4o", "messages": messages, "stream": stream});
+            body[field] = value.clone();
+            let response = r.completion(&body).await;
+            assert_eq!(response.status(), StatusCode::OK, "{field}: {value}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get("x-policy-mesh-rule")
+                    .and_then(|v| v.to_str().ok()),
+                Some("sensitive"),
+                "{field}: {value}"
+            );
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        r.public.request_count(),
+        1,
+        "a field the policy did not read reached the cloud"
+    );
+    assert_eq!(r.local.request_count(), 10);
+}
