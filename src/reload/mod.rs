@@ -14,7 +14,9 @@
 
 mod watch;
 
-pub use watch::{DEBOUNCE, MAX_DEBOUNCE, Reloader, Trigger, WatchMode, spawn_reloader};
+pub use watch::{
+    DEBOUNCE, GUARD_QUIET, MAX_DEBOUNCE, Reloader, Trigger, WatchMode, spawn_reloader,
+};
 
 use std::sync::{Arc, Mutex};
 
@@ -76,6 +78,61 @@ pub enum ReloadOutcome {
     Unchanged,
     /// The policy is invalid; the last good one keeps serving.
     Failed(LoadErrors),
+    /// The new policy removes or changes sensitive rules (their ids here):
+    /// not applied. The folder may be in the middle of a `git checkout` or
+    /// an `rsync`; the watcher reads it again once it has been quiet for
+    /// [`GUARD_QUIET`] and only then applies what it finds.
+    Held {
+        /// The ids of the live sensitive rules the new policy lacks or
+        /// changes.
+        sensitive_rules: Vec<String>,
+    },
+}
+
+/// Whether a removal or change of sensitive rules may be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Hold it: the first reading of a change.
+    Hold,
+    /// Apply it, with a WARN naming the rules: the folder has been quiet for
+    /// [`GUARD_QUIET`] and was read again.
+    Apply,
+}
+
+/// The live sensitive rules that `next` removes or changes, by id and
+/// conditions (not by position: moving a rule within its file changes
+/// nothing).
+fn weakened_sensitive_rules(live: &CompiledPolicy, next: &CompiledPolicy) -> Vec<String> {
+    let key = |rule: &crate::policy::RuleSpec| {
+        let mut rule = rule.clone();
+        let at = crate::policy::Location {
+            path: Arc::from(""),
+            position: crate::policy::Position { line: 0, column: 0 },
+        };
+        rule.at = at.clone();
+        for item in rule
+            .keywords
+            .iter_mut()
+            .chain(rule.patterns.iter_mut())
+            .chain(rule.model.iter_mut())
+        {
+            item.at = at.clone();
+        }
+        format!("{rule:?}")
+    };
+    let kept: std::collections::HashSet<String> = next
+        .policy()
+        .rules
+        .iter()
+        .filter(|r| r.sensitive)
+        .map(key)
+        .collect();
+    live.policy()
+        .rules
+        .iter()
+        .filter(|r| r.sensitive && !kept.contains(&key(r)))
+        .map(|r| r.id.clone())
+        .collect()
 }
 
 /// Loads and compiles the whole policy, returning every error.
@@ -136,6 +193,12 @@ impl LivePolicy {
     /// Reads, validates and compiles the policy again and swaps it in when it is
     /// valid and new. Blocking: run it on a blocking thread.
     pub fn reload(&self) -> ReloadOutcome {
+        self.reload_guarded(Guard::Apply)
+    }
+
+    /// [`LivePolicy::reload`], holding back a policy that removes or changes
+    /// a sensitive rule unless `guard` is [`Guard::Apply`].
+    pub fn reload_guarded(&self, guard: Guard) -> ReloadOutcome {
         let _one_at_a_time = self
             .reloading
             .lock()
@@ -144,6 +207,28 @@ impl LivePolicy {
         let previous = self.current.load_full();
         let now = Utc::now();
         let old_version = previous.policy.version();
+        let weakened = match &loaded {
+            Ok(policy) if policy.version() != old_version => {
+                weakened_sensitive_rules(&previous.policy, policy)
+            }
+            _ => Vec::new(),
+        };
+        if !weakened.is_empty() {
+            if guard == Guard::Hold {
+                tracing::info!(
+                    sensitive_rules = %weakened.join(","),
+                    "the policy folder lost or changed sensitive rules; \
+                     applying only if it stays so once quiet"
+                );
+                return ReloadOutcome::Held {
+                    sensitive_rules: weakened,
+                };
+            }
+            tracing::warn!(
+                sensitive_rules = %weakened.join(","),
+                "sensitive rules removed or changed by the new policy"
+            );
+        }
         let (next, outcome) = match loaded {
             Ok(policy) if policy.version() == old_version => {
                 tracing::debug!(version = old_version, "policy reloaded; version unchanged");
@@ -323,6 +408,84 @@ mod tests {
         assert!(
             text.contains("policy_reloads_total{result=\"success\"} 1"),
             "{text}"
+        );
+    }
+
+    /// A loader that compiles, at each call, the next YAML of `script` (the
+    /// last one repeats) as `policies/p.yaml`.
+    fn yaml_script(script: Vec<&'static str>) -> Loader {
+        let calls = AtomicUsize::new(0);
+        Box::new(move || {
+            let i = calls.fetch_add(1, Ordering::SeqCst).min(script.len() - 1);
+            let file = crate::policy::SourceFile {
+                path: Arc::from("policies/p.yaml"),
+                name: "p.yaml".to_owned(),
+                bytes: script[i].as_bytes().to_vec(),
+            };
+            crate::compile_files(&[file], &crate::env::Env::default(), Provider::Openai)
+        })
+    }
+
+    const GUARDED: &str = "version: 1\nrules:\n  - id: private\n    sensitive: true\n    when:\n      keywords: [nightingale]\n    route: local\n  - id: cheap\n    when:\n      input_chars: { max: 10 }\n    route: public\n";
+
+    #[test]
+    fn a_policy_that_removes_or_changes_a_sensitive_rule_is_held_until_applied() {
+        let moved = "# a comment moves every line\n".to_owned() + GUARDED;
+        let moved: &'static str = Box::leak(moved.into_boxed_str());
+        let other_rule_changed = GUARDED.replace("max: 10", "max: 20");
+        let other_rule_changed: &'static str = Box::leak(other_rule_changed.into_boxed_str());
+        let keyword_changed = GUARDED.replace("nightingale", "other");
+        let keyword_changed: &'static str = Box::leak(keyword_changed.into_boxed_str());
+        let without = "version: 1\nrules:\n  - id: cheap\n    when:\n      input_chars: { max: 10 }\n    route: public\n";
+        let live = LivePolicy::start(
+            yaml_script(vec![
+                GUARDED,
+                moved,
+                other_rule_changed,
+                without,
+                keyword_changed,
+                without,
+            ]),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        // Moving the rule, or changing a rule that is not sensitive, applies
+        // at once.
+        assert!(matches!(
+            live.reload_guarded(Guard::Hold),
+            ReloadOutcome::Swapped { .. }
+        ));
+        assert!(matches!(
+            live.reload_guarded(Guard::Hold),
+            ReloadOutcome::Swapped { .. }
+        ));
+        let serving = live.snapshot().policy.version().to_owned();
+        // Removing it, or changing its keywords, is held: the live policy
+        // keeps deciding.
+        assert_eq!(
+            live.reload_guarded(Guard::Hold),
+            ReloadOutcome::Held {
+                sensitive_rules: vec!["private".to_owned()]
+            }
+        );
+        assert_eq!(live.snapshot().policy.version(), serving);
+        assert_eq!(live.snapshot().reload.successes, 2);
+        assert!(matches!(
+            live.reload_guarded(Guard::Hold),
+            ReloadOutcome::Held { .. }
+        ));
+        // Once confirmed, it applies.
+        assert!(matches!(
+            live.reload_guarded(Guard::Apply),
+            ReloadOutcome::Swapped { .. }
+        ));
+        assert!(
+            live.snapshot()
+                .policy
+                .policy()
+                .rules
+                .iter()
+                .all(|r| !r.sensitive)
         );
     }
 }

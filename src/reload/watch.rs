@@ -37,6 +37,10 @@ pub enum Trigger {
 /// continuously still serves its latest complete state.
 pub const MAX_DEBOUNCE: Duration = Duration::from_millis(250);
 
+/// How long the folder must stay quiet before a policy that removes or
+/// changes a sensitive rule is read again and applied.
+pub const GUARD_QUIET: Duration = Duration::from_secs(2);
+
 /// Whether a file-system event may be a change. Reading is not: the reload
 /// itself opens and reads every file, and inotify reports that (`IN_OPEN`,
 /// `IN_CLOSE_NOWRITE`), so counting reads would reload forever. Every other
@@ -172,9 +176,29 @@ pub fn spawn_reloader(
                 }
             }
             tracing::debug!(?trigger, "reloading the policy");
-            let live = Arc::clone(&live);
-            if let Err(e) = tokio::task::spawn_blocking(move || live.reload()).await {
-                tracing::error!(error = %e, "policy reload task failed");
+            let mut guard_mode = super::Guard::Hold;
+            loop {
+                let live = Arc::clone(&live);
+                let outcome =
+                    tokio::task::spawn_blocking(move || live.reload_guarded(guard_mode)).await;
+                match outcome {
+                    Ok(super::ReloadOutcome::Held { .. }) => {
+                        // Wait for the folder to be quiet for GUARD_QUIET:
+                        // every change restarts the wait.
+                        loop {
+                            tokio::select! {
+                                next = rx.recv() => if next.is_none() { return },
+                                () = tokio::time::sleep(GUARD_QUIET) => break,
+                            }
+                        }
+                        guard_mode = super::Guard::Apply;
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "policy reload task failed");
+                        break;
+                    }
+                }
             }
             // The folder itself may have been replaced, with only SIGHUP to
             // tell us: watch whatever folder is there now.

@@ -374,3 +374,42 @@ async fn a_replaced_folder_is_watched_again_after_a_forced_reload() {
     std::fs::write(folder.join("a.yaml"), policy(3)).unwrap();
     t.wait_version(&version_of(&[("a.yaml", &policy(3))])).await;
 }
+
+const DEFAULT_PUBLIC: &str = "version: 1\ndefaults:\n  provider: public\nrules: []\n";
+const SENSITIVE: &str = "version: 1\nrules:\n  - id: private\n    sensitive: true\n    when:\n      keywords: [nightingale]\n    route: local\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sensitive_rule_missing_for_a_moment_never_lets_a_decision_go_public() {
+    let files = [
+        ("00-defaults.yaml", DEFAULT_PUBLIC),
+        ("10-sensitive.yaml", SENSITIVE),
+    ];
+    let t = TestServer::start(&files, &[]).await;
+    let version = version_of(&files);
+    let aside = tempfile::tempdir().unwrap();
+    let away = aside.path().join("10-sensitive.yaml");
+    // What a `git checkout` or an `rsync` does: the file gone for a moment.
+    for _ in 0..3 {
+        std::fs::rename(t.path("10-sensitive.yaml"), &away).unwrap();
+        let gone = std::time::Instant::now();
+        let mut decisions = 0;
+        while gone.elapsed() < std::time::Duration::from_millis(400) {
+            let d = t.decide("the nightingale plans").await;
+            assert_eq!(d["route"], "local", "{d}");
+            decisions += 1;
+        }
+        std::fs::rename(&away, t.path("10-sensitive.yaml")).unwrap();
+        assert!(decisions > 0);
+    }
+    assert_eq!(t.routes().await["version"], version);
+
+    // Removed for good, it goes once the folder has been quiet for 2 s.
+    std::fs::remove_file(t.path("10-sensitive.yaml")).unwrap();
+    let routes = t
+        .wait_routes("the sensitive rule gone", |r| {
+            r["version"] == version_of(&files[..1]) && r["reload"]["status"] == "ok"
+        })
+        .await;
+    assert_eq!(routes["rules"], serde_json::json!([]), "{routes}");
+    assert_eq!(t.decide("the nightingale plans").await["route"], "public");
+}
