@@ -62,9 +62,24 @@ async fn docs_page() -> Redirect {
     Redirect::to(DOCS_PAGE)
 }
 
+/// The Content-Security-Policy of the interactive page: like the operator
+/// page's, everything from the gateway itself and nothing else; Swagger UI
+/// sets inline styles, and draws its icons from `data:` images.
+const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 /// A file of the interactive page (`index.html` for the page itself), its
 /// initializer pointing at [`OPENAPI_PATH`]; a plain `404` for any other.
+/// Every answer carries [`DOCS_CSP`].
 async fn docs_file(file: Option<Path<String>>) -> Response {
+    let mut response = docs_file_body(file);
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(DOCS_CSP),
+    );
+    response
+}
+
+fn docs_file_body(file: Option<Path<String>>) -> Response {
     static CONFIG: LazyLock<Arc<Config<'static>>> =
         LazyLock::new(|| Arc::new(Config::new([OPENAPI_PATH])));
     let name = file.as_ref().map_or("", |Path(name)| name.as_str());

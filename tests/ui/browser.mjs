@@ -191,6 +191,22 @@ try {
   check(width <= 375, `the page is ${width}px wide on a 375px screen`);
   await shot(page, "6-phone");
 
+  step = "the API docs render under their Content-Security-Policy";
+  const docs = await browser.newPage();
+  const refused = [];
+  docs.on("console", (m) => { if (m.text().includes("Content Security Policy")) refused.push(m.text()); });
+  docs.on("pageerror", (e) => pageErrors.push(`docs: ${e.message}`));
+  const docsResponse = await docs.goto(`${config.base}/docs/`);
+  const csp = docsResponse.headers()["content-security-policy"] || "";
+  check(csp.includes("default-src 'self'"), `/docs/ has the policy "${csp}"`);
+  await docs.waitForFunction(
+    () => { const t = document.querySelector(".swagger-ui .info .title"); return t && t.textContent.includes("Policy Mesh"); },
+    null, { timeout: DEADLINE_MS });
+  await docs.waitForSelector(".swagger-ui .opblock", { timeout: DEADLINE_MS });
+  check(refused.length === 0, `the docs broke their policy: ${refused.join("; ")}`);
+  await shot(docs, "7-docs");
+  await docs.close();
+
   step = "no script error";
   check(pageErrors.length === 0, `script errors: ${pageErrors.join("; ")}`);
   console.log(`ui: every step held; screenshots in ${config.screenshots}`);
