@@ -16,6 +16,10 @@ use crate::reload::WatchMode;
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8000";
 /// Default request body limit (1 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
+/// Default time a client has to send its request headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 10;
+/// Default number of connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default scan interval with `POLICY_WATCH=poll`.
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1_000;
 
@@ -118,6 +122,8 @@ pub struct ServerConfig {
     /// Whether `ALLOWED_HOSTS` was set (start-up explains the default when
     /// it was not and the address is not loopback).
     pub allowed_hosts_set: bool,
+    /// `HEADER_READ_TIMEOUT_SECONDS` and `MAX_CONNECTIONS`.
+    pub connection_limits: super::ConnectionLimits,
 }
 
 /// The host names a request's `Host` header may name (port ignored): a
@@ -268,12 +274,50 @@ impl ServerConfig {
             None => AllowedHosts::loopback(),
             Some(v) => errors.or(AllowedHosts::parse(v), AllowedHosts::loopback()),
         };
+        let header_read_timeout = match env.get("HEADER_READ_TIMEOUT_SECONDS") {
+            None => Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
+            Some(v) => errors.or(
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "HEADER_READ_TIMEOUT_SECONDS",
+                            v,
+                            "expected a number of seconds > 0 and at most 3600",
+                        )
+                    }),
+                Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
+            ),
+        };
+        let max_connections = match env.get("MAX_CONNECTIONS") {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(v) => errors.or(
+                positive(v)
+                    .filter(|&n| n <= 1 << 20)
+                    .map(|n| n as usize)
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "MAX_CONNECTIONS",
+                            v,
+                            "expected an integer > 0 and at most 1048576",
+                        )
+                    }),
+                DEFAULT_MAX_CONNECTIONS,
+            ),
+        };
         errors.into_result(ServerConfig {
             bind_addr,
             max_body_bytes,
             watch,
             allowed_hosts,
             allowed_hosts_set,
+            connection_limits: super::ConnectionLimits {
+                header_read_timeout,
+                max_connections,
+            },
         })
     }
 }
@@ -295,6 +339,36 @@ mod tests {
 
     fn variables(errors: &[ConfigError]) -> Vec<&str> {
         errors.iter().map(|e| e.variable.as_str()).collect()
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_refuse_nonsense() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            c.connection_limits.header_read_timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(c.connection_limits.max_connections, 4096);
+        let c = config(&[
+            ("HEADER_READ_TIMEOUT_SECONDS", "0.5"),
+            ("MAX_CONNECTIONS", "8"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.connection_limits.header_read_timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(c.connection_limits.max_connections, 8);
+        for (variable, bad) in [
+            ("HEADER_READ_TIMEOUT_SECONDS", "0"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "-1"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "NaN"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "many"),
+        ] {
+            let errors = config(&[(variable, bad)]).unwrap_err();
+            assert_eq!(variables(&errors), [variable], "{bad}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod openai_request;
 pub mod openapi;
 pub mod request;
 pub mod routes;
+mod serve;
 pub mod start;
 mod ui;
 
@@ -28,6 +29,7 @@ use utoipa_axum::routes;
 
 pub use config::{AllowedHosts, LogConfig, ServerConfig, Settings};
 pub use error::ApiError;
+pub use serve::ConnectionLimits;
 pub use start::{Server, StartError, init_tracing, run, start};
 
 use crate::audit::{AuditConfig, AuditStore};

@@ -189,21 +189,10 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
         config.max_body_bytes,
     );
     let (tx, rx) = oneshot::channel::<()>();
-    // Nagle's algorithm would hold each small write (a streamed chunk, a
-    // short answer) until the client acknowledges the previous one: tens of
-    // milliseconds added to the first token. Every write is a whole message.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let limits = config.connection_limits;
+    let serving = tokio::spawn(super::serve::serve(listener, router, limits, async move {
+        let _ = rx.await;
+    }));
     tracing::info!(
         address = %addr,
         version = live.snapshot().policy.version(),

@@ -413,3 +413,67 @@ async fn decide_reads_the_model_and_routes_shows_the_globs() {
         );
     }
 }
+
+/// Reads from `stream` until the server closes it (or resets it), for at
+/// most 20 s; `true` when it did.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_headers_too_slowly_is_disconnected() {
+    let t = TestServer::start(
+        &[("a.yaml", &policy(1))],
+        &[("HEADER_READ_TIMEOUT_SECONDS", "0.5")],
+    )
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // Half a request line, and nothing more.
+        stream.write_all(b"GET /v1/health HT").await.unwrap();
+        slow.push(stream);
+    }
+    for stream in &mut slow {
+        assert!(closed_by_server(stream).await, "a slow client was held");
+    }
+    // The server goes on serving.
+    assert_eq!(t.get("/v1/health").await.status(), 200);
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_wait_until_one_closes() {
+    let t = TestServer::start(
+        &[("a.yaml", &policy(1))],
+        &[
+            ("MAX_CONNECTIONS", "1"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "60"),
+        ],
+    )
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_owned();
+    // One connection takes the only slot.
+    let held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let waiting = client.get(format!("{}/v1/health", t.base)).send().await;
+    assert!(
+        waiting.is_err_and(|e| e.is_timeout()),
+        "a connection over the limit was served"
+    );
+    drop(held);
+    // Once it is gone, the next connection is served.
+    let answer = t.get("/v1/health").await;
+    assert_eq!(answer.status(), 200);
+}
