@@ -18,6 +18,8 @@ pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8000";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
 /// Default time a client has to send its request headers.
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 10;
+/// Default time a request body may take to arrive.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECONDS: u64 = 30;
 /// Default number of connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default scan interval with `POLICY_WATCH=poll`.
@@ -124,6 +126,18 @@ pub struct ServerConfig {
     pub allowed_hosts_set: bool,
     /// `HEADER_READ_TIMEOUT_SECONDS` and `MAX_CONNECTIONS`.
     pub connection_limits: super::ConnectionLimits,
+    /// `BODY_READ_TIMEOUT_SECONDS`: the time a request body may take.
+    pub body_read_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The body limits [`super::app`] applies.
+    pub fn body_limits(&self) -> super::request::BodyLimits {
+        super::request::BodyLimits {
+            max_bytes: self.max_body_bytes,
+            read_timeout: self.body_read_timeout,
+        }
+    }
 }
 
 /// The host names a request's `Host` header may name (port ignored): a
@@ -274,24 +288,22 @@ impl ServerConfig {
             None => AllowedHosts::loopback(),
             Some(v) => errors.or(AllowedHosts::parse(v), AllowedHosts::loopback()),
         };
-        let header_read_timeout = match env.get("HEADER_READ_TIMEOUT_SECONDS") {
-            None => Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
-            Some(v) => errors.or(
-                v.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-                    .map(Duration::from_secs_f64)
-                    .ok_or_else(|| {
-                        ConfigError::invalid(
-                            "HEADER_READ_TIMEOUT_SECONDS",
-                            v,
-                            "expected a number of seconds > 0 and at most 3600",
-                        )
-                    }),
-                Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
+        let header_read_timeout = errors.or(
+            seconds(
+                env,
+                "HEADER_READ_TIMEOUT_SECONDS",
+                DEFAULT_HEADER_READ_TIMEOUT_SECONDS,
             ),
-        };
+            Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
+        );
+        let body_read_timeout = errors.or(
+            seconds(
+                env,
+                "BODY_READ_TIMEOUT_SECONDS",
+                DEFAULT_BODY_READ_TIMEOUT_SECONDS,
+            ),
+            Duration::from_secs(DEFAULT_BODY_READ_TIMEOUT_SECONDS),
+        );
         let max_connections = match env.get("MAX_CONNECTIONS") {
             None => DEFAULT_MAX_CONNECTIONS,
             Some(v) => errors.or(
@@ -318,8 +330,28 @@ impl ServerConfig {
                 header_read_timeout,
                 max_connections,
             },
+            body_read_timeout,
         })
     }
+}
+
+/// A duration variable in seconds (`0.5` allowed), > 0 and at most an hour.
+fn seconds(env: &Env, variable: &str, default: u64) -> Result<Duration, ConfigError> {
+    let Some(v) = env.get(variable) else {
+        return Ok(Duration::from_secs(default));
+    };
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                variable,
+                v,
+                "expected a number of seconds > 0 and at most 3600",
+            )
+        })
 }
 
 fn positive(v: &str) -> Option<u64> {
@@ -363,6 +395,7 @@ mod tests {
             ("HEADER_READ_TIMEOUT_SECONDS", "0"),
             ("HEADER_READ_TIMEOUT_SECONDS", "-1"),
             ("HEADER_READ_TIMEOUT_SECONDS", "NaN"),
+            ("BODY_READ_TIMEOUT_SECONDS", "0"),
             ("MAX_CONNECTIONS", "0"),
             ("MAX_CONNECTIONS", "many"),
         ] {

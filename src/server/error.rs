@@ -30,6 +30,9 @@ pub enum ApiError {
     /// A `Host` that `ALLOWED_HOSTS` does not name.
     #[error("{0}")]
     MisdirectedRequest(String),
+    /// The body did not arrive within `BODY_READ_TIMEOUT_SECONDS`.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A body that is not declared `Content-Type: application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -68,6 +72,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => ErrorType::InvalidRequest,
             ApiError::UnsupportedMediaType(_) => ErrorType::UnsupportedMediaType,
             ApiError::MisdirectedRequest(_) => ErrorType::MisdirectedRequest,
+            ApiError::RequestTimeout(_) => ErrorType::RequestTimeout,
             ApiError::PayloadTooLarge { .. } => ErrorType::PayloadTooLarge,
             ApiError::Internal(_) => ErrorType::InternalError,
         }
@@ -93,6 +98,8 @@ pub(crate) enum ErrorType {
     UnsupportedMediaType,
     /// 421: a `Host` that `ALLOWED_HOSTS` does not name.
     MisdirectedRequest,
+    /// 408: the body did not arrive in time.
+    RequestTimeout,
     /// 404: unknown path, or no such audit event.
     NotFound,
     /// 405: known path, other method.
@@ -110,6 +117,7 @@ impl ErrorType {
             ErrorType::PayloadTooLarge => "payload_too_large",
             ErrorType::UnsupportedMediaType => "unsupported_media_type",
             ErrorType::MisdirectedRequest => "misdirected_request",
+            ErrorType::RequestTimeout => "request_timeout",
             ErrorType::NotFound => "not_found",
             ErrorType::MethodNotAllowed => "method_not_allowed",
             ErrorType::InternalError => "internal_error",
@@ -190,6 +198,7 @@ impl ApiError {
             | ApiError::InvalidJson(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::MisdirectedRequest(_)
+            | ApiError::RequestTimeout(_)
             | ApiError::PayloadTooLarge { .. } => (self.status_code(), "invalid_request_error"),
         };
         let message = self.to_string();
@@ -374,6 +383,7 @@ mod tests {
                 421,
                 "misdirected_request",
             ),
+            (ApiError::RequestTimeout("x".into()), 408, "request_timeout"),
             (ApiError::Internal("x".into()), 500, "internal_error"),
         ] {
             let response = error.into_response();
@@ -397,6 +407,7 @@ mod tests {
             ErrorType::PayloadTooLarge,
             ErrorType::UnsupportedMediaType,
             ErrorType::MisdirectedRequest,
+            ErrorType::RequestTimeout,
             ErrorType::NotFound,
             ErrorType::MethodNotAllowed,
             ErrorType::InternalError,

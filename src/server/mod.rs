@@ -73,8 +73,9 @@ fn api() -> OpenApiRouter<AppState> {
 }
 
 /// The router: every endpoint, our error shape for unknown paths, other methods
-/// and bodies over `max_body_bytes`.
-pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+/// and bodies over `body.max_bytes` or slower than `body.read_timeout`.
+pub fn app(state: AppState, body: request::BodyLimits) -> Router {
+    let max_body_bytes = body.max_bytes;
     Router::from(api())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -84,7 +85,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
             error::check_host,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::Extension(request::BodyLimit(max_body_bytes)))
+        .layer(axum::Extension(body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))

@@ -345,25 +345,46 @@ impl<S: Send + Sync> FromRequest<S> for ChatBody {
     }
 }
 
-/// The whole request body, or `413` over the limit in force.
+/// The whole request body, or `413` over the limit in force, or `408` when
+/// it does not arrive within the read timeout in force (the client is too
+/// slow, or holds the connection on purpose).
 pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    let limit = req
+    let limits = req
         .extensions()
-        .get::<BodyLimit>()
-        .map(|l| l.0)
-        .unwrap_or_default();
-    Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge { limit }
-        } else {
-            ApiError::InvalidJson(format!("the request body could not be read: {rejection}"))
-        }
-    })
+        .get::<BodyLimits>()
+        .copied()
+        .unwrap_or(BodyLimits {
+            max_bytes: 0,
+            read_timeout: std::time::Duration::from_secs(30),
+        });
+    let read = Bytes::from_request(req, state);
+    match tokio::time::timeout(limits.read_timeout, read).await {
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the request body did not arrive within {} s (BODY_READ_TIMEOUT_SECONDS)",
+            limits.read_timeout.as_secs_f64()
+        ))),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(rejection)) => Err(
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge {
+                    limit: limits.max_bytes,
+                }
+            } else {
+                ApiError::InvalidJson(format!("the request body could not be read: {rejection}"))
+            },
+        ),
+    }
 }
 
-/// The body limit in force, so a 413 can say what it is.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+/// The body limits in force: its size (so a 413 can say what it is) and
+/// the time it may take to arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// `MAX_BODY_BYTES`.
+    pub max_bytes: usize,
+    /// `BODY_READ_TIMEOUT_SECONDS`.
+    pub read_timeout: std::time::Duration,
+}
 
 #[cfg(test)]
 mod tests {

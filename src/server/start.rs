@@ -186,7 +186,7 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
             audit_config: Arc::new(audit_config),
             allowed_hosts: Arc::new(config.allowed_hosts.clone()),
         },
-        config.max_body_bytes,
+        config.body_limits(),
     );
     let (tx, rx) = oneshot::channel::<()>();
     let limits = config.connection_limits;

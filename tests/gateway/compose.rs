@@ -12,7 +12,7 @@ use serde_json::Value;
 use url::Url;
 
 /// Every variable the gateway reads, as the configuration reference lists them.
-const VARIABLES: [&str; 26] = [
+const VARIABLES: [&str; 27] = [
     "BIND_ADDR",
     "ALLOWED_HOSTS",
     "POLICY_DIR",
@@ -36,6 +36,7 @@ const VARIABLES: [&str; 26] = [
     "AUDIT_HASH_KEY",
     "MAX_BODY_BYTES",
     "HEADER_READ_TIMEOUT_SECONDS",
+    "BODY_READ_TIMEOUT_SECONDS",
     "MAX_CONNECTIONS",
     "RUST_LOG",
     "LOG_FORMAT",

@@ -477,3 +477,37 @@ async fn connections_over_max_connections_wait_until_one_closes() {
     let answer = t.get("/v1/health").await;
     assert_eq!(answer.status(), 200);
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_a_408_and_the_connection_ends() {
+    let t = TestServer::start(
+        &[("a.yaml", &policy(1))],
+        &[("BODY_READ_TIMEOUT_SECONDS", "0.5")],
+    )
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_owned();
+    for path in ["/v1/chat", "/v1/chat/completions"] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // A body announced at 100 bytes, of which 10 come.
+        stream
+            .write_all(
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"message"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            stream.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(read.is_ok(), "{path}: the slow body was held");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("request_timeout"), "{path}: {answer}");
+    }
+    assert_eq!(t.get("/v1/health").await.status(), 200);
+}

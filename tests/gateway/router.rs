@@ -83,7 +83,13 @@ impl Router {
             allowed_hosts: Arc::new(AllowedHosts::loopback()),
         };
         Router {
-            app: server::app(state, LIMIT),
+            app: server::app(
+                state,
+                policy_mesh::server::request::BodyLimits {
+                    max_bytes: LIMIT,
+                    read_timeout: std::time::Duration::from_secs(30),
+                },
+            ),
             metrics,
             local,
             public,
