@@ -51,6 +51,16 @@ fn rule(id: &str, keywords: &[&str], word: bool, patterns: &[&str], scope: Scope
     }
 }
 
+/// `rules` as a policy of their own, with default defaults.
+fn policy_of(rules: Vec<RuleSpec>) -> PolicySet {
+    PolicySet {
+        sources: Vec::new(),
+        rules,
+        defaults: EffectiveDefaults::default(),
+        version: "v".to_owned(),
+    }
+}
+
 /// Keywords and patterns whose matching depends on every normalization step.
 fn unicode_policy() -> &'static CompiledPolicy {
     static POLICY: std::sync::LazyLock<CompiledPolicy> =
@@ -445,13 +455,7 @@ fn common_words_policy(normalization: crate::policy::KeywordNormalization) -> Co
             })
         })
         .collect();
-    let set = PolicySet {
-        sources: Vec::new(),
-        rules,
-        defaults: EffectiveDefaults::default(),
-        version: "v".to_owned(),
-    };
-    CompiledPolicy::compile(set, Provider::Openai).expect("compiles")
+    CompiledPolicy::compile(policy_of(rules), Provider::Openai).expect("compiles")
 }
 
 /// `strict` adds matches only for disguised text: long ordinary English
@@ -540,12 +544,7 @@ fn a_policy_over_its_bounds_is_refused_naming_the_count() {
         .map(|i| format!("p{i}x"))
         .collect();
     let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
-    let set = PolicySet {
-        sources: Vec::new(),
-        rules: vec![rule("many", &[], false, &refs, Scope::All)],
-        defaults: EffectiveDefaults::default(),
-        version: "v".to_owned(),
-    };
+    let set = policy_of(vec![rule("many", &[], false, &refs, Scope::All)]);
     let errors = CompiledPolicy::compile(set, Provider::Openai).expect_err("over the bound");
     let text = errors.to_string();
     assert!(
@@ -575,13 +574,7 @@ fn metadata_is_read_by_scope_all_keywords_and_patterns_only() {
         rule("pattern", &[], false, &["^beta-\\d+$"], Scope::All),
         rule("keyword", &["gamma"], true, &[], Scope::All),
     ];
-    let set = PolicySet {
-        sources: Vec::new(),
-        rules,
-        defaults: EffectiveDefaults::default(),
-        version: "v".to_owned(),
-    };
-    let policy = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
+    let policy = CompiledPolicy::compile(policy_of(rules), Provider::Openai).expect("compiles");
     let m = [ChatMessage::user("hello")];
     let rule_of = |metadata: &[&str]| {
         let d = policy.decide_with_metadata(&m, metadata, None);

@@ -103,34 +103,35 @@ pub enum Guard {
 /// conditions (not by position: moving a rule within its file changes
 /// nothing).
 fn weakened_sensitive_rules(live: &CompiledPolicy, next: &CompiledPolicy) -> Vec<String> {
-    let key = |rule: &crate::policy::RuleSpec| {
-        let mut rule = rule.clone();
-        let at = crate::policy::Location {
+    // A rule without its positions: what it decides, not where it is written.
+    let unplaced = |rule: &crate::policy::RuleSpec| {
+        let nowhere = crate::policy::Location {
             path: Arc::from(""),
             position: crate::policy::Position { line: 0, column: 0 },
         };
-        rule.at = at.clone();
+        let mut rule = rule.clone();
+        rule.at = nowhere.clone();
         for item in rule
             .keywords
             .iter_mut()
             .chain(rule.patterns.iter_mut())
             .chain(rule.model.iter_mut())
         {
-            item.at = at.clone();
+            item.at = nowhere.clone();
         }
-        format!("{rule:?}")
+        rule
     };
-    let kept: std::collections::HashSet<String> = next
+    let kept: std::collections::HashMap<&str, crate::policy::RuleSpec> = next
         .policy()
         .rules
         .iter()
         .filter(|r| r.sensitive)
-        .map(key)
+        .map(|r| (r.id.as_str(), unplaced(r)))
         .collect();
     live.policy()
         .rules
         .iter()
-        .filter(|r| r.sensitive && !kept.contains(&key(r)))
+        .filter(|r| r.sensitive && kept.get(r.id.as_str()) != Some(&unplaced(r)))
         .map(|r| r.id.clone())
         .collect()
 }

@@ -88,6 +88,12 @@ impl Gateway {
     }
 
     async fn start_with(policy: &str, public: Flavor, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_files(&[("policy.yaml", policy)], public, env).await
+    }
+
+    /// The gateway over the policy `files`, between a fake Ollama and a fake
+    /// `public`.
+    async fn start_files(files: &[(&str, &str)], public: Flavor, env: &[(&str, &str)]) -> Gateway {
         let local = FakeProvider::ollama().await;
         let public = FakeProvider::start(public).await;
         let mut vars: Vec<(String, String)> = local.env_vars();
@@ -97,7 +103,7 @@ impl Gateway {
         vars.push(("PUBLIC_LLM_MODEL".into(), PUBLIC_MODEL.into()));
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let t = TestServer::start(&[("policy.yaml", policy)], &refs).await;
+        let t = TestServer::start(files, &refs).await;
         local.set_reply(["Bon", "jour", " local"]);
         public.set_reply(["Hello", " from", " the cloud"]);
         Gateway { t, local, public }
@@ -681,29 +687,18 @@ async fn the_requested_model_routes_by_the_policy_model_condition() {
 /// The shipped `policies/`, with the public provider as the default so that
 /// only its sensitive rules keep a request local.
 async fn shipped_gateway() -> Gateway {
-    let local = FakeProvider::ollama().await;
-    let public = FakeProvider::start(Flavor::OpenAi).await;
-    let mut vars: Vec<(String, String)> = local.env_vars();
-    vars.extend(public.env_vars());
-    vars.push(("PUBLIC_LLM_API_KEY".into(), "sk-test".into()));
-    vars.push(("POLICY_DEFAULT_PROVIDER".into(), "public".into()));
-    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let files: Vec<(String, String)> = ["00-defaults.yaml", "10-sensitive.yaml", "20-cost.yaml"]
-        .iter()
-        .map(|name| {
-            let text = std::fs::read_to_string(dir.join(name)).unwrap();
-            ((*name).to_owned(), text)
-        })
+    let files: Vec<(&str, String)> = ["00-defaults.yaml", "10-sensitive.yaml", "20-cost.yaml"]
+        .into_iter()
+        .map(|name| (name, std::fs::read_to_string(dir.join(name)).unwrap()))
         .collect();
-    let files: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.as_str()))
-        .collect();
-    let t = TestServer::start(&files, &refs).await;
-    local.set_reply(["kept", " local"]);
-    public.set_reply(["from", " the cloud"]);
-    Gateway { t, local, public }
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    Gateway::start_files(
+        &files,
+        Flavor::OpenAi,
+        &[("POLICY_DEFAULT_PROVIDER", "public")],
+    )
+    .await
 }
 
 #[tokio::test]

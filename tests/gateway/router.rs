@@ -124,6 +124,22 @@ impl Router {
         self.app.clone().oneshot(request).await.unwrap()
     }
 
+    /// `POST /v1/chat/completions` with `body`, read to its end (a stream
+    /// included): its status and the rule its `x-policy-mesh-rule` names.
+    async fn completion_rule(&self, body: &Value) -> (StatusCode, Option<String>) {
+        let response = self.completion(body).await;
+        let status = response.status();
+        let rule = response
+            .headers()
+            .get("x-policy-mesh-rule")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, rule)
+    }
+
     async fn post(&self, path: &str, body: impl Into<Bytes>) -> (StatusCode, Value) {
         self.send(Method::POST, path, Body::from(body.into())).await
     }
@@ -686,19 +702,9 @@ async fn with_the_shipped_policy_no_disguised_keyword_in_any_role_reaches_the_pu
             assert_eq!(status, StatusCode::OK, "{what}: {json}");
             assert_eq!(json["provider"], "local", "{what}: {json}");
             let body = json!({"model": "gpt-4o", "messages": messages, "stream": role == "system"});
-            let response = r.completion(&body).await;
-            assert_eq!(response.status(), StatusCode::OK, "{what}");
-            assert_eq!(
-                response
-                    .headers()
-                    .get("x-policy-mesh-rule")
-                    .and_then(|v| v.to_str().ok()),
-                Some("sensitive"),
-                "{what}"
-            );
-            axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
+            let (status, rule) = r.completion_rule(&body).await;
+            assert_eq!(status, StatusCode::OK, "{what}");
+            assert_eq!(rule.as_deref(), Some("sensitive"), "{what}");
         }
     }
     assert_eq!(
@@ -918,19 +924,9 @@ async fn a_sensitive_word_in_model_user_or_stop_keeps_the_request_local() {
         for stream in [false, true] {
             let mut body = json!({"model": "gpt-4o", "messages": messages, "stream": stream});
             body[field] = value.clone();
-            let response = r.completion(&body).await;
-            assert_eq!(response.status(), StatusCode::OK, "{field}: {value}");
-            assert_eq!(
-                response
-                    .headers()
-                    .get("x-policy-mesh-rule")
-                    .and_then(|v| v.to_str().ok()),
-                Some("sensitive"),
-                "{field}: {value}"
-            );
-            axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
+            let (status, rule) = r.completion_rule(&body).await;
+            assert_eq!(status, StatusCode::OK, "{field}: {value}");
+            assert_eq!(rule.as_deref(), Some("sensitive"), "{field}: {value}");
         }
     }
     assert_eq!(
