@@ -14,6 +14,22 @@ use crate::decision::Decision;
 use crate::names::{AuditStatus, FailureCategory, Provider};
 use crate::providers::{self, ChatProvider, GenerationOptions, ProviderError, Reply};
 
+/// Requests whose text (messages and metadata) is larger than this are
+/// decided on the blocking pool: a long prompt against many patterns must not
+/// hold an async worker, and with it `/v1/health` and every other request.
+pub(crate) const BLOCKING_DECISION_BYTES: usize = 64 << 10;
+
+/// Runs `decide` on the blocking pool and waits for it; a panic in it goes
+/// on in the caller, as it would inline.
+pub(crate) async fn off_the_workers<T: Send + 'static>(
+    decide: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    match tokio::task::spawn_blocking(decide).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// The header that carries the request id of a chat.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -41,7 +57,7 @@ impl Exchange {
     /// Everything forwarded is decided on: besides the messages, the
     /// requested model and the `user` and `stop` strings of `options` are
     /// text the provider receives, read by the rules of scope `all`.
-    pub(crate) fn begin(
+    pub(crate) async fn begin(
         state: &AppState,
         messages: &[ChatMessage],
         requested_model: Option<&str>,
@@ -53,12 +69,21 @@ impl Exchange {
             .chain(options.metadata())
             .collect();
         // One snapshot for the whole request: a reload meanwhile does not affect it.
-        let decision =
-            state
-                .live
-                .snapshot()
-                .policy
-                .decide_with_metadata(messages, &metadata, requested_model);
+        let policy = Arc::clone(&state.live.snapshot().policy);
+        let bytes = messages.iter().map(|m| m.content.len()).sum::<usize>()
+            + metadata.iter().map(|m| m.len()).sum::<usize>();
+        let decision = if bytes <= BLOCKING_DECISION_BYTES {
+            policy.decide_with_metadata(messages, &metadata, requested_model)
+        } else {
+            let messages = messages.to_vec();
+            let metadata: Vec<String> = metadata.iter().map(|m| (*m).to_owned()).collect();
+            let requested = requested_model.map(str::to_owned);
+            off_the_workers(move || {
+                let metadata: Vec<&str> = metadata.iter().map(String::as_str).collect();
+                policy.decide_with_metadata(&messages, &metadata, requested.as_deref())
+            })
+            .await
+        };
         let model = model(decision.provider);
         Exchange {
             request_id: Uuid::new_v4(),

@@ -85,7 +85,8 @@ async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
     let options = GenerationOptions::default();
     let exchange = Exchange::begin(&state, &request.messages, requested, &options, |provider| {
         state.providers.model_for(provider, requested)
-    });
+    })
+    .await;
     let result = exchange.call(&state, &request.messages, &options).await;
     exchange.finish(&state, result.as_ref().err()).await;
     respond(exchange.request_id, &exchange.decision, result)

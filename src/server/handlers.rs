@@ -1,6 +1,8 @@
 //! The endpoint handlers: each loads one snapshot of the live policy and hands
 //! it to the core, nothing more. Each carries its OpenAPI description.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -49,12 +51,17 @@ pub async fn routes(State(state): State<AppState>) -> Response {
     ))]
 pub async fn decide(State(state): State<AppState>, ChatBody(request): ChatBody) -> Response {
     // One snapshot for the whole request: a reload meanwhile does not affect it.
-    let live = state.live.snapshot();
-    Json(
-        live.policy
-            .explain(&request.messages, request.model.as_deref()),
-    )
-    .into_response()
+    let policy = Arc::clone(&state.live.snapshot().policy);
+    let bytes: usize = request.messages.iter().map(|m| m.content.len()).sum();
+    let explanation = if bytes <= super::exchange::BLOCKING_DECISION_BYTES {
+        policy.explain(&request.messages, request.model.as_deref())
+    } else {
+        super::exchange::off_the_workers(move || {
+            policy.explain(&request.messages, request.model.as_deref())
+        })
+        .await
+    };
+    Json(explanation).into_response()
 }
 
 /// The metrics, in Prometheus text format 0.0.4.

@@ -114,7 +114,8 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
         requested,
         &request.options,
         |provider| resolve_model(&state, provider, requested),
-    );
+    )
+    .await;
     let headers = decision_headers(&exchange);
     if !request.stream {
         let result = exchange

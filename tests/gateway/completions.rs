@@ -747,3 +747,37 @@ async fn with_the_shipped_policy_a_card_or_a_github_token_stays_local_and_its_au
     assert_eq!(g.public.request_count(), 1);
     g.finish().await;
 }
+
+#[tokio::test]
+async fn a_prompt_over_64_kib_is_decided_off_the_workers_as_any_other() {
+    let g = shipped_gateway().await;
+    // The keyword at the very end of ~120 KB, and a control without it.
+    let long = "words ".repeat(20_000);
+    let sensitive = format!("{long} c0nfidential");
+    for stream in [false, true] {
+        let a = g
+            .post(&json!({"model": "gpt-4o", "messages": user(&sensitive), "stream": stream}))
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.header("x-policy-mesh-rule"), Some("sensitive"));
+        assert_eq!(a.header("x-policy-mesh-provider"), Some("local"));
+    }
+    let decided = g.t.decide(&sensitive).await;
+    assert_eq!(
+        (&decided["rule"], &decided["route"]),
+        (&json!("sensitive"), &json!("local")),
+        "{decided}"
+    );
+    let a = g
+        .post(&json!({"model": "gpt-4o", "messages": user(&long)}))
+        .await;
+    assert_eq!(
+        a.header("x-policy-mesh-provider"),
+        Some("openai"),
+        "{}",
+        a.text
+    );
+    assert_eq!(g.local.request_count(), 2);
+    assert_eq!(g.public.request_count(), 1);
+    g.finish().await;
+}
