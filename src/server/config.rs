@@ -195,8 +195,11 @@ impl AllowedHosts {
         match self {
             AllowedHosts::Any => true,
             AllowedHosts::Only(names) => {
-                let host = normalize_host(strip_port(host.trim()));
-                names.contains(&host)
+                // On every request: compared without allocating. A Host
+                // header writes an IPv6 address in brackets, as the names
+                // are stored.
+                let host = strip_port(host.trim()).trim_end_matches('.');
+                names.iter().any(|n| n.eq_ignore_ascii_case(host))
             }
         }
     }
