@@ -176,6 +176,10 @@ pub fn spawn_reloader(
                 }
             }
             tracing::debug!(?trigger, "reloading the policy");
+            // The folder itself may have been replaced, with only SIGHUP to
+            // tell us: watch whatever folder is there now. Before reading it,
+            // so a write landing after the read is still seen.
+            guard.rewatch(&dir);
             let mut guard_mode = super::Guard::Hold;
             loop {
                 let live = Arc::clone(&live);
@@ -200,9 +204,6 @@ pub fn spawn_reloader(
                     }
                 }
             }
-            // The folder itself may have been replaced, with only SIGHUP to
-            // tell us: watch whatever folder is there now.
-            guard.rewatch(&dir);
         }
     });
     Ok(Reloader {
