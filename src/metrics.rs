@@ -150,8 +150,8 @@ impl Metrics {
             detections.with_label_values(&[detector]);
         }
         for provider in Provider::WORDS {
-            for status in AuditStatus::WORDS {
-                chat_requests.with_label_values(&[provider, status]);
+            for status in AuditStatus::OUTCOMES {
+                chat_requests.with_label_values(&[provider, status.as_str()]);
             }
             // The histograms too, so a dashboard's rate() has a series from start.
             chat_latency.with_label_values(&[provider]);

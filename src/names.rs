@@ -166,17 +166,36 @@ names! {
 }
 
 names! {
-    /// Whether the provider answered, as the audit and `chat_requests_total`
-    /// record it.
+    /// Where a chat request stands, as its audit event records it;
+    /// `chat_requests_total` counts the two outcomes ([`AuditStatus::OUTCOMES`]).
     pub enum AuditStatus ("audit status") {
+        /// Accepted and about to be sent: written before the first provider
+        /// call, so a crash still leaves a trace of a prompt that may have gone.
+        Pending = "pending",
         /// The provider returned a reply.
         Success = "success",
         /// The provider failed; the event's `failure_category` says how.
         Failure = "failure",
+        /// Left pending by a process that died before the outcome was known.
+        Interrupted = "interrupted",
+    }
+}
+
+names! {
+    /// `AUDIT_FAILURE_MODE`: what a chat request does when its pending audit
+    /// event cannot be committed.
+    pub enum AuditFailureMode ("audit failure mode") {
+        /// No provider is called: `503 audit_unavailable`.
+        Closed = "closed",
+        /// The request goes on unaudited; the failure is logged and counted.
+        Open = "open",
     }
 }
 
 impl AuditStatus {
+    /// The outcomes of a request that reached its provider.
+    pub const OUTCOMES: [AuditStatus; 2] = [AuditStatus::Success, AuditStatus::Failure];
+
     /// `success` when the provider answered, else `failure`.
     pub const fn of(answered: bool) -> AuditStatus {
         if answered {
@@ -260,6 +279,7 @@ mod tests {
         round_trips(&Role::ALL);
         round_trips(&FailureCategory::ALL);
         round_trips(&AuditStatus::ALL);
+        round_trips(&AuditFailureMode::ALL);
         round_trips(&Detector::ALL);
         assert_eq!(Detector::ALL.len(), 14);
         assert!(Detector::PII.iter().all(|d| d.is_pii()));

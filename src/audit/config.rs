@@ -1,5 +1,5 @@
-//! The audit store's configuration: `AUDIT_ENABLED`, `DATABASE_URL` and
-//! `AUDIT_HASH_KEY`, validated once at start-up, with the secrets kept out of
+//! The audit store's configuration: `AUDIT_ENABLED`, `DATABASE_URL`,
+//! `AUDIT_FAILURE_MODE` and `AUDIT_HASH_KEY`, validated once at start-up, with the secrets kept out of
 //! every `Debug` and message.
 
 use std::fmt;
@@ -9,6 +9,7 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::env::{ConfigError, ConfigErrors, Env};
+use crate::names::AuditFailureMode;
 
 /// `DATABASE_URL` when unset.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/policy-mesh.db";
@@ -39,13 +40,15 @@ pub struct AuditConfig {
     database: Option<AuditDatabase>,
     /// The `DATABASE_URL` as given (or the default), for [`Self::redacted_url`].
     raw_url: String,
+    failure_mode: AuditFailureMode,
     hash_key: Option<Vec<u8>>,
 }
 
 impl AuditConfig {
     /// Reads `AUDIT_ENABLED` (`true`/`false`/`1`/`0`, any case; default on),
     /// `DATABASE_URL` (`sqlite://PATH`, `postgres://…` or `postgresql://…`;
-    /// default [`DEFAULT_DATABASE_URL`]; ignored when audit is off) and
+    /// default [`DEFAULT_DATABASE_URL`]; ignored when audit is off),
+    /// `AUDIT_FAILURE_MODE` (`closed`, the default, or `open`) and
     /// `AUDIT_HASH_KEY`. `Err` names each invalid variable.
     pub fn from_env(env: &Env) -> Result<Self, Vec<ConfigError>> {
         let mut errors = ConfigErrors::default();
@@ -67,9 +70,21 @@ impl AuditConfig {
         } else {
             None
         };
+        let failure_mode = match env.get("AUDIT_FAILURE_MODE") {
+            None => AuditFailureMode::Closed,
+            Some(v) => errors.or(
+                v.to_ascii_lowercase()
+                    .parse()
+                    .map_err(|_: crate::names::UnknownName| {
+                        ConfigError::invalid("AUDIT_FAILURE_MODE", v, "expected `closed` or `open`")
+                    }),
+                AuditFailureMode::Closed,
+            ),
+        };
         errors.into_result(AuditConfig {
             database,
             raw_url,
+            failure_mode,
             hash_key: env.get("AUDIT_HASH_KEY").map(|k| k.as_bytes().to_vec()),
         })
     }
@@ -79,6 +94,7 @@ impl AuditConfig {
         AuditConfig {
             database: None,
             raw_url: String::new(),
+            failure_mode: AuditFailureMode::Closed,
             hash_key: None,
         }
     }
@@ -91,6 +107,12 @@ impl AuditConfig {
     /// The database events go to; `None` when audit is off.
     pub fn database(&self) -> Option<&AuditDatabase> {
         self.database.as_ref()
+    }
+
+    /// `AUDIT_FAILURE_MODE`: whether a request whose pending event cannot be
+    /// committed is refused (`closed`) or goes on unaudited (`open`).
+    pub fn failure_mode(&self) -> AuditFailureMode {
+        self.failure_mode
     }
 
     /// The key for [`super::prompt_hash`]: `AUDIT_HASH_KEY`'s bytes, when set.
@@ -109,6 +131,7 @@ impl fmt::Debug for AuditConfig {
         f.debug_struct("AuditConfig")
             .field("enabled", &self.enabled())
             .field("database_url", &self.redacted_url())
+            .field("failure_mode", &self.failure_mode)
             .field("hash_key", &self.hash_key.as_ref().map(|_| REDACTED))
             .finish()
     }
@@ -287,6 +310,29 @@ mod tests {
             let err = config(&[("AUDIT_ENABLED", v)]).expect_err(v).to_string();
             assert!(err.contains("AUDIT_ENABLED"), "{err}");
         }
+    }
+
+    #[test]
+    fn audit_failure_mode_is_closed_unless_open_is_asked_for() {
+        assert_eq!(
+            config(&[]).unwrap().failure_mode(),
+            AuditFailureMode::Closed
+        );
+        for (v, expected) in [
+            ("closed", AuditFailureMode::Closed),
+            ("open", AuditFailureMode::Open),
+            ("OPEN", AuditFailureMode::Open),
+        ] {
+            let c = config(&[("AUDIT_FAILURE_MODE", v)]).expect(v);
+            assert_eq!(c.failure_mode(), expected, "AUDIT_FAILURE_MODE={v}");
+        }
+        let err = config(&[("AUDIT_FAILURE_MODE", "ajar")])
+            .expect_err("not a mode")
+            .to_string();
+        assert!(
+            err.contains("AUDIT_FAILURE_MODE") && err.contains("`closed` or `open`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,16 +8,27 @@
 //! - [`AuditStore::record`] hands an [`AuditEvent`] to a background writer that
 //!   commits whatever is queued in one transaction, and returns once the
 //!   caller's own event is committed (or failed), so a chat response sent after
-//!   it can always be followed by a successful [`AuditStore::get`].
+//!   it can always be followed by a successful [`AuditStore::get`]. Recording
+//!   an event whose request id is stored replaces it (all but `created_at`):
+//!   a chat request records itself `pending` before its provider is called
+//!   and again with the outcome.
+//! - Each process writes under a random instance id and refreshes its row in
+//!   `audit_instances` every [`HEARTBEAT_INTERVAL`]; pending events of an
+//!   instance silent for [`INSTANCE_TIMEOUT`] (it died) are marked
+//!   `interrupted`, at start-up and at every heartbeat.
+//! - [`AuditStore::readiness`] probes the store with a write it rolls back,
+//!   at most once per [`PROBE_INTERVAL`], for `GET /v1/ready`.
 //! - [`prompt_hash`] and [`prompt_length`] fingerprint the prompt.
 //!
-//! A failed write is returned to the caller as an error and nothing else
-//! happens: the chat handler logs it with the request id and counts it in
-//! `audit_write_failures_total`; it never turns a chat into an error.
+//! What a failed write means is the caller's choice (`AUDIT_FAILURE_MODE`):
+//! the chat handler refuses to call a provider when the pending event cannot
+//! be committed (`closed`, the default), or goes on (`open`); either way it
+//! logs the failure with the request id and counts it in
+//! `audit_write_failures_total`.
 //!
 //! ```no_run
 //! # async fn chat(messages: Vec<policy_mesh::chat::ChatMessage>) -> Result<(), Box<dyn std::error::Error>> {
-//! use policy_mesh::audit::{self, AuditConfig, AuditEvent, AuditStore};
+//! use policy_mesh::audit::{self, Attempt, AuditConfig, AuditEvent, AuditStore};
 //! use policy_mesh::env::Env;
 //! use policy_mesh::names::{AuditStatus, Provider};
 //!
@@ -26,18 +37,18 @@
 //!     .map_err(|errors| policy_mesh::env::ConfigError::lines(&errors))?;
 //! let store = AuditStore::connect(&config).await?; // None when audit is off
 //!
-//! // Per chat request, after the provider answered or failed:
+//! // Per chat request, before the provider is called:
 //! if let Some(store) = &store {
 //!     let reason_codes = vec!["default".to_owned()];
-//!     let event = AuditEvent {
+//!     let mut event = AuditEvent {
 //!         request_id: uuid::Uuid::new_v4(),
 //!         decision: audit::decision_string(Provider::Local, &reason_codes),
 //!         provider: Provider::Local,
 //!         rule: None,
 //!         reason_codes,
 //!         policy_version: "…".to_owned(),
-//!         status: AuditStatus::Success,
-//!         latency_ms: 12.5,
+//!         status: AuditStatus::Pending,
+//!         latency_ms: 0.0,
 //!         failure_category: None,
 //!         prompt_hash: audit::prompt_hash(&messages, config.hash_key()),
 //!         prompt_length: audit::prompt_length(&messages),
@@ -45,10 +56,19 @@
 //!         created_at: audit::now(),
 //!         sensitive: false,
 //!         detections: Vec::new(),
+//!         attempts: Vec::new(),
+//!         instance_id: store.instance_id(),
 //!     };
+//!     // Not committed: call no provider (AUDIT_FAILURE_MODE=closed).
+//!     store.record(event.clone()).await?;
+//!
+//!     // … the provider answers in 12.5 ms:
+//!     event.status = AuditStatus::Success;
+//!     event.latency_ms = 12.5;
+//!     event.attempts = vec![Attempt::of(Provider::Local, None, 12.5)];
 //!     if let Err(error) = store.record(event).await {
 //!         // Log it with the request id and count it; the chat response stands.
-//!         tracing::error!(%error, "The audit event could not be written.");
+//!         tracing::error!(%error, "The audit event could not be updated.");
 //!     }
 //! }
 //!
@@ -64,14 +84,14 @@ mod hash;
 mod store;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::names::{AuditStatus, FailureCategory, Provider};
 
 pub use config::{AuditConfig, AuditDatabase, DEFAULT_DATABASE_URL, redact_url};
 pub use hash::{prompt_hash, prompt_length};
-pub use store::AuditStore;
+pub use store::{AuditStore, HEARTBEAT_INTERVAL, INSTANCE_TIMEOUT, PROBE_INTERVAL};
 
 /// `GET /v1/audit/{request_id}`: one chat request's audit event. Never the
 /// prompt or the reply.
@@ -90,9 +110,11 @@ pub struct AuditEvent {
     pub reason_codes: Vec<String>,
     /// The policy version (sha256 hex) that decided.
     pub policy_version: String,
-    /// Whether the provider answered: `success` or `failure`.
+    /// `pending` while the request is in flight, then `success` or
+    /// `failure`; `interrupted` when the process died before the outcome.
     pub status: AuditStatus,
-    /// Milliseconds from the decision to the provider's answer or failure.
+    /// Milliseconds from the decision to the provider's answer or failure
+    /// (0 while pending).
     pub latency_ms: f64,
     /// The failure category (`timeout`, `connect_error`, …); `null` on success.
     pub failure_category: Option<FailureCategory>,
@@ -114,6 +136,39 @@ pub struct AuditEvent {
     /// name; never what they found.
     #[schema(value_type = Vec<crate::names::Detector>)]
     pub detections: Vec<String>,
+    /// The provider calls made, in order (empty while pending).
+    pub attempts: Vec<Attempt>,
+    /// The gateway process that wrote the event: a random id each process
+    /// makes at start-up, so that replicas sharing one database tell their
+    /// events apart.
+    #[schema(value_type = String, format = "uuid")]
+    pub instance_id: Uuid,
+}
+
+/// One provider call of a chat request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    /// The provider called.
+    pub provider: Provider,
+    /// `success`, or the failure category (`timeout`, `server_error`, …).
+    pub outcome: String,
+    /// Milliseconds the call took.
+    pub latency_ms: f64,
+}
+
+impl Attempt {
+    /// A call to `provider` that failed with `failure` (`None`: it answered).
+    pub fn of(provider: Provider, failure: Option<FailureCategory>, latency_ms: f64) -> Attempt {
+        let outcome = match failure {
+            None => AuditStatus::Success.as_str(),
+            Some(category) => category.as_str(),
+        };
+        Attempt {
+            provider,
+            outcome: outcome.to_owned(),
+            latency_ms,
+        }
+    }
 }
 
 /// The audit `decision` string: `provider=<provider>,reason_codes=<codes>`,
@@ -175,6 +230,9 @@ pub enum AuditError {
         /// What is wrong.
         message: String,
     },
+    /// The store did not answer in time.
+    #[error("the audit store did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// The store was shut down before the event was handed over.
     #[error("the audit store is shut down")]
     Closed,
@@ -219,9 +277,19 @@ mod tests {
                 + chrono::Duration::milliseconds(123),
             sensitive: false,
             detections: Vec::new(),
+            attempts: vec![Attempt::of(
+                Provider::Anthropic,
+                Some(FailureCategory::Timeout),
+                1.5,
+            )],
+            instance_id: Uuid::nil(),
         };
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["created_at"], "2026-11-24T10:00:00.123Z");
+        assert_eq!(
+            json["attempts"],
+            serde_json::json!([{"provider": "anthropic", "outcome": "timeout", "latency_ms": 1.5}])
+        );
         assert_eq!(json["status"], "failure");
         assert_eq!(json["provider"], "anthropic");
         assert_eq!(json["request_id"], "00000000-0000-0000-0000-000000000000");

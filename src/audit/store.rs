@@ -12,8 +12,8 @@
 //! id) fails alone.
 
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use sqlx::migrate::Migrator;
@@ -40,23 +40,87 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long opening the store, or any query, waits for a connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a live process refreshes its row in `audit_instances`, and
+/// looks for dead instances' pending events.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// How long an instance may stay silent before it counts as dead and its
+/// pending events are marked `interrupted`.
+pub const INSTANCE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The readiness probe writes at most this often.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the readiness probe waits for the store.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The start of every insert; [`QueryBuilder::push_values`] adds one
 /// `VALUES` tuple per event.
 const INSERT: &str = "INSERT INTO audit_events (request_id, decision, provider, rule, \
      reason_codes, policy_version, status, latency_ms, failure_category, prompt_hash, \
-     prompt_length, model, created_at, sensitive, detections) ";
+     prompt_length, model, created_at, sensitive, detections, attempts, instance_id) ";
+/// The end of every insert: an event already stored (the pending one) is
+/// replaced by the new state, all but its id and `created_at`. Both
+/// databases speak this form.
+const UPSERT: &str = " ON CONFLICT (request_id) DO UPDATE SET decision = excluded.decision, \
+     provider = excluded.provider, rule = excluded.rule, reason_codes = excluded.reason_codes, \
+     policy_version = excluded.policy_version, status = excluded.status, \
+     latency_ms = excluded.latency_ms, failure_category = excluded.failure_category, \
+     prompt_hash = excluded.prompt_hash, prompt_length = excluded.prompt_length, \
+     model = excluded.model, sensitive = excluded.sensitive, detections = excluded.detections, \
+     attempts = excluded.attempts, instance_id = excluded.instance_id";
 /// Events per `INSERT` statement: a whole batch, so that a batch is one
 /// statement, which both databases commit atomically on its own, rather than
 /// `BEGIN`, one statement per event and `COMMIT`, each a round trip to the
-/// driver (for SQLite, to its worker thread). 256 rows of 15 parameters stay
+/// driver (for SQLite, to its worker thread). 256 rows of 17 parameters stay
 /// well under the limits (SQLite 32766, PostgreSQL 65535).
 const ROWS_PER_STATEMENT: usize = MAX_BATCH;
 const SELECT_SQLITE: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
      status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at, \
-     sensitive, detections FROM audit_events WHERE request_id = ?1";
+     sensitive, detections, attempts, instance_id FROM audit_events WHERE request_id = ?1";
 const SELECT_POSTGRES: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
      status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at, \
-     sensitive, detections FROM audit_events WHERE request_id = $1";
+     sensitive, detections, attempts, instance_id::text AS instance_id FROM audit_events \
+     WHERE request_id = $1";
+
+/// SQLite's clock in the stored form of timestamps (RFC 3339 UTC, milliseconds).
+macro_rules! sqlite_now {
+    ($($modifier:literal)?) => {
+        concat!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now'", $(", ", $modifier,)? ")")
+    };
+}
+/// Registers or refreshes an instance (`?1`/`$1`: its id). The database's
+/// clock, so that replicas on several machines agree on who is silent.
+const HEARTBEAT_SQLITE: &str = concat!(
+    "INSERT INTO audit_instances (instance_id, started_at, heartbeat_at) VALUES (?1, ",
+    sqlite_now!(),
+    ", ",
+    sqlite_now!(),
+    ") ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+);
+const HEARTBEAT_POSTGRES: &str = "INSERT INTO audit_instances (instance_id, started_at, \
+     heartbeat_at) VALUES ($1, now(), now()) \
+     ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at";
+/// Marks `interrupted` the pending events of every instance that has not
+/// heartbeat within `?1` (SQLite: a modifier such as `-60 seconds`;
+/// PostgreSQL: seconds).
+const SWEEP_SQLITE: &str = "UPDATE audit_events SET status = 'interrupted' WHERE status = 'pending' AND \
+     (instance_id IS NULL OR instance_id NOT IN (SELECT instance_id FROM audit_instances \
+     WHERE heartbeat_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)))";
+const SWEEP_POSTGRES: &str = "UPDATE audit_events SET status = 'interrupted' \
+     WHERE status = 'pending' AND (instance_id IS NULL OR instance_id NOT IN \
+     (SELECT instance_id FROM audit_instances \
+     WHERE heartbeat_at >= now() - make_interval(secs => $1)))";
+/// Forgets the instances that have not heartbeat within `?1`/`$1`.
+const PRUNE_SQLITE: &str = "DELETE FROM audit_instances \
+     WHERE heartbeat_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)";
+const PRUNE_POSTGRES: &str = "DELETE FROM audit_instances \
+     WHERE heartbeat_at < now() - make_interval(secs => $1)";
+/// At a clean shutdown: this instance's events still pending are
+/// interrupted, and its row goes.
+const RETIRE_EVENTS_SQLITE: &str = "UPDATE audit_events SET status = 'interrupted' \
+     WHERE status = 'pending' AND instance_id = ?1";
+const RETIRE_EVENTS_POSTGRES: &str = "UPDATE audit_events SET status = 'interrupted' \
+     WHERE status = 'pending' AND instance_id = $1";
+const RETIRE_INSTANCE_SQLITE: &str = "DELETE FROM audit_instances WHERE instance_id = ?1";
+const RETIRE_INSTANCE_POSTGRES: &str = "DELETE FROM audit_instances WHERE instance_id = $1";
 
 /// The audit store: cheap to clone, every clone sharing one pool and one
 /// writer. See the module docs of [`crate::audit`] for the guarantees.
@@ -64,6 +128,30 @@ const SELECT_POSTGRES: &str = "SELECT decision, provider, rule, reason_codes, po
 pub struct AuditStore {
     backend: Backend,
     commands: mpsc::Sender<Command>,
+    instance_id: Uuid,
+    health: Arc<Health>,
+}
+
+/// Whether the store takes writes, as the last write or probe found.
+#[derive(Debug, Default)]
+struct Health {
+    /// Why the last failed write or probe failed; `None` while writable.
+    failure: Mutex<Option<String>>,
+    /// When the probe last ran; held while it runs, so probes never overlap.
+    last_probe: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Health {
+    fn set(&self, failure: Option<String>) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -145,18 +233,79 @@ impl AuditStore {
                 Backend::Postgres(pool)
             }
         };
+        let instance_id = Uuid::new_v4();
+        // Registered before the first sweep, so the sweep never takes this
+        // process for a dead one.
+        backend
+            .heartbeat(instance_id)
+            .await
+            .map_err(|e| open(e.into()))?;
+        match backend.sweep().await {
+            Ok(0) => {}
+            Ok(interrupted) => tracing::info!(
+                interrupted,
+                "audit events left pending by a process that stopped are marked interrupted"
+            ),
+            Err(e) => return Err(open(e.into())),
+        }
         let (commands, queue) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run_writer(backend.clone(), queue));
-        Ok(Some(AuditStore { backend, commands }))
+        let health = Arc::new(Health::default());
+        let (stop_heartbeat, stopped) = oneshot::channel();
+        tokio::spawn(run_heartbeat(backend.clone(), instance_id, stopped));
+        tokio::spawn(run_writer(
+            backend.clone(),
+            queue,
+            instance_id,
+            Arc::clone(&health),
+            stop_heartbeat,
+        ));
+        Ok(Some(AuditStore {
+            backend,
+            commands,
+            instance_id,
+            health,
+        }))
+    }
+
+    /// This process's instance id: every event it writes carries it.
+    pub fn instance_id(&self) -> Uuid {
+        self.instance_id
+    }
+
+    /// For `GET /v1/ready`: `Err` with the reason while the store takes no
+    /// writes. At most once per [`PROBE_INTERVAL`] it probes the store with
+    /// a write it rolls back (so a full disk or a lost database shows, within
+    /// 1 s); in between it answers what the last probe or write found. A
+    /// failed write makes it `Err` until a probe succeeds again.
+    pub async fn readiness(&self) -> Result<(), String> {
+        {
+            let mut last = self.health.last_probe.lock().await;
+            if last.is_none_or(|at| at.elapsed() >= PROBE_INTERVAL) {
+                let probe = match tokio::time::timeout(PROBE_TIMEOUT, self.backend.probe()).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(AuditError::Write(Arc::new(e)).to_string()),
+                    Err(_) => Some(AuditError::Timeout(PROBE_TIMEOUT).to_string()),
+                };
+                *last = Some(Instant::now());
+                self.health.set(probe);
+            }
+        }
+        match self.health.failure() {
+            None => Ok(()),
+            Some(reason) => Err(reason),
+        }
     }
 
     /// Writes `event` and returns once it is committed, so that [`Self::get`]
-    /// finds it from then on. `created_at` is kept to the millisecond.
+    /// finds it from then on. An event whose request id is already stored
+    /// replaces it, all but its `created_at` (the pending event's time).
+    /// `created_at` is kept to the millisecond.
     ///
     /// An `Err` means the event is not stored: the caller logs it with the
-    /// request id and counts it (`audit_write_failures_total`). The store goes
-    /// on serving other writes. If the caller stops waiting, the event is
-    /// still written.
+    /// request id and counts it (`audit_write_failures_total`), and
+    /// [`Self::readiness`] reports the failure until a probe succeeds. The
+    /// store goes on serving other writes. If the caller stops waiting, the
+    /// event is still written.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let (done, answer) = oneshot::channel();
         self.commands
@@ -201,9 +350,44 @@ impl AuditStore {
     }
 }
 
+/// Refreshes the instance's heartbeat and sweeps for dead instances every
+/// [`HEARTBEAT_INTERVAL`], until `stop` resolves (the writer ended).
+async fn run_heartbeat(backend: Backend, instance_id: Uuid, mut stop: oneshot::Receiver<()>) {
+    let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate, and connect has just done its work.
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(e) = backend.heartbeat(instance_id).await {
+            tracing::warn!(error = %e, "the audit heartbeat could not be written");
+            continue;
+        }
+        match backend.sweep().await {
+            Ok(0) => {}
+            Ok(interrupted) => tracing::warn!(
+                interrupted,
+                "audit events of a gateway process that stopped heartbeating are marked interrupted"
+            ),
+            Err(e) => tracing::warn!(error = %e, "the audit sweep for interrupted events failed"),
+        }
+    }
+}
+
 /// The writer task: drains the queue in batches until every sender is gone or
-/// a shutdown has been asked for and the queue is empty.
-async fn run_writer(backend: Backend, mut queue: mpsc::Receiver<Command>) {
+/// a shutdown has been asked for and the queue is empty; then stops the
+/// heartbeat and retires the instance (its events still pending are
+/// interrupted: no outcome will come for them).
+async fn run_writer(
+    backend: Backend,
+    mut queue: mpsc::Receiver<Command>,
+    instance_id: Uuid,
+    health: Arc<Health>,
+    stop_heartbeat: oneshot::Sender<()>,
+) {
     let mut received = Vec::with_capacity(MAX_BATCH);
     let mut shutdown_waiters = Vec::new();
     while queue.recv_many(&mut received, MAX_BATCH).await > 0 {
@@ -220,8 +404,12 @@ async fn run_writer(backend: Backend, mut queue: mpsc::Receiver<Command>) {
             }
         }
         if !batch.is_empty() {
-            write_batch(&backend, batch).await;
+            write_batch(&backend, &health, batch).await;
         }
+    }
+    drop(stop_heartbeat);
+    if let Err(e) = backend.retire(instance_id).await {
+        tracing::warn!(error = %e, "the audit instance could not be retired");
     }
     backend.close().await;
     for done in shutdown_waiters {
@@ -231,10 +419,15 @@ async fn run_writer(backend: Backend, mut queue: mpsc::Receiver<Command>) {
 
 type Pending = (Box<AuditEvent>, oneshot::Sender<Result<(), AuditError>>);
 
-async fn write_batch(backend: &Backend, batch: Vec<Pending>) {
+async fn write_batch(backend: &Backend, health: &Health, batch: Vec<Pending>) {
     let events: Vec<&AuditEvent> = batch.iter().map(|(event, _)| &**event).collect();
     let result = backend.insert(&events).await;
     drop(events);
+    let failed = |e: sqlx::Error| {
+        let error = AuditError::Write(Arc::new(e));
+        health.set(Some(error.to_string()));
+        error
+    };
     match result {
         Ok(()) => {
             for (_, done) in batch {
@@ -244,7 +437,7 @@ async fn write_batch(backend: &Backend, batch: Vec<Pending>) {
         }
         Err(e) if batch.len() == 1 => {
             if let Some((_, done)) = batch.into_iter().next() {
-                let _ = done.send(Err(AuditError::Write(Arc::new(e))));
+                let _ = done.send(Err(failed(e)));
             }
         }
         Err(e) => {
@@ -254,10 +447,7 @@ async fn write_batch(backend: &Backend, batch: Vec<Pending>) {
                 "An audit batch failed; writing its events one by one."
             );
             for (event, done) in batch {
-                let result = backend
-                    .insert(&[&*event])
-                    .await
-                    .map_err(|e| AuditError::Write(Arc::new(e)));
+                let result = backend.insert(&[&*event]).await.map_err(failed);
                 let _ = done.send(result);
             }
         }
@@ -299,6 +489,133 @@ impl Backend {
         }
     }
 
+    /// Registers or refreshes `instance_id`'s heartbeat.
+    async fn heartbeat(&self, instance_id: Uuid) -> Result<(), sqlx::Error> {
+        match self {
+            Backend::Sqlite(pool) => {
+                sqlx::query(HEARTBEAT_SQLITE)
+                    .bind(instance_id.hyphenated().to_string())
+                    .execute(pool)
+                    .await?;
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query(HEARTBEAT_POSTGRES)
+                    .bind(instance_id)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `interrupted` the pending events of instances silent for
+    /// [`INSTANCE_TIMEOUT`] and forgets those instances, in one
+    /// transaction; returns how many events it marked.
+    async fn sweep(&self) -> Result<u64, sqlx::Error> {
+        let seconds = INSTANCE_TIMEOUT.as_secs_f64();
+        match self {
+            Backend::Sqlite(pool) => {
+                let modifier = format!("-{seconds} seconds");
+                let mut tx = pool.begin().await?;
+                let marked = sqlx::query(SWEEP_SQLITE)
+                    .bind(&modifier)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(PRUNE_SQLITE)
+                    .bind(&modifier)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(marked)
+            }
+            Backend::Postgres(pool) => {
+                // now() is the transaction's start: one cutoff for both.
+                let mut tx = pool.begin().await?;
+                let marked = sqlx::query(SWEEP_POSTGRES)
+                    .bind(seconds)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(PRUNE_POSTGRES)
+                    .bind(seconds)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(marked)
+            }
+        }
+    }
+
+    /// At a clean shutdown: `instance_id`'s events still pending are
+    /// interrupted and its heartbeat row goes.
+    async fn retire(&self, instance_id: Uuid) -> Result<(), sqlx::Error> {
+        match self {
+            Backend::Sqlite(pool) => {
+                let id = instance_id.hyphenated().to_string();
+                let mut tx = pool.begin().await?;
+                sqlx::query(RETIRE_EVENTS_SQLITE)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(RETIRE_INSTANCE_SQLITE)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(RETIRE_EVENTS_POSTGRES)
+                    .bind(instance_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(RETIRE_INSTANCE_POSTGRES)
+                    .bind(instance_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
+        }
+    }
+
+    /// Writes an event in a transaction and rolls it back: whether the store
+    /// takes writes now, leaving nothing behind.
+    async fn probe(&self) -> Result<(), sqlx::Error> {
+        let probe = AuditEvent {
+            request_id: Uuid::new_v4(),
+            decision: String::new(),
+            provider: Provider::Local,
+            rule: None,
+            reason_codes: Vec::new(),
+            policy_version: String::new(),
+            status: AuditStatus::Pending,
+            latency_ms: 0.0,
+            failure_category: None,
+            prompt_hash: String::new(),
+            prompt_length: 0,
+            model: String::new(),
+            created_at: Utc::now(),
+            sensitive: false,
+            detections: Vec::new(),
+            attempts: Vec::new(),
+            instance_id: Uuid::nil(),
+        };
+        let rows = [(&probe, StoredFields::of(&probe)?)];
+        match self {
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlite_insert(&rows).build().execute(&mut *tx).await?;
+                tx.rollback().await
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                postgres_insert(&rows).build().execute(&mut *tx).await?;
+                tx.rollback().await
+            }
+        }
+    }
+
     async fn close(&self) {
         match self {
             Backend::Sqlite(pool) => pool.close().await,
@@ -326,8 +643,11 @@ fn sqlite_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Sqlite> {
             // Fixed-width UTC text, so text order is time order.
             .push_bind(row.created_at.to_rfc3339_opts(SecondsFormat::Millis, true))
             .push_bind(event.sensitive)
-            .push_bind(row.detections.clone());
+            .push_bind(row.detections.clone())
+            .push_bind(row.attempts.clone())
+            .push_bind(event.instance_id.hyphenated().to_string());
     });
+    query.push(UPSERT);
     query
 }
 
@@ -349,8 +669,11 @@ fn postgres_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Postgre
             .push_bind(event.model.clone())
             .push_bind(row.created_at)
             .push_bind(event.sensitive)
-            .push_bind(row.detections.clone());
+            .push_bind(row.detections.clone())
+            .push_bind(row.attempts.clone())
+            .push_bind(event.instance_id);
     });
+    query.push(UPSERT);
     query
 }
 
@@ -360,6 +683,8 @@ struct StoredFields {
     reason_codes: String,
     /// JSON array text, as `reason_codes`.
     detections: String,
+    /// JSON array text of the attempts' objects.
+    attempts: String,
     prompt_length: i64,
     created_at: DateTime<Utc>,
 }
@@ -370,6 +695,8 @@ impl StoredFields {
             reason_codes: serde_json::to_string(&event.reason_codes)
                 .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
             detections: serde_json::to_string(&event.detections)
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+            attempts: serde_json::to_string(&event.attempts)
                 .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
             prompt_length: i64::try_from(event.prompt_length)
                 .map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
@@ -395,6 +722,9 @@ struct EventRow {
     created_at: DateTime<Utc>,
     sensitive: bool,
     detections: String,
+    attempts: String,
+    /// Text on both databases; `NULL` for events older than instance ids.
+    instance_id: Option<String>,
 }
 
 impl EventRow {
@@ -422,6 +752,14 @@ impl EventRow {
             .map_err(|e| malformed(format!("detections: {e}")))?;
         let prompt_length = u64::try_from(self.prompt_length)
             .map_err(|e| malformed(format!("prompt_length: {e}")))?;
+        let attempts = serde_json::from_str(&self.attempts)
+            .map_err(|e| malformed(format!("attempts: {e}")))?;
+        let instance_id = self
+            .instance_id
+            .map(|id| Uuid::try_parse(&id))
+            .transpose()
+            .map_err(|e| malformed(format!("instance_id: {e}")))?
+            .unwrap_or_else(Uuid::nil);
         Ok(AuditEvent {
             request_id,
             decision: self.decision,
@@ -438,6 +776,8 @@ impl EventRow {
             created_at: self.created_at,
             sensitive: self.sensitive,
             detections,
+            attempts,
+            instance_id,
         })
     }
 }

@@ -42,6 +42,10 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The chat request's pending audit event could not be committed
+    /// (`AUDIT_FAILURE_MODE=closed`), so no provider was called.
+    #[error("{0}")]
+    AuditUnavailable(String),
     /// Anything unexpected; the detail goes to the log, not to the client.
     #[error("internal error")]
     Internal(String),
@@ -59,6 +63,7 @@ impl ApiError {
             ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,6 +79,7 @@ impl ApiError {
             ApiError::MisdirectedRequest(_) => ErrorType::MisdirectedRequest,
             ApiError::RequestTimeout(_) => ErrorType::RequestTimeout,
             ApiError::PayloadTooLarge { .. } => ErrorType::PayloadTooLarge,
+            ApiError::AuditUnavailable(_) => ErrorType::AuditUnavailable,
             ApiError::Internal(_) => ErrorType::InternalError,
         }
     }
@@ -104,6 +110,8 @@ pub(crate) enum ErrorType {
     NotFound,
     /// 405: known path, other method.
     MethodNotAllowed,
+    /// 503: the audit event could not be committed; no provider was called.
+    AuditUnavailable,
     /// 500: anything unexpected.
     InternalError,
 }
@@ -120,6 +128,7 @@ impl ErrorType {
             ErrorType::RequestTimeout => "request_timeout",
             ErrorType::NotFound => "not_found",
             ErrorType::MethodNotAllowed => "method_not_allowed",
+            ErrorType::AuditUnavailable => "audit_unavailable",
             ErrorType::InternalError => "internal_error",
         }
     }
@@ -155,8 +164,9 @@ pub(crate) struct OpenAiErrorBody {
 pub(crate) struct OpenAiErrorDetail {
     /// In plain words; for a provider failure `<category>: <message>`.
     pub(crate) message: String,
-    /// `invalid_request_error`, `not_found_error`, `server_error`, or
-    /// `provider_error` when the provider failed.
+    /// `invalid_request_error`, `not_found_error`, `server_error`,
+    /// `api_error` (the audit store is unavailable), or `provider_error`
+    /// when the provider failed.
     #[serde(rename = "type")]
     pub(crate) kind: &'static str,
     /// The field at fault, or `null`.
@@ -194,6 +204,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+            ApiError::AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
             ApiError::MethodNotAllowed(_)
             | ApiError::InvalidJson(_)
             | ApiError::UnsupportedMediaType(_)
@@ -410,6 +421,7 @@ mod tests {
             ErrorType::RequestTimeout,
             ErrorType::NotFound,
             ErrorType::MethodNotAllowed,
+            ErrorType::AuditUnavailable,
             ErrorType::InternalError,
         ] {
             assert_eq!(
@@ -417,6 +429,24 @@ mod tests {
                 kind.as_str()
             );
         }
+    }
+
+    #[tokio::test]
+    async fn audit_unavailable_is_503_in_both_shapes() {
+        let message = "the audit store cannot record the request";
+        let ours = ApiError::AuditUnavailable(message.into()).into_response();
+        assert_eq!(ours.status().as_u16(), 503);
+        assert_eq!(
+            body(ours).await,
+            serde_json::json!({"error": {"type": "audit_unavailable", "message": message}})
+        );
+        let openai = ApiError::AuditUnavailable(message.into()).into_openai_response();
+        assert_eq!(openai.status().as_u16(), 503);
+        assert_eq!(
+            body(openai).await,
+            serde_json::json!({"error": {"message": message, "type": "api_error",
+                "param": null, "code": "audit_unavailable"}})
+        );
     }
 
     #[tokio::test]

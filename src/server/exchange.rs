@@ -1,5 +1,6 @@
 //! One chat request on its way through the gateway, whichever API it came in
-//! by: decided, sent once, then audited, counted and logged exactly once.
+//! by: decided, audited as pending, sent once, then audited with its outcome,
+//! counted and logged exactly once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,11 +8,11 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderName, StatusCode};
 use uuid::Uuid;
 
-use super::AppState;
-use crate::audit::{self, AuditEvent};
+use super::{ApiError, AppState};
+use crate::audit::{self, Attempt, AuditEvent};
 use crate::chat::ChatMessage;
 use crate::decision::Decision;
-use crate::names::{AuditStatus, FailureCategory, Provider};
+use crate::names::{AuditFailureMode, AuditStatus, FailureCategory, Provider};
 use crate::providers::{self, ChatProvider, GenerationOptions, ProviderError, Reply};
 
 /// Requests whose text (messages and metadata) is larger than this are
@@ -34,9 +35,11 @@ pub(crate) async fn off_the_workers<T: Send + 'static>(
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// One accepted chat request on its way through the gateway, whichever API
-/// it came in by: decided on one snapshot of the live policy, timed from the
-/// decision, and audited, counted and logged exactly once by
-/// [`Exchange::finish`]. It keeps the prompt's fingerprint, never the prompt.
+/// it came in by: decided on one snapshot of the live policy, recorded
+/// pending by [`Exchange::record_pending`] before any provider call, timed
+/// from the decision, and audited with its outcome, counted and logged
+/// exactly once by [`Exchange::finish`]. It keeps the prompt's fingerprint,
+/// never the prompt.
 #[derive(Debug)]
 pub(crate) struct Exchange {
     /// A new UUID v4.
@@ -46,6 +49,7 @@ pub(crate) struct Exchange {
     /// The model sent to the provider.
     pub(crate) model: String,
     started: Instant,
+    created_at: chrono::DateTime<chrono::Utc>,
     prompt_hash: String,
     prompt_length: u64,
 }
@@ -92,6 +96,48 @@ impl Exchange {
             decision,
             model,
             started: Instant::now(),
+            created_at: audit::now(),
+        }
+    }
+
+    /// Commits the request's audit event as `pending`, before any provider
+    /// is called, so that a crash from here on still leaves a trace of a
+    /// prompt that may have left the machine. When it cannot be committed
+    /// the failure is logged and counted, and with `AUDIT_FAILURE_MODE=closed`
+    /// (the default) the request ends here: `Err`, `503 audit_unavailable`,
+    /// and no provider called. With `open` it goes on unaudited.
+    pub(crate) async fn record_pending(&self, state: &AppState) -> Result<(), ApiError> {
+        let Some(store) = &state.audit else {
+            return Ok(());
+        };
+        let event = self.audit_record(store, AuditStatus::Pending, None, Duration::ZERO);
+        let Err(error) = store.record(event).await else {
+            return Ok(());
+        };
+        state.metrics.audit_write_failed();
+        match state.audit_config.failure_mode() {
+            AuditFailureMode::Closed => {
+                tracing::error!(
+                    request_id = %self.request_id,
+                    error = %error,
+                    "The pending audit event of a chat request could not be written; \
+                     no provider was called (AUDIT_FAILURE_MODE=closed)."
+                );
+                Err(ApiError::AuditUnavailable(
+                    "the audit store cannot record this request, so it was sent to no \
+                     provider; try again later"
+                        .to_owned(),
+                ))
+            }
+            AuditFailureMode::Open => {
+                tracing::warn!(
+                    request_id = %self.request_id,
+                    error = %error,
+                    "The pending audit event of a chat request could not be written; \
+                     going on unaudited (AUDIT_FAILURE_MODE=open)."
+                );
+                Ok(())
+            }
         }
     }
 
@@ -114,12 +160,16 @@ impl Exchange {
     /// sensitive rule with another route, and this keeps it so for any path
     /// added later.
     pub(crate) fn provider<'s>(&self, state: &'s AppState) -> &'s Arc<dyn ChatProvider> {
-        let provider = if self.decision.sensitive {
+        state.providers.provider(self.called_provider())
+    }
+
+    /// The provider [`Self::provider`] calls.
+    fn called_provider(&self) -> Provider {
+        if self.decision.sensitive {
             Provider::Local
         } else {
             self.decision.provider
-        };
-        state.providers.provider(provider)
+        }
     }
 
     /// Calls the chosen provider once for a whole reply.
@@ -139,20 +189,25 @@ impl Exchange {
         self.started.elapsed()
     }
 
-    /// Records the outcome: the audit event (committed before this returns,
-    /// so `GET /v1/audit/{id}` finds it as soon as the client has the
-    /// answer), the metrics and one log line.
+    /// Records the outcome: the audit event updated from pending (committed
+    /// before this returns, so `GET /v1/audit/{id}` finds it as soon as the
+    /// client has the answer), the metrics and one log line. A failed update
+    /// is logged and counted; the answer is sent all the same, since the
+    /// pending event already records the call.
     pub(crate) async fn finish(&self, state: &AppState, failure: Option<&ProviderError>) {
         let latency = self.elapsed();
-        if let Some(store) = &state.audit
-            && let Err(error) = store.record(self.audit_record(failure, latency)).await
-        {
-            state.metrics.audit_write_failed();
-            tracing::error!(
-                request_id = %self.request_id,
-                error = %error,
-                "The audit event of a chat request could not be written; the chat answer is unchanged."
-            );
+        if let Some(store) = &state.audit {
+            let status = AuditStatus::of(failure.is_none());
+            let event = self.audit_record(store, status, failure, latency);
+            if let Err(error) = store.record(event).await {
+                state.metrics.audit_write_failed();
+                tracing::error!(
+                    request_id = %self.request_id,
+                    error = %error,
+                    "The outcome of a chat request could not be written to its audit event; \
+                     the chat answer is unchanged."
+                );
+            }
         }
         let decision = &self.decision;
         state.metrics.decision(decision.rule_id(), &decision.reason);
@@ -164,10 +219,27 @@ impl Exchange {
         log_chat(self.request_id, decision, failure, latency);
     }
 
-    /// The audit event: never the prompt or the reply, only their fingerprint.
-    fn audit_record(&self, failure: Option<&ProviderError>, latency: Duration) -> AuditEvent {
+    /// The audit event in `status`: never the prompt or the reply, only
+    /// their fingerprint. Pending, it names no attempt yet; otherwise the
+    /// one call made.
+    fn audit_record(
+        &self,
+        store: &audit::AuditStore,
+        status: AuditStatus,
+        failure: Option<&ProviderError>,
+        latency: Duration,
+    ) -> AuditEvent {
         let decision = &self.decision;
         let reason_codes = decision.reason_codes();
+        let latency_ms = latency.as_secs_f64() * 1000.0;
+        let attempts = match status {
+            AuditStatus::Pending => Vec::new(),
+            _ => vec![Attempt::of(
+                self.called_provider(),
+                failure.map(ProviderError::category),
+                latency_ms,
+            )],
+        };
         AuditEvent {
             request_id: self.request_id,
             decision: audit::decision_string(decision.provider, &reason_codes),
@@ -175,13 +247,13 @@ impl Exchange {
             rule: decision.rule_id().map(str::to_owned),
             reason_codes: reason_codes.iter().map(|c| (*c).to_owned()).collect(),
             policy_version: decision.policy_version.to_string(),
-            status: AuditStatus::of(failure.is_none()),
-            latency_ms: latency.as_secs_f64() * 1000.0,
+            status,
+            latency_ms,
             failure_category: failure.map(ProviderError::category),
             prompt_hash: self.prompt_hash.clone(),
             prompt_length: self.prompt_length,
             model: self.model.clone(),
-            created_at: audit::now(),
+            created_at: self.created_at,
             sensitive: decision.sensitive,
             detections: decision
                 .detections
@@ -189,6 +261,8 @@ impl Exchange {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            attempts,
+            instance_id: store.instance_id(),
         }
     }
 }

@@ -59,13 +59,14 @@ pub struct ChatResponse<'a> {
 
 /// Chat through the gateway: the reply of the provider the policy chose.
 #[utoipa::path(post, path = "/v1/chat", tag = "chat",
-    description = "Decides, calls the chosen provider once (no retry, no fallback), writes the audit event, records metrics and answers.",
+    description = "Decides, commits the audit event as pending, calls the chosen provider once (no retry, no fallback), updates the audit event with the outcome, records metrics and answers.",
     request_body = super::request::ChatRequestBody,
     responses(
         (status = 200, description = "The provider answered", body = ChatResponse,
             headers(("X-Request-Id" = String, description = "The request id"))),
         (status = 502, description = "The provider failed (`error` says how)", body = ChatResponse),
         (status = 504, description = "The provider timed out", body = ChatResponse),
+        (status = 503, description = "The audit event could not be committed, so no provider was called (`audit_unavailable`, AUDIT_FAILURE_MODE=closed)", body = ErrorBody),
         (status = 400, description = "Not well-formed JSON", body = ErrorBody),
         (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
         (status = 422, description = "Wrong shape; the message names the field", body = ErrorBody),
@@ -87,6 +88,9 @@ async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
         state.providers.model_for(provider, requested)
     })
     .await;
+    if let Err(e) = exchange.record_pending(&state).await {
+        return e.into_response();
+    }
     let result = exchange.call(&state, &request.messages, &options).await;
     exchange.finish(&state, result.as_ref().err()).await;
     respond(exchange.request_id, &exchange.decision, result)

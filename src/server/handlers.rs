@@ -31,6 +31,50 @@ pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// `GET /v1/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    #[schema(pattern = "^(ready|not_ready)$")]
+    status: &'static str,
+    /// What is missing, when not ready (never a password).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// Whether the gateway can serve chat requests: the policy is loaded (always,
+/// once started) and, with `AUDIT_FAILURE_MODE=closed`, the audit store takes
+/// writes. The store is probed with a write that is rolled back, at most once
+/// a second; a failed chat audit write makes this 503 until a probe succeeds.
+/// With audit off or `AUDIT_FAILURE_MODE=open` the store does not gate it.
+#[utoipa::path(get, path = "/v1/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = Readiness),
+        (status = 503, description = "Not ready; `reason` says what is missing", body = Readiness),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let gated = state.audit_config.failure_mode() == crate::names::AuditFailureMode::Closed;
+    let audit = match &state.audit {
+        Some(store) if gated => store.readiness().await,
+        _ => Ok(()),
+    };
+    match audit {
+        Ok(()) => Json(Readiness {
+            status: "ready",
+            reason: None,
+        })
+        .into_response(),
+        Err(why) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                status: "not_ready",
+                reason: Some(format!("the audit store takes no writes: {why}")),
+            }),
+        )
+            .into_response(),
+    }
+}
+
 /// The live policy and its reload status, from one snapshot.
 #[utoipa::path(get, path = "/v1/routes", tag = "policy", operation_id = "routes_view",
     responses((status = 200, description = "The live policy and its reload status", body = RoutesView)))]

@@ -60,6 +60,7 @@ pub struct AppState {
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
         .routes(routes!(handlers::health))
+        .routes(routes!(handlers::ready))
         .routes(routes!(handlers::routes))
         .routes(routes!(handlers::decide))
         .routes(routes!(gateway::chat))

@@ -89,6 +89,7 @@ fn resolve_model(state: &AppState, provider: Provider, requested: Option<&str>) 
         (status = 413, description = "Body over MAX_BODY_BYTES", body = OpenAiErrorBody),
         (status = 502, description = "The provider failed before answering (`code` is the category)", body = OpenAiErrorBody),
         (status = 504, description = "The provider timed out", body = OpenAiErrorBody),
+        (status = 503, description = "The audit event could not be committed, so no provider was called (`code` `audit_unavailable`)", body = OpenAiErrorBody),
     ))]
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -117,6 +118,9 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
     )
     .await;
     let headers = decision_headers(&exchange);
+    if let Err(e) = exchange.record_pending(&state).await {
+        return (headers, OpenAiError(e)).into_response();
+    }
     if !request.stream {
         let result = exchange
             .call(&state, &request.messages, &request.options)

@@ -163,6 +163,7 @@ mod tests {
         let documented = documented();
         for (method, path) in [
             ("get", "/v1/routes"),
+            ("get", "/v1/ready"),
             ("post", "/v1/chat/completions"),
             ("get", "/v1/audit/{}"),
             ("get", "/ui"),
@@ -175,7 +176,7 @@ mod tests {
                 "{method} {path} is not documented: {documented:?}"
             );
         }
-        assert_eq!(documented.len(), 15, "{documented:?}");
+        assert_eq!(documented.len(), 16, "{documented:?}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use policy_mesh::audit::{
-    AuditConfig, AuditError, AuditEvent, AuditStore, decision_string, now, prompt_hash,
+    Attempt, AuditConfig, AuditError, AuditEvent, AuditStore, decision_string, now, prompt_hash,
     prompt_length,
 };
 use policy_mesh::chat::ChatMessage;
@@ -113,6 +113,43 @@ impl TestDb {
         }
     }
 
+    /// Writes the heartbeat row of instance `id` as if it had last beaten
+    /// `age_seconds` ago.
+    async fn heartbeat(&self, id: Uuid, age_seconds: u32) {
+        match &self.target {
+            Target::Sqlite { path, .. } => {
+                let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                sqlx::query(
+                    "INSERT INTO audit_instances (instance_id, started_at, heartbeat_at) \
+                     VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2), \
+                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2))",
+                )
+                .bind(id.hyphenated().to_string())
+                .bind(format!("-{age_seconds} seconds"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                conn.close().await.unwrap();
+            }
+            Target::Postgres { url, .. } => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                sqlx::query(
+                    "INSERT INTO audit_instances (instance_id, started_at, heartbeat_at) \
+                     VALUES ($1, now() - make_interval(secs => $2), \
+                     now() - make_interval(secs => $2))",
+                )
+                .bind(id)
+                .bind(f64::from(age_seconds))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+
     /// The one integer `sql` selects, read directly from the database.
     async fn scalar(&self, sql: &'static str) -> i64 {
         match &self.target {
@@ -204,6 +241,10 @@ on_both_databases!(
     failed_write_is_an_error_and_the_store_goes_on,
     prompt_and_key_are_never_stored,
     shutdown_commits_what_was_handed_over,
+    the_outcome_replaces_the_pending_event_but_its_time,
+    pending_events_of_dead_instances_are_interrupted_and_of_live_ones_kept,
+    a_clean_shutdown_interrupts_its_own_pending_events,
+    readiness_follows_the_store_probe_by_probe,
 );
 
 fn messages(contents: &[&str]) -> Vec<ChatMessage> {
@@ -229,6 +270,19 @@ fn success_event(prompt: &[ChatMessage], key: Option<&[u8]>) -> AuditEvent {
         created_at: now(),
         sensitive: true,
         detections: vec!["credit_card".to_owned(), "email".to_owned()],
+        attempts: vec![Attempt::of(Provider::Local, None, 12.625)],
+        instance_id: Uuid::new_v4(),
+    }
+}
+
+/// `event` as it stands before its provider is called.
+fn pending(event: &AuditEvent) -> AuditEvent {
+    AuditEvent {
+        status: AuditStatus::Pending,
+        latency_ms: 0.0,
+        failure_category: None,
+        attempts: Vec::new(),
+        ..event.clone()
     }
 }
 
@@ -252,6 +306,12 @@ fn failure_event() -> AuditEvent {
         created_at: now(),
         sensitive: false,
         detections: Vec::new(),
+        attempts: vec![Attempt::of(
+            Provider::Anthropic,
+            Some(FailureCategory::Timeout),
+            60000.5,
+        )],
+        instance_id: Uuid::new_v4(),
     }
 }
 
@@ -310,10 +370,17 @@ async fn json_is_exactly_the_api_field_table(db: &TestDb) {
         "created_at",
         "sensitive",
         "detections",
+        "attempts",
+        "instance_id",
     ]
     .into_iter()
     .collect();
     assert_eq!(keys, expected);
+    assert_eq!(
+        json["attempts"],
+        serde_json::json!([{"provider": "anthropic", "outcome": "timeout", "latency_ms": 60000.5}])
+    );
+    assert_eq!(json["instance_id"], event.instance_id.to_string());
     assert_eq!(json["sensitive"], false);
     assert_eq!(json["detections"], serde_json::json!([]));
 
@@ -376,8 +443,12 @@ async fn failed_write_is_an_error_and_the_store_goes_on(db: &TestDb) {
     let first = success_event(&messages(&["first"]), None);
     store.record(first.clone()).await.unwrap();
 
-    // A duplicate id cannot be stored.
-    let err = store.record(first.clone()).await.unwrap_err();
+    // An event the store cannot encode is not stored.
+    let unstorable = AuditEvent {
+        prompt_length: u64::MAX,
+        ..success_event(&messages(&["too long"]), None)
+    };
+    let err = store.record(unstorable.clone()).await.unwrap_err();
     assert!(matches!(err, AuditError::Write(_)), "{err:?}");
 
     // When it shares a batch with good events, only it fails.
@@ -389,9 +460,8 @@ async fn failed_write_is_an_error_and_the_store_goes_on(db: &TestDb) {
         let store = store.clone();
         tasks.spawn(async move { (true, store.record(event).await) });
     }
-    let duplicate = first.clone();
-    let dup_store = store.clone();
-    tasks.spawn(async move { (false, dup_store.record(duplicate).await) });
+    let bad_store = store.clone();
+    tasks.spawn(async move { (false, bad_store.record(unstorable).await) });
     while let Some(joined) = tasks.join_next().await {
         let (is_good, result) = joined.unwrap();
         assert_eq!(result.is_ok(), is_good, "{result:?}");
@@ -478,6 +548,149 @@ async fn shutdown_commits_what_was_handed_over(db: &TestDb) {
         committed.len() as i64
     );
     reopened.shutdown().await;
+}
+
+async fn the_outcome_replaces_the_pending_event_but_its_time(db: &TestDb) {
+    let store = db.connect().await;
+    let done = success_event(&messages(&["hello"]), None);
+    let first = pending(&done);
+    store.record(first.clone()).await.unwrap();
+    assert_eq!(
+        store.get(done.request_id).await.unwrap(),
+        Some(first.clone())
+    );
+    let json = serde_json::to_value(store.get(done.request_id).await.unwrap()).unwrap();
+    assert_eq!(json["status"], "pending");
+    assert_eq!(json["attempts"], serde_json::json!([]));
+
+    let later = AuditEvent {
+        created_at: first.created_at + chrono::Duration::seconds(5),
+        ..done.clone()
+    };
+    store.record(later).await.unwrap();
+    assert_eq!(store.get(done.request_id).await.unwrap(), Some(done));
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_events").await, 1);
+    store.shutdown().await;
+}
+
+async fn pending_events_of_dead_instances_are_interrupted_and_of_live_ones_kept(db: &TestDb) {
+    let first = db.connect().await;
+    let prompt = messages(&["in flight"]);
+    let of = |instance_id: Uuid| AuditEvent {
+        instance_id,
+        ..pending(&success_event(&prompt, None))
+    };
+    // This process's own, another live replica's (beat 5 s ago), a dead
+    // one's (silent for 2 minutes), and one that never beat at all.
+    let live = Uuid::new_v4();
+    let dead = Uuid::new_v4();
+    db.heartbeat(live, 5).await;
+    db.heartbeat(dead, 120).await;
+    let own = of(first.instance_id());
+    let of_live = of(live);
+    let of_dead = of(dead);
+    let of_unknown = of(Uuid::new_v4());
+    let finished = AuditEvent {
+        instance_id: dead,
+        ..success_event(&prompt, None)
+    };
+    for event in [&own, &of_live, &of_dead, &of_unknown, &finished] {
+        first.record(event.clone()).await.unwrap();
+    }
+
+    // A process starting sweeps: only the dead instances' pending events go.
+    let second = db.connect().await;
+    assert_ne!(second.instance_id(), first.instance_id());
+    let status = |event: &AuditEvent| {
+        let id = event.request_id;
+        let store = second.clone();
+        async move { store.get(id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(&own).await, AuditStatus::Pending);
+    assert_eq!(status(&of_live).await, AuditStatus::Pending);
+    assert_eq!(status(&of_dead).await, AuditStatus::Interrupted);
+    assert_eq!(status(&of_unknown).await, AuditStatus::Interrupted);
+    assert_eq!(status(&finished).await, AuditStatus::Success);
+    // The dead instance is forgotten; the live ones are not.
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM audit_instances").await,
+        3,
+        "first, second and the live replica"
+    );
+    // An outcome that comes after all still lands.
+    first
+        .record(AuditEvent {
+            instance_id: dead,
+            ..success_event(&prompt, None)
+        })
+        .await
+        .unwrap();
+    second.shutdown().await;
+    first.shutdown().await;
+}
+
+async fn a_clean_shutdown_interrupts_its_own_pending_events(db: &TestDb) {
+    let store = db.connect().await;
+    let other = db.connect().await;
+    let in_flight = AuditEvent {
+        instance_id: store.instance_id(),
+        ..pending(&success_event(&messages(&["cut"]), None))
+    };
+    let others = AuditEvent {
+        instance_id: other.instance_id(),
+        ..pending(&success_event(&messages(&["still going"]), None))
+    };
+    store.record(in_flight.clone()).await.unwrap();
+    store.record(others.clone()).await.unwrap();
+    store.shutdown().await;
+    let read = |id| {
+        let other = other.clone();
+        async move { other.get(id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(read(in_flight.request_id).await, AuditStatus::Interrupted);
+    assert_eq!(read(others.request_id).await, AuditStatus::Pending);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_instances").await, 1);
+    other.shutdown().await;
+}
+
+/// Polls `store.readiness()` until it is `Ok` (`want`) or `Err`.
+async fn wait_readiness(store: &AuditStore, want: bool) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    loop {
+        let got = store.readiness().await;
+        if got.is_ok() == want {
+            return got;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "readiness stayed {got:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn readiness_follows_the_store_probe_by_probe(db: &TestDb) {
+    let store = db.connect().await;
+    store.readiness().await.expect("a fresh store is ready");
+    db.execute("ALTER TABLE audit_events RENAME TO audit_events_away")
+        .await;
+    let reason = wait_readiness(&store, false).await.unwrap_err();
+    assert!(reason.contains("audit_events"), "{reason}");
+    // A failed write says so at once, before the next probe.
+    db.execute("ALTER TABLE audit_events_away RENAME TO audit_events")
+        .await;
+    wait_readiness(&store, true).await.unwrap();
+    db.execute("ALTER TABLE audit_events RENAME TO audit_events_away")
+        .await;
+    let lost = success_event(&messages(&["lost"]), None);
+    assert!(store.record(lost).await.is_err());
+    db.execute("ALTER TABLE audit_events_away RENAME TO audit_events")
+        .await;
+    assert!(store.readiness().await.is_err(), "a write just failed");
+    // The probe, not traffic, brings it back; the probe leaves no row.
+    wait_readiness(&store, true).await.unwrap();
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_events").await, 0);
+    store.shutdown().await;
 }
 
 fn db_url(db: &TestDb) -> String {

@@ -538,12 +538,17 @@ async fn the_model_list_names_the_configured_models() {
 impl Gateway {
     /// Polls `/v1/audit/{id}` until the event is there (a stream's event is
     /// written when it ends, which for a client that left is after it left).
+    /// The audit event of `id` once its outcome is recorded (no longer
+    /// `pending`).
     async fn wait_audit(&self, id: &str) -> Value {
         let start = std::time::Instant::now();
         loop {
             let response = self.t.get(&format!("/v1/audit/{id}")).await;
             if response.status() == 200 {
-                return response.json().await.unwrap();
+                let event: Value = response.json().await.unwrap();
+                if event["status"] != "pending" {
+                    return event;
+                }
             }
             assert!(
                 start.elapsed() < crate::support::server::DEADLINE,
@@ -607,6 +612,16 @@ async fn a_client_that_leaves_a_stream_is_audited_and_counted_as_cancelled() {
         let chunk = response.chunk().await.unwrap().expect("more of the stream");
         read.push_str(&String::from_utf8_lossy(&chunk));
     }
+    // In flight, the event is there already, pending, naming no call yet.
+    let pending: Value =
+        g.t.get(&format!("/v1/audit/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(pending["status"], "pending", "{pending}");
+    assert_eq!(pending["attempts"], json!([]), "{pending}");
+    assert_eq!(pending["provider"], "anthropic", "{pending}");
     drop(response);
     assert!(
         g.public

@@ -326,3 +326,82 @@ async fn public_llm_proxy_carries_the_public_provider_only() {
     );
     assert_eq!(env_proxy.request_count(), 0);
 }
+
+/// Whether `cond` holds within [`DEADLINE`], polling.
+async fn eventually(cond: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > DEADLINE {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_when_the_process_is_killed_is_audited_as_interrupted() {
+    use sqlx::Connection;
+    let local = FakeProvider::ollama().await;
+    local.set_mode(crate::support::fake_providers::Mode::Slow);
+    let dir = folder_with(&[("p.yaml", &policy(1))]);
+    let start = || {
+        let mut cmd = command(dir.path());
+        for (k, v) in local.env_vars() {
+            cmd.env(k, v);
+        }
+        tokio::task::block_in_place(|| Running::start(cmd))
+    };
+    let mut server = start();
+    let url = format!("http://{}/v1/chat", server.addr);
+    let chat = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .json(&serde_json::json!({"messages": [{"role": "user", "content": "needle-1"}]}))
+            .send()
+            .await
+    });
+    // The provider has the prompt: the pending event was committed before.
+    assert!(eventually(|| local.request_count() == 1).await);
+    let db = format!(
+        "sqlite://{}",
+        dir.path().join("data/policy-mesh.db").display()
+    );
+    let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+    let pending: Vec<String> =
+        sqlx::query_scalar("SELECT request_id FROM audit_events WHERE status = 'pending'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+
+    server.signal("KILL");
+    assert!(!tokio::task::block_in_place(|| server.wait_exit()).success());
+    assert!(chat.await.unwrap().is_err(), "the killed gateway answered");
+    drop(server);
+
+    // The dead process beat a moment ago; what 60 s of silence would do,
+    // done at once.
+    sqlx::query("UPDATE audit_instances SET heartbeat_at = '2000-01-01T00:00:00.000Z'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    // The sweep runs while the audit store opens, before the start-up line.
+    let restarted = start();
+    let line = restarted
+        .passed
+        .iter()
+        .find(|l| l["fields"]["interrupted"].is_number())
+        .expect("a log line on the interrupted events");
+    assert_eq!(line["fields"]["interrupted"], 1, "{line}");
+    let event: Value = reqwest::get(format!("http://{}/v1/audit/{}", restarted.addr, pending[0]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["status"], "interrupted", "{event}");
+    assert_eq!(event["rule"], "rule-1", "{event}");
+    assert_eq!(local.request_count(), 1);
+}

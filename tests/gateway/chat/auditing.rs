@@ -1,5 +1,5 @@
 //! The audit trail: one event per chat under concurrency, audit off, unknown
-//! ids, a failed write, and the same on PostgreSQL.
+//! ids, a failed write in both failure modes, and the same on PostgreSQL.
 
 use super::*;
 
@@ -72,25 +72,51 @@ async fn unknown_and_malformed_audit_ids_are_not_found() {
     g.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failed_audit_write_leaves_the_answer_unchanged_and_is_counted() {
-    let g = Gateway::start(Flavor::OpenAi, &[]).await;
-    assert_eq!(
-        metric(&g.metrics().await, "audit_write_failures_total"),
-        Some(0.0)
-    );
-    assert_eq!(g.chat("first").await.status, 200);
+/// Renames the audit table away (`away`) or back, as a lost disk or a
+/// broken database would make every write fail.
+async fn move_audit_table(g: &Gateway, away: bool) {
     let Db::Sqlite(path) = &g.db else {
         unreachable!()
     };
     let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    sqlx::query("DROP TABLE audit_events")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let sql = if away {
+        "ALTER TABLE audit_events RENAME TO audit_events_away"
+    } else {
+        "ALTER TABLE audit_events_away RENAME TO audit_events"
+    };
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
+}
+
+/// `GET /v1/ready` until its status is `want`.
+async fn wait_ready(g: &Gateway, want: u16) -> Value {
+    let start = Instant::now();
+    loop {
+        let response = g.t.get("/v1/ready").await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        if status == want {
+            return body;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "/v1/ready stayed {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_audit_failure_mode_open_a_failed_write_leaves_the_answer_unchanged() {
+    let g = Gateway::start(Flavor::OpenAi, &[("AUDIT_FAILURE_MODE", "open")]).await;
+    assert_eq!(
+        metric(&g.metrics().await, "audit_write_failures_total"),
+        Some(0.0)
+    );
+    assert_eq!(g.chat("first").await.status, 200);
+    move_audit_table(&g, true).await;
 
     g.public.set_reply(["still here"]);
     let answer = g.chat("second").await;
@@ -98,8 +124,72 @@ async fn a_failed_audit_write_leaves_the_answer_unchanged_and_is_counted() {
     assert_eq!(answer.body["content"], "still here");
     assert_eq!(answer.body["error"], Value::Null);
     let text = g.metrics().await;
-    assert_eq!(metric(&text, "audit_write_failures_total"), Some(1.0));
+    // The pending write and the outcome both failed.
+    assert_eq!(metric(&text, "audit_write_failures_total"), Some(2.0));
     assert_eq!(chat_series(&text, "openai", "success"), 2.0);
+    // Open mode does not gate readiness on the store.
+    wait_ready(&g, 200).await;
+    g.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_pending_event_cannot_be_written_no_provider_is_called() {
+    let g = Gateway::start(Flavor::OpenAi, &[]).await;
+    assert_eq!(wait_ready(&g, 200).await, json!({"status": "ready"}));
+    move_audit_table(&g, true).await;
+
+    // Local and public prompts alike, through both APIs, streamed or not.
+    for prompt in [SENSITIVE, "a public question"] {
+        let answer = g.chat(prompt).await;
+        assert_error_shape(
+            answer.status,
+            &answer.body,
+            503,
+            "audit_unavailable",
+            prompt,
+        );
+        for stream in [false, true] {
+            let response =
+                g.t.client
+                    .post(format!("{}/v1/chat/completions", g.t.base))
+                    .json(&json!({"messages": [{"role": "user", "content": prompt}],
+                        "stream": stream}))
+                    .send()
+                    .await
+                    .unwrap();
+            assert_eq!(response.status(), 503, "{prompt} stream={stream}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["type"], "api_error", "{body}");
+            assert_eq!(body["error"]["code"], "audit_unavailable", "{body}");
+        }
+    }
+    assert_eq!(g.local.request_count(), 0, "the local model was called");
+    assert_eq!(
+        g.public.request_count(),
+        0,
+        "the public provider was called"
+    );
+    let text = g.metrics().await;
+    assert_eq!(metric(&text, "audit_write_failures_total"), Some(6.0));
+    assert_eq!(chat_series(&text, "openai", "success"), 0.0);
+    assert_eq!(chat_series(&text, "local", "success"), 0.0);
+    let body = wait_ready(&g, 503).await;
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert!(body["reason"].as_str().unwrap().contains("audit"), "{body}");
+
+    // Once the store takes writes again, the probe makes the gateway ready
+    // and requests are served and audited.
+    move_audit_table(&g, false).await;
+    wait_ready(&g, 200).await;
+    let answer = g.chat(SENSITIVE).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (status, event) = g.audit(answer.body["request_id"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["status"], "success");
+    assert_eq!(event["attempts"][0]["provider"], "local", "{event}");
+    assert_eq!(g.db.count().await, 1);
+    assert_eq!(g.local.request_count(), 1);
+    assert_eq!(g.public.request_count(), 0);
     g.finish().await;
 }
 

@@ -65,9 +65,14 @@ async fn check_success(public: Flavor, sensitive: bool) {
         "model": if sensitive { LOCAL_MODEL } else { PUBLIC_MODEL },
         "sensitive": sensitive,
         "detections": [],
+        "attempts": [{"provider": provider, "outcome": "success",
+            "latency_ms": event["latency_ms"]}],
     });
     expected["latency_ms"] = event["latency_ms"].clone();
     expected["created_at"] = event["created_at"].clone();
+    // The id of the process that wrote it.
+    uuid::Uuid::try_parse(event["instance_id"].as_str().unwrap()).unwrap();
+    expected["instance_id"] = event["instance_id"].clone();
     assert_eq!(event, expected);
     assert_eq!(g.db.count().await, 1);
 
