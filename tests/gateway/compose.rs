@@ -12,7 +12,7 @@ use serde_json::Value;
 use url::Url;
 
 /// Every variable the gateway reads, as the configuration reference lists them.
-const VARIABLES: [&str; 27] = [
+const VARIABLES: [&str; 28] = [
     "BIND_ADDR",
     "ALLOWED_HOSTS",
     "POLICY_DIR",
@@ -33,6 +33,7 @@ const VARIABLES: [&str; 27] = [
     "PUBLIC_LLM_PROXY",
     "DATABASE_URL",
     "AUDIT_ENABLED",
+    "AUDIT_FAILURE_MODE",
     "AUDIT_HASH_KEY",
     "MAX_BODY_BYTES",
     "HEADER_READ_TIMEOUT_SECONDS",
