@@ -86,6 +86,16 @@ impl KeywordMatcher {
         Ok(KeywordMatcher { engine, targets })
     }
 
+    /// The heap bytes of the automaton and its rule table.
+    pub(crate) fn memory_usage(&self) -> usize {
+        let automaton = match &self.engine {
+            Engine::Dfa(a) => a.memory_usage(),
+            Engine::Contiguous(a) => a.memory_usage(),
+            Engine::Noncontiguous(a) => a.memory_usage(),
+        };
+        automaton + self.targets.memory_usage()
+    }
+
     /// Number of distinct normalized keywords.
     pub(crate) fn len(&self) -> usize {
         match &self.engine {

@@ -140,6 +140,12 @@ impl TargetTable {
         table
     }
 
+    /// The heap bytes of the table.
+    pub(crate) fn memory_usage(&self) -> usize {
+        self.starts.capacity() * std::mem::size_of::<usize>()
+            + self.targets.capacity() * std::mem::size_of::<Target>()
+    }
+
     /// The rules pattern `id` belongs to.
     #[inline]
     pub(crate) fn of(&self, id: usize) -> &[Target] {
@@ -420,6 +426,27 @@ impl CompiledPolicy {
     /// The version hash.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// About how many bytes the compiled matchers hold: the keyword
+    /// automata, the regex set (without the search caches each thread
+    /// searching it grows, up to 32 MiB each) and their rule tables. The
+    /// policy's own text and the model globs, small beside them, are not
+    /// counted.
+    pub fn approximate_memory_bytes(&self) -> usize {
+        self.keywords
+            .as_ref()
+            .map_or(0, KeywordMatcher::memory_usage)
+            + self
+                .strict_keywords
+                .as_ref()
+                .map_or(0, KeywordMatcher::memory_usage)
+            + self
+                .patterns
+                .as_ref()
+                .map_or(0, PatternMatcher::memory_usage)
+            + self.models.as_ref().map_or(0, |m| m.targets.memory_usage())
+            + self.rules.capacity() * std::mem::size_of::<CompiledRule>()
     }
 
     /// The version hash, shared: what every decision carries.

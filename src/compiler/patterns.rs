@@ -8,8 +8,14 @@
 //! prompt is a load error at the pattern. The whole set may grow to
 //! [`SIZE_LIMIT`] so that large policies compile; a policy that still does not
 //! fit is a load error, never a panic.
+//!
+//! The set is `regex-automata`'s meta regex built as `regex::RegexSet` builds
+//! it (every match kind, no captures), used directly so that `/v1/routes` can
+//! report the memory it takes.
 
-use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::RegexBuilder;
+use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind, PatternSet, meta};
 
 use super::RuleBits;
 use super::TargetTable;
@@ -25,23 +31,29 @@ const DFA_SIZE_LIMIT: usize = 32 << 20;
 /// The shared regex set and the rules each pattern belongs to.
 #[derive(Debug)]
 pub(crate) struct PatternMatcher {
-    set: RegexSet,
+    set: meta::Regex,
     pub(crate) targets: TargetTable,
 }
 
-fn set_builder<I, S>(patterns: I) -> RegexSetBuilder
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    let mut builder = RegexSetBuilder::new(patterns);
-    builder
+/// The set of `patterns`, configured as `regex::RegexSetBuilder` configures
+/// one with these options.
+fn build_set<S: AsRef<str>>(patterns: &[S]) -> Result<meta::Regex, Box<meta::BuildError>> {
+    let config = meta::Config::new()
+        .match_kind(MatchKind::All)
+        .utf8_empty(true)
+        .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
+        .nfa_size_limit(Some(SIZE_LIMIT))
+        .hybrid_cache_capacity(DFA_SIZE_LIMIT);
+    let syntax = syntax::Config::new()
         .case_insensitive(true)
         .unicode(true)
         .multi_line(false)
-        .size_limit(SIZE_LIMIT)
-        .dfa_size_limit(DFA_SIZE_LIMIT);
-    builder
+        .utf8(true);
+    meta::Builder::new()
+        .configure(config)
+        .syntax(syntax)
+        .build_many(patterns)
+        .map_err(Box::new)
 }
 
 /// Checks one pattern as the compiler will build it (case-insensitive,
@@ -64,32 +76,57 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
 /// multi-line drawing of the pattern with a caret, ending in `error: <what>`.
 fn describe(error: &regex::Error) -> String {
     match error {
-        regex::Error::Syntax(text) => text
-            .lines()
-            .rev()
-            .find_map(|line| line.strip_prefix("error: "))
-            .unwrap_or_else(|| text.lines().next().unwrap_or("invalid regular expression"))
-            .to_owned(),
-        regex::Error::CompiledTooBig(limit) => {
-            format!("too big: once compiled it exceeds the limit of {limit} bytes")
-        }
+        regex::Error::Syntax(text) => syntax_line(text),
+        regex::Error::CompiledTooBig(limit) => too_big(*limit),
         other => other.to_string().replace('\n', " "),
     }
+}
+
+/// [`describe`] for the set's own error.
+fn describe_set(error: &meta::BuildError) -> String {
+    if let Some(limit) = error.size_limit() {
+        too_big(limit)
+    } else if let Some(syntax) = error.syntax_error() {
+        syntax_line(&syntax.to_string())
+    } else {
+        error.to_string().replace('\n', " ")
+    }
+}
+
+fn syntax_line(text: &str) -> String {
+    text.lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("error: "))
+        .unwrap_or_else(|| text.lines().next().unwrap_or("invalid regular expression"))
+        .to_owned()
+}
+
+fn too_big(limit: usize) -> String {
+    format!("too big: once compiled it exceeds the limit of {limit} bytes")
 }
 
 impl PatternMatcher {
     /// Builds the set over distinct patterns. `Err(())`: see [`explain_failure`].
     pub(crate) fn build(patterns: &[String], targets: TargetTable) -> Result<Self, ()> {
-        let set = set_builder(patterns).build().map_err(drop)?;
+        let set = build_set(patterns).map_err(drop)?;
         Ok(PatternMatcher { set, targets })
+    }
+
+    /// The heap bytes of the set (not its per-thread search caches) and its
+    /// rule table.
+    pub(crate) fn memory_usage(&self) -> usize {
+        self.set.memory_usage() + self.targets.memory_usage()
     }
 
     /// Marks in `hits` every rule with a pattern matching `text` (normalized).
     /// Rules limited to the last user message are skipped unless `text` is that
     /// message.
     pub(crate) fn scan(&self, text: &str, is_last_user: bool, hits: &mut RuleBits) {
-        for id in self.set.matches(text).iter() {
-            for t in self.targets.of(id) {
+        let mut matched = PatternSet::new(self.set.pattern_len());
+        self.set
+            .which_overlapping_matches(&Input::new(text), &mut matched);
+        for id in matched.iter() {
+            for t in self.targets.of(id.as_usize()) {
                 if !t.last_user_only || is_last_user {
                     hits.set(t.rule);
                 }
@@ -107,12 +144,11 @@ pub(crate) fn explain_failure(rules: &[RuleSpec]) -> Vec<LoadError> {
         // Adding patterns only grows the set, so the first failing prefix of the
         // rule chain ends at the culprit: find it by bisection.
         let build = |n: usize| {
-            set_builder(
-                rules[..n]
-                    .iter()
-                    .flat_map(|r| r.patterns.iter().map(|p| &p.value)),
-            )
-            .build()
+            let patterns: Vec<&str> = rules[..n]
+                .iter()
+                .flat_map(|r| r.patterns.iter().map(|p| p.value.as_str()))
+                .collect();
+            build_set(&patterns)
         };
         let (mut ok, mut failing) = (0, rules.len());
         while failing - ok > 1 {
@@ -124,7 +160,7 @@ pub(crate) fn explain_failure(rules: &[RuleSpec]) -> Vec<LoadError> {
             }
         }
         let why = match build(failing) {
-            Err(e) => describe(&e),
+            Err(e) => describe_set(&e),
             Ok(_) => "the regex set could not be built".to_owned(),
         };
         let message = format!(

@@ -592,3 +592,24 @@ fn metadata_is_read_by_scope_all_keywords_and_patterns_only() {
         policy.decide_with_metadata(&m, &[], None)
     );
 }
+
+#[test]
+fn the_approximate_memory_grows_with_the_keywords_and_patterns() {
+    let of = |keywords: usize, patterns: &[&str]| {
+        let words: Vec<String> = (0..keywords).map(|i| format!("keyword{i}")).collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let set = policy_of(vec![rule("r", &words, false, patterns, Scope::All)]);
+        CompiledPolicy::compile(set, Provider::Openai)
+            .expect("compiles")
+            .approximate_memory_bytes()
+    };
+    let none = of(0, &[]);
+    let few = of(10, &[]);
+    let many = of(10_000, &[]);
+    let with_pattern = of(10, &[r"\b\d{3}-\d{2}-\d{4}\b"]);
+    assert!(none < few, "{none} {few}");
+    // Ten thousand keywords of about 12 bytes: the automaton holds at least
+    // their bytes.
+    assert!(many > 120_000 && many > few * 100, "{few} {many}");
+    assert!(with_pattern > few, "{few} {with_pattern}");
+}

@@ -34,6 +34,9 @@ pub struct RoutesView<'a> {
     rules: Vec<RuleView<'a>>,
     /// Where `public` routes go.
     public_provider: Provider,
+    /// About how many bytes the compiled policy's matchers hold (keyword
+    /// automata, regex set, rule tables; not the per-thread regex caches).
+    approximate_memory_bytes: usize,
     /// The state of hot reload.
     reload: ReloadView<'a>,
 }
@@ -224,6 +227,7 @@ impl<'a> RoutesView<'a> {
             },
             rules: policy.rules.iter().map(|r| rule(r, public)).collect(),
             public_provider: public,
+            approximate_memory_bytes: live.policy.approximate_memory_bytes(),
             reload: ReloadView {
                 status: live.reload.status,
                 last_attempt_at: timestamp(live.reload.last_attempt_at),
@@ -402,6 +406,13 @@ mod tests {
                        "last_success_at": "2026-11-24T10:00:00.123Z", "last_error": "a\nb",
                        "successes": 2, "failures": 1}
         });
+        let mut v = v;
+        let memory = v
+            .as_object_mut()
+            .and_then(|o| o.remove("approximate_memory_bytes"))
+            .and_then(|m| m.as_u64())
+            .expect("a byte count");
+        assert!(memory > 0);
         assert_eq!(v, expected);
         let text = v.to_string();
         for secret in ["top-secret-word", "classified-word", "hidden-pattern"] {

@@ -101,6 +101,11 @@ async fn routes_shows_the_live_policy_without_keyword_values() {
         ])
     );
     assert_eq!(r["public_provider"], "anthropic");
+    // Three keywords and a pattern: some kilobytes, far from a megabyte.
+    let memory = r["approximate_memory_bytes"]
+        .as_u64()
+        .expect("a byte count");
+    assert!((1_000..1_000_000).contains(&memory), "{memory}");
     assert_eq!(r["reload"]["status"], "ok");
     assert_eq!(r["reload"]["last_error"], Value::Null);
     assert_eq!(r["reload"]["successes"], 0);
