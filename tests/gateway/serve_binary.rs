@@ -339,11 +339,25 @@ async fn eventually(cond: impl Fn() -> bool) -> bool {
     true
 }
 
+/// Sends one chat of `prompt` to the gateway at `addr`, without waiting for
+/// or checking its answer.
+fn send_chat(addr: &str, prompt: String) -> tokio::task::JoinHandle<reqwest::Result<u16>> {
+    let url = format!("http://{addr}/v1/chat");
+    tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .post(url)
+            .json(&serde_json::json!({"messages": [{"role": "user", "content": prompt}]}))
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_in_flight_when_the_process_is_killed_is_audited_as_interrupted() {
+async fn after_a_kill_under_load_every_prompt_a_provider_received_has_its_audit_row() {
+    use sha2::{Digest, Sha256};
     use sqlx::Connection;
     let local = FakeProvider::ollama().await;
-    local.set_mode(crate::support::fake_providers::Mode::Slow);
     let dir = folder_with(&[("p.yaml", &policy(1))]);
     let start = || {
         let mut cmd = command(dir.path());
@@ -353,55 +367,81 @@ async fn a_request_in_flight_when_the_process_is_killed_is_audited_as_interrupte
         tokio::task::block_in_place(|| Running::start(cmd))
     };
     let mut server = start();
-    let url = format!("http://{}/v1/chat", server.addr);
-    let chat = tokio::spawn(async move {
-        reqwest::Client::new()
-            .post(url)
-            .json(&serde_json::json!({"messages": [{"role": "user", "content": "needle-1"}]}))
-            .send()
-            .await
-    });
-    // The provider has the prompt: the pending event was committed before.
-    assert!(eventually(|| local.request_count() == 1).await);
+    // Load: answered chats, then chats the provider holds when the kill comes.
+    let answered: Vec<_> = (0..30)
+        .map(|i| send_chat(&server.addr, format!("needle-1 answered {i}")))
+        .collect();
+    for chat in answered {
+        assert_eq!(chat.await.unwrap().unwrap(), 200);
+    }
+    local.set_mode(crate::support::fake_providers::Mode::Slow);
+    let held: Vec<_> = (0..10)
+        .map(|i| send_chat(&server.addr, format!("needle-1 in flight {i}")))
+        .collect();
+    assert!(eventually(|| local.request_count() == 40).await);
+    server.signal("KILL");
+    assert!(!tokio::task::block_in_place(|| server.wait_exit()).success());
+    for chat in held {
+        assert!(chat.await.unwrap().is_err(), "the killed gateway answered");
+    }
+    drop(server);
+
+    // The dead process beat a moment ago; what 60 s of its silence would
+    // do, done at once. Then a new process starts and sweeps.
     let db = format!(
         "sqlite://{}",
         dir.path().join("data/policy-mesh.db").display()
     );
     let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
-    let pending: Vec<String> =
-        sqlx::query_scalar("SELECT request_id FROM audit_events WHERE status = 'pending'")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-    assert_eq!(pending.len(), 1, "{pending:?}");
-
-    server.signal("KILL");
-    assert!(!tokio::task::block_in_place(|| server.wait_exit()).success());
-    assert!(chat.await.unwrap().is_err(), "the killed gateway answered");
-    drop(server);
-
-    // The dead process beat a moment ago; what 60 s of silence would do,
-    // done at once.
     sqlx::query("UPDATE audit_instances SET heartbeat_at = '2000-01-01T00:00:00.000Z'")
         .execute(&mut conn)
         .await
         .unwrap();
-    conn.close().await.unwrap();
-    // The sweep runs while the audit store opens, before the start-up line.
     let restarted = start();
+    // The sweep runs while the audit store opens, before the start-up line.
     let line = restarted
         .passed
         .iter()
         .find(|l| l["fields"]["interrupted"].is_number())
         .expect("a log line on the interrupted events");
-    assert_eq!(line["fields"]["interrupted"], 1, "{line}");
-    let event: Value = reqwest::get(format!("http://{}/v1/audit/{}", restarted.addr, pending[0]))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(event["status"], "interrupted", "{event}");
-    assert_eq!(event["rule"], "rule-1", "{event}");
-    assert_eq!(local.request_count(), 1);
+    assert_eq!(line["fields"]["interrupted"], 10, "{line}");
+
+    // Every prompt the provider received is accounted for, by its hash.
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for request in local.requests() {
+        let prompt = request.json()["messages"][0]["content"]
+            .as_str()
+            .expect("the prompt")
+            .to_owned();
+        let hash = hex::encode(Sha256::digest(prompt.as_bytes()));
+        let (id, status): (String, String) =
+            sqlx::query_as("SELECT request_id, status FROM audit_events WHERE prompt_hash = ?1")
+                .bind(&hash)
+                .fetch_optional(&mut conn)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("no audit row for {prompt:?}"));
+        let expected = if prompt.contains("in flight") {
+            "interrupted"
+        } else {
+            "success"
+        };
+        assert_eq!(status, expected, "{prompt:?}");
+        // And the API shows it.
+        let event: Value = reqwest::get(format!("http://{}/v1/audit/{id}", restarted.addr))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(event["status"], expected, "{event}");
+        *statuses.entry(status).or_default() += 1;
+    }
+    conn.close().await.unwrap();
+    assert_eq!(
+        statuses,
+        [("interrupted".to_owned(), 10), ("success".to_owned(), 30)]
+            .into_iter()
+            .collect()
+    );
 }

@@ -2,7 +2,9 @@
 //! policy folder and fake providers, driven by `tests/ui/browser.mjs` in a
 //! headless Chromium. It sends chats and sees which provider answered, runs a dry run,
 //! edits the policy and sees the new version without a page reload, breaks it
-//! and sees the error with its file and line. Screenshots of each state are
+//! and sees the error with its file and line; a page of another origin tries
+//! to chat through it and a rebound name to read it, and both are refused.
+//! Screenshots of each state are
 //! kept under `target/tmp/ui-screenshots/`.
 //!
 //! `#[ignore]`d, since it needs Chromium, Node and `node_modules/playwright-core`

@@ -13,6 +13,7 @@
 //   broken        { text, line }: an invalid policy and the line its error names
 // It exits 0 when every step holds, else 1 with the failed step on stderr.
 import fs from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
@@ -51,6 +52,46 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(config.screenshots, `${name}.png`), fullPage: true });
 }
 
+/** The chat requests the gateway has counted, every provider and status together. */
+async function chatsCounted() {
+  const response = await fetch(`${config.base}/v1/metrics`);
+  check(response.ok, `GET /v1/metrics answered ${response.status}`);
+  return (await response.text()).split("\n")
+    .filter((line) => line.startsWith("chat_requests_total{"))
+    .reduce((sum, line) => sum + Number(line.split(" ").pop()), 0);
+}
+
+/**
+ * A page of another origin that tries to chat through the gateway the three
+ * ways a browser lets it: a form posted as text/plain, a "simple" no-cors
+ * fetch, and a JSON fetch (which needs a CORS preflight the gateway never
+ * grants).
+ */
+function attackerPage(gateway) {
+  const field = '{"messages":[{"role":"user","content":"sent from elsewhere","pad":"';
+  return `<!doctype html><meta charset="utf-8"><title>elsewhere</title>
+<iframe name="sink"></iframe>
+<form id="form" method="post" action="${gateway}/v1/chat" enctype="text/plain" target="sink">
+<input type="hidden" name='${field}' value='"}]}'></form>
+<script>
+window.outcome = {};
+(async () => {
+  const body = JSON.stringify({ messages: [{ role: "user", content: "sent from elsewhere" }] });
+  await fetch("${gateway}/v1/chat",
+    { method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" }, body });
+  try {
+    await fetch("${gateway}/v1/chat/completions",
+      { method: "POST", headers: { "Content-Type": "application/json" }, body });
+    window.outcome.json = "answered";
+  } catch (e) {
+    window.outcome.json = "refused";
+  }
+  document.getElementById("form").submit();
+  window.outcome.done = true;
+})();
+</script>`;
+}
+
 /** Writes a file through a temporary file renamed over it, as editors do. */
 function save(file, contents) {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp`);
@@ -66,6 +107,8 @@ const browser = await chromium.launchPersistentContext(profile, {
   args: [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    // A name of someone else's that resolves to this machine, as DNS rebinding makes one.
+    "--host-resolver-rules=MAP rebound.example 127.0.0.1",
   ],
 });
 let step = "start";
@@ -206,6 +249,45 @@ try {
   check(refused.length === 0, `the docs broke their policy: ${refused.join("; ")}`);
   await shot(docs, "7-docs");
   await docs.close();
+
+  step = "a page on another origin cannot make the browser chat through the gateway";
+  const attacker = http.createServer((_, res) => {
+    res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
+    res.end(attackerPage(config.base));
+  });
+  await new Promise((resolve) => attacker.listen(0, "127.0.0.1", resolve));
+  try {
+    const counted = await chatsCounted();
+    const evil = await browser.newPage();
+    const answers = [];
+    evil.on("response", (r) => {
+      if (r.url().startsWith(config.base)) answers.push(`${r.request().method()} ${r.status()}`);
+    });
+    await evil.goto(`http://127.0.0.1:${attacker.address().port}/`);
+    await evil.waitForFunction(() => window.outcome.done === true, null, { timeout: DEADLINE_MS });
+    const outcome = await evil.evaluate(() => window.outcome);
+    check(outcome.json === "refused", `a cross-origin JSON chat was ${outcome.json}`);
+    // The form's answer lands in the frame: the gateway refused it unread.
+    const refusal = await until("the form's answer", async () => {
+      const frame = evil.frames().find((f) => f.url().startsWith(config.base));
+      const html = frame ? await frame.content() : "";
+      return html.includes("unsupported_media_type") ? html : null;
+    });
+    check(refusal.includes("application/json"), `the form's answer: ${refusal}`);
+    await until("both refusals", async () => answers.filter((a) => a === "POST 415").length >= 2);
+    check(!answers.some((a) => a.startsWith("POST 2")), `a cross-origin chat was answered: ${answers}`);
+    check((await chatsCounted()) === counted, "a cross-origin request was counted as a chat");
+
+    step = "a rebound name cannot read the gateway's answers";
+    const port = new URL(config.base).port;
+    const rebound = await evil.goto(`http://rebound.example:${port}/v1/routes`);
+    check(rebound.status() === 421, `GET /v1/routes by a rebound name answered ${rebound.status()}`);
+    const body = await rebound.text();
+    check(body.includes("misdirected_request") && !body.includes("version"), `it read: ${body}`);
+    await evil.close();
+  } finally {
+    attacker.close();
+  }
 
   step = "no script error";
   check(pageErrors.length === 0, `script errors: ${pageErrors.join("; ")}`);
