@@ -516,3 +516,38 @@ async fn a_body_that_does_not_arrive_in_time_is_a_408_and_the_connection_ends() 
     }
     assert_eq!(t.get("/v1/health").await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pathological_pattern_never_serves_and_large_prompts_leave_health_answering() {
+    let t = TestServer::start(&[("a.yaml", &policy(1))], &[]).await;
+    // The pattern that held the async workers for 20-37 s per prompt.
+    let attack = "version: 1\nrules:\n  - id: slow\n    when:\n      patterns: ['(\\w{100}){30}']\n    route: public\n";
+    std::fs::write(t.path("b.yaml"), attack).unwrap();
+    let routes = t.wait_error().await;
+    let error = routes["reload"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("b.yaml:5") && error.contains("too big"),
+        "{error}"
+    );
+    assert_eq!(routes["version"], version_of(&[("a.yaml", &policy(1))]));
+
+    // Three prompts of 900 KB decided at once, and the probe meanwhile.
+    let text = "word ".repeat(180_000);
+    let decisions: Vec<_> = (0..3)
+        .map(|_| {
+            let client = t.client.clone();
+            let url = format!("{}/v1/decide", t.base);
+            let body = json!({"messages": [{"role": "user", "content": text}]});
+            tokio::spawn(async move { client.post(url).json(&body).send().await })
+        })
+        .collect();
+    for _ in 0..5 {
+        assert_eq!(t.get("/v1/health").await.status(), 200);
+    }
+    for decision in decisions {
+        let response = decision.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["rule"], Value::Null, "{body}");
+    }
+}
