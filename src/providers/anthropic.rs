@@ -279,8 +279,21 @@ mod tests {
             stop: vec!["END".into()],
             user: Some("u1".into()),
             include_usage: false,
+            // OpenAI's own: Anthropic has no such settings.
+            seed: Some(7),
+            presence_penalty: Some(0.5),
+            frequency_penalty: Some(0.5),
+            logit_bias: serde_json::Map::new().into(),
         };
         let mut b = body_with("m", &[msg(Role::User, "hi")], &options);
+        for dropped in [
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "logit_bias",
+        ] {
+            assert!(b.get(dropped).is_none(), "{dropped} in {b}");
+        }
         assert_eq!(b["max_tokens"], json!(64));
         assert_eq!(b["temperature"], json!(0.3));
         assert_eq!(b["top_p"], json!(0.8));

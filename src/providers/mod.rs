@@ -64,6 +64,14 @@ pub struct GenerationOptions {
     pub user: Option<String>,
     /// Whether a streamed OpenAI reply should end with its usage.
     pub include_usage: bool,
+    /// OpenAI's `seed`; only OpenAI receives it.
+    pub seed: Option<i64>,
+    /// OpenAI's `presence_penalty`; only OpenAI receives it.
+    pub presence_penalty: Option<f64>,
+    /// OpenAI's `frequency_penalty`; only OpenAI receives it.
+    pub frequency_penalty: Option<f64>,
+    /// OpenAI's `logit_bias` (token id to bias); only OpenAI receives it.
+    pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl GenerationOptions {

@@ -190,6 +190,11 @@ mod tests {
             stop: vec!["END".into()],
             user: Some("u1".into()),
             include_usage: true,
+            // OpenAI's own: not passed to Ollama.
+            seed: Some(7),
+            presence_penalty: Some(0.5),
+            frequency_penalty: Some(0.5),
+            logit_bias: serde_json::Map::new().into(),
         };
         let body = body(&[ChatMessage::user("hi")], &options, false);
         assert_eq!(

@@ -40,6 +40,18 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     if let Some(user) = &o.user {
         set("user", json!(user));
     }
+    if let Some(seed) = o.seed {
+        set("seed", json!(seed));
+    }
+    if let Some(p) = o.presence_penalty {
+        set("presence_penalty", json!(p));
+    }
+    if let Some(p) = o.frequency_penalty {
+        set("frequency_penalty", json!(p));
+    }
+    if let Some(bias) = &o.logit_bias {
+        set("logit_bias", Value::Object(bias.clone()));
+    }
     if stream {
         set("stream", json!(true));
         if o.include_usage {
@@ -207,8 +219,16 @@ mod tests {
             stop: vec!["a".into(), "b".into()],
             user: Some("u1".into()),
             include_usage: true,
+            seed: Some(7),
+            presence_penalty: Some(0.25),
+            frequency_penalty: Some(-0.5),
+            logit_bias: json!({"50256": -100}).as_object().cloned(),
         };
         let b = body(&[ChatMessage::user("hi")], &options, true);
+        assert_eq!(b["seed"], json!(7));
+        assert_eq!(b["presence_penalty"], json!(0.25));
+        assert_eq!(b["frequency_penalty"], json!(-0.5));
+        assert_eq!(b["logit_bias"], json!({"50256": -100}));
         assert_eq!(b["temperature"], json!(0.5));
         assert!(b.get("top_p").is_none());
         assert_eq!(b["max_tokens"], json!(10));

@@ -1,9 +1,13 @@
 //! The body of `POST /v1/chat/completions` on the wire, read by the one
 //! reader ([`read`]) and validated into a [`CompletionRequest`].
 //!
-//! Fields OpenAI defines that a text gateway cannot honour (`n` other than 1,
-//! tool and function messages, non-text content parts) are refused, naming the
-//! field; unknown fields are ignored.
+//! Fields OpenAI defines that the gateway does not carry yet (`n` other than
+//! 1, tools and functions, `response_format`, log probabilities, audio,
+//! predictions, web search, reasoning effort, verbosity, tool and function
+//! messages, non-text content parts) are refused, naming the field, rather than dropped: a client must
+//! never get an answer made without a setting it sent. A value that asks for
+//! nothing (`"tools": []`, `"response_format": {"type": "text"}`, …) is
+//! accepted. Other unknown fields are ignored.
 
 use std::fmt;
 use std::str::FromStr;
@@ -77,6 +81,104 @@ pub(crate) struct CompletionRequestBody {
     max_completion_tokens: Option<u64>,
     /// The end user's id, passed on.
     user: Option<String>,
+    /// Passed on to OpenAI; not sent to Anthropic or Ollama, which have no
+    /// such setting.
+    seed: Option<i64>,
+    /// Passed on to OpenAI; not sent to Anthropic or Ollama.
+    presence_penalty: Option<f64>,
+    /// Passed on to OpenAI; not sent to Anthropic or Ollama.
+    frequency_penalty: Option<f64>,
+    /// Token id to bias; passed on to OpenAI; not sent to Anthropic or Ollama.
+    #[schema(value_type = Option<Object>)]
+    logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Not supported yet: refused unless empty.
+    #[schema(value_type = Option<Vec<Object>>)]
+    tools: Option<serde_json::Value>,
+    /// Not supported yet: refused unless `none` or `auto`.
+    #[schema(value_type = Option<Object>)]
+    tool_choice: Option<serde_json::Value>,
+    /// Accepted; without tools it asks for nothing.
+    parallel_tool_calls: Option<bool>,
+    /// Not supported: refused unless empty.
+    #[schema(value_type = Option<Vec<Object>>)]
+    functions: Option<serde_json::Value>,
+    /// Not supported: refused unless `none` or `auto`.
+    #[schema(value_type = Option<Object>)]
+    function_call: Option<serde_json::Value>,
+    /// Not supported yet: refused unless `{"type": "text"}`.
+    #[schema(value_type = Option<Object>)]
+    response_format: Option<serde_json::Value>,
+    /// Not supported yet: refused unless `false`.
+    logprobs: Option<bool>,
+    /// Not supported yet: refused.
+    top_logprobs: Option<u64>,
+    /// Not supported: refused.
+    #[schema(value_type = Option<Object>)]
+    audio: Option<serde_json::Value>,
+    /// Refused unless `["text"]`.
+    #[schema(value_type = Option<Vec<String>>)]
+    modalities: Option<serde_json::Value>,
+    /// Not supported: refused.
+    #[schema(value_type = Option<Object>)]
+    prediction: Option<serde_json::Value>,
+    /// Not supported: refused.
+    #[schema(value_type = Option<Object>)]
+    web_search_options: Option<serde_json::Value>,
+    /// Not supported yet: refused.
+    #[schema(value_type = Option<String>)]
+    reasoning_effort: Option<serde_json::Value>,
+    /// Not supported yet: refused.
+    #[schema(value_type = Option<String>)]
+    verbosity: Option<serde_json::Value>,
+}
+
+/// Why a field the gateway does not carry yet is refused.
+const NOT_CARRIED: &str = "not supported by the gateway yet; the request is refused rather than \
+     answered without it";
+
+/// The first field of `body` that asks for something the gateway does not
+/// carry, with why.
+fn refused_field(body: &CompletionRequestBody) -> Option<(&'static str, &'static str)> {
+    use serde_json::Value;
+    let absent = |v: &Option<Value>| v.as_ref().is_none_or(Value::is_null);
+    let empty = |v: &Option<Value>| {
+        absent(v)
+            || v.as_ref()
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+    };
+    let one_of = |v: &Option<Value>, words: &[&str]| {
+        absent(v)
+            || v.as_ref()
+                .and_then(Value::as_str)
+                .is_some_and(|w| words.contains(&w))
+    };
+    let text_format = |v: &Option<Value>| {
+        absent(v) || v.as_ref().and_then(|f| f.get("type")) == Some(&Value::from("text"))
+    };
+    let text_only =
+        |v: &Option<Value>| absent(v) || v.as_ref() == Some(&serde_json::json!(["text"]));
+    [
+        ("tools", empty(&body.tools)),
+        ("tool_choice", one_of(&body.tool_choice, &["none", "auto"])),
+        ("functions", empty(&body.functions)),
+        (
+            "function_call",
+            one_of(&body.function_call, &["none", "auto"]),
+        ),
+        ("response_format", text_format(&body.response_format)),
+        ("logprobs", body.logprobs != Some(true)),
+        ("top_logprobs", body.top_logprobs.is_none()),
+        ("audio", absent(&body.audio)),
+        ("modalities", text_only(&body.modalities)),
+        ("prediction", absent(&body.prediction)),
+        ("web_search_options", absent(&body.web_search_options)),
+        ("reasoning_effort", absent(&body.reasoning_effort)),
+        ("verbosity", absent(&body.verbosity)),
+    ]
+    .into_iter()
+    .find(|(_, fine)| !fine)
+    .map(|(field, _)| (field, NOT_CARRIED))
 }
 
 impl CompletionRequestBody {
@@ -86,6 +188,11 @@ impl CompletionRequestBody {
         {
             return Err(invalid("n", "only one choice (n: 1) is supported"));
         }
+        if let Some((field, why)) = refused_field(&self) {
+            return Err(invalid(field, why));
+        }
+        // Asks for nothing without tools, which are refused above.
+        let _ = self.parallel_tool_calls;
         let messages = self
             .messages
             .into_iter()
@@ -103,6 +210,10 @@ impl CompletionRequestBody {
                 .stream_options
                 .and_then(|Object(o)| o.include_usage)
                 .unwrap_or(false),
+            seed: self.seed,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            logit_bias: self.logit_bias,
         };
         Ok(CompletionRequest {
             messages,
@@ -589,6 +700,85 @@ mod tests {
         ] {
             assert_eq!(shape(body.clone()), message, "{body}");
         }
+    }
+
+    #[test]
+    fn a_field_the_gateway_does_not_carry_is_refused_by_name_unless_it_asks_for_nothing() {
+        let user = serde_json::json!([{"role": "user", "content": "hi"}]);
+        let tool = serde_json::json!({"type": "function", "function": {"name": "f"}});
+        for (field, value) in [
+            ("tools", serde_json::json!([tool])),
+            ("tool_choice", serde_json::json!("required")),
+            (
+                "tool_choice",
+                serde_json::json!({"type": "function", "function": {"name": "f"}}),
+            ),
+            ("functions", serde_json::json!([{"name": "f"}])),
+            ("function_call", serde_json::json!({"name": "f"})),
+            (
+                "response_format",
+                serde_json::json!({"type": "json_object"}),
+            ),
+            (
+                "response_format",
+                serde_json::json!({"type": "json_schema", "json_schema": {}}),
+            ),
+            ("logprobs", serde_json::json!(true)),
+            ("top_logprobs", serde_json::json!(3)),
+            (
+                "audio",
+                serde_json::json!({"voice": "alloy", "format": "mp3"}),
+            ),
+            ("modalities", serde_json::json!(["text", "audio"])),
+            (
+                "prediction",
+                serde_json::json!({"type": "content", "content": "x"}),
+            ),
+            ("web_search_options", serde_json::json!({})),
+            ("reasoning_effort", serde_json::json!("high")),
+            ("verbosity", serde_json::json!("low")),
+        ] {
+            let mut body = serde_json::json!({"messages": user});
+            body[field] = value.clone();
+            let message = shape(body);
+            assert!(
+                message.starts_with(&format!("{field}: not supported")),
+                "{field}={value}: {message}"
+            );
+        }
+        for (field, value) in [
+            ("tools", serde_json::json!([])),
+            ("tools", serde_json::Value::Null),
+            ("tool_choice", serde_json::json!("none")),
+            ("tool_choice", serde_json::json!("auto")),
+            ("parallel_tool_calls", serde_json::json!(true)),
+            ("functions", serde_json::json!([])),
+            ("function_call", serde_json::json!("none")),
+            ("response_format", serde_json::json!({"type": "text"})),
+            ("logprobs", serde_json::json!(false)),
+            ("modalities", serde_json::json!(["text"])),
+        ] {
+            let mut body = serde_json::json!({"messages": user});
+            body[field] = value.clone();
+            assert!(parse(body).is_ok(), "{field}={value} asks for nothing");
+        }
+    }
+
+    #[test]
+    fn openai_only_settings_are_read_for_openai() {
+        let request = parse(serde_json::json!({
+            "messages": [{"role": "user", "content": "hi"}],
+            "seed": 42, "presence_penalty": 0.5, "frequency_penalty": -1.0,
+            "logit_bias": {"1734": -100},
+        }))
+        .unwrap();
+        assert_eq!(request.options.seed, Some(42));
+        assert_eq!(request.options.presence_penalty, Some(0.5));
+        assert_eq!(request.options.frequency_penalty, Some(-1.0));
+        assert_eq!(
+            request.options.logit_bias,
+            serde_json::json!({"1734": -100}).as_object().cloned()
+        );
     }
 
     #[test]

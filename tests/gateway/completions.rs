@@ -344,7 +344,15 @@ async fn text_parts_are_joined_and_the_policy_reads_them() {
 async fn generation_settings_reach_the_provider_in_its_own_terms() {
     let body = json!({"model": "gpt-4o", "messages": user("hello"), "temperature": 0.25,
                       "top_p": 0.5, "max_tokens": 77, "stop": "END", "user": "u-1",
-                      "frequency_penalty": 0.1, "metadata": {"x": 1}});
+                      "frequency_penalty": 0.1, "presence_penalty": -0.2, "seed": 9,
+                      "logit_bias": {"1734": -100}, "parallel_tool_calls": false,
+                      "metadata": {"x": 1}});
+    let openai_only = [
+        "frequency_penalty",
+        "presence_penalty",
+        "seed",
+        "logit_bias",
+    ];
     let g = Gateway::start(Flavor::OpenAi, &[]).await;
     assert_eq!(g.post(&body).await.status, 200);
     let sent = g.public.single_request().json();
@@ -354,12 +362,20 @@ async fn generation_settings_reach_the_provider_in_its_own_terms() {
     assert_eq!(sent["max_tokens"], json!(77));
     assert_eq!(sent["stop"], json!(["END"]));
     assert_eq!(sent["user"], json!("u-1"));
-    assert!(sent.get("frequency_penalty").is_none(), "{sent}");
+    for field in openai_only {
+        assert_eq!(sent[field], body[field], "{field}: {sent}");
+    }
+    // Not carried: neither forwarded nor refused, as it asks for nothing.
+    assert!(sent.get("metadata").is_none(), "{sent}");
+    assert!(sent.get("parallel_tool_calls").is_none(), "{sent}");
     g.finish().await;
 
     let g = Gateway::start(Flavor::Anthropic, &[]).await;
     assert_eq!(g.post(&body).await.status, 200);
     let sent = g.public.single_request().json();
+    for field in openai_only {
+        assert!(sent.get(field).is_none(), "{field}: {sent}");
+    }
     assert_eq!(sent["max_tokens"], json!(77));
     assert_eq!(sent["stop_sequences"], json!(["END"]));
     assert_eq!(sent["metadata"], json!({"user_id": "u-1"}));
@@ -425,6 +441,21 @@ async fn bad_requests_get_openai_errors_naming_the_field_and_reach_no_provider()
             json!({"messages": user("hi"), "stop": [1]}).to_string(),
             400,
             json!("stop[0]"),
+            "invalid_request",
+        ),
+        // Never answered without what it asked for.
+        (
+            json!({"messages": user("hi"), "tools": [{"type": "function",
+                "function": {"name": "get_weather", "parameters": {"type": "object"}}}]})
+            .to_string(),
+            400,
+            json!("tools"),
+            "invalid_request",
+        ),
+        (
+            json!({"messages": user("hi"), "response_format": {"type": "json_object"}}).to_string(),
+            400,
+            json!("response_format"),
             "invalid_request",
         ),
     ] {
