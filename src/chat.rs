@@ -1,5 +1,7 @@
 //! The chat request as every entry point receives it (`/v1/chat`, `/v1/decide`,
-//! `policy-mesh decide`, policy test cases).
+//! `/v1/chat/completions`, `policy-mesh decide`, policy test cases), and the
+//! text units of it that leave the machine: what the policy decides on, the
+//! prompt hash covers and input chars count.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -10,18 +12,182 @@ use crate::names::Role;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
-    /// `user`, `assistant` or `system`.
+    /// `user`, `assistant`, `system`, or `tool` (a tool's result).
     pub role: Role,
-    /// The text, which may be empty.
+    /// The text, which may be empty; for a `tool` message, the tool's result.
     pub content: String,
+    /// An assistant's calls of the tools it was offered, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// A `tool` message's answer to this call id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
+    /// A message of `role` with `content` and nothing else.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        ChatMessage {
-            role: Role::User,
-            content: content.into(),
+        ChatMessage::new(Role::User, content)
+    }
+}
+
+/// One call of a tool by the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCall {
+    /// The call's id, which the `tool` message answering it names.
+    pub id: String,
+    /// The function called.
+    pub name: String,
+    /// Its arguments: a JSON text, as the model wrote it.
+    pub arguments: String,
+}
+
+/// A tool (a function) the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDefinition {
+    /// The function's name.
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its parameters: a JSON Schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    /// OpenAI's `strict`: the arguments must follow the schema exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+impl ToolDefinition {
+    /// The text the policy reads: name, description and parameter schema
+    /// as compact JSON (object keys sorted).
+    pub fn text(&self) -> String {
+        let mut object = serde_json::Map::new();
+        object.insert("name".into(), self.name.clone().into());
+        if let Some(description) = &self.description {
+            object.insert("description".into(), description.clone().into());
         }
+        if let Some(parameters) = &self.parameters {
+            object.insert("parameters".into(), parameters.clone());
+        }
+        serde_json::Value::Object(object).to_string()
+    }
+}
+
+/// Which tool the model must call, OpenAI's `tool_choice`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// Call none: answer in text.
+    None,
+    /// The model chooses.
+    Auto,
+    /// Call at least one.
+    Required,
+    /// Call this function.
+    Function(String),
+}
+
+/// One piece of text a provider receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextUnit<'a> {
+    /// The text.
+    pub text: std::borrow::Cow<'a, str>,
+    /// Whether it is the text of the last user message (what `scope:
+    /// last_user` reads).
+    pub last_user: bool,
+}
+
+/// Every text unit of a request, in order: per message its text, then its
+/// tool calls (the name, then the arguments); then each tool definition
+/// ([`ToolDefinition::text`]). A `tool` message's text is the tool's result.
+/// A plain text chat has one unit per message, its content.
+pub fn text_units<'a>(
+    messages: &'a [ChatMessage],
+    tools: &'a [ToolDefinition],
+) -> impl Iterator<Item = TextUnit<'a>> {
+    use std::borrow::Cow;
+    let last_user = messages.iter().rposition(|m| m.role == Role::User);
+    messages
+        .iter()
+        .enumerate()
+        .flat_map(move |(index, message)| {
+            std::iter::once(TextUnit {
+                text: Cow::Borrowed(message.content.as_str()),
+                last_user: last_user == Some(index),
+            })
+            .chain(message.tool_calls.iter().flat_map(|call| {
+                [call.name.as_str(), call.arguments.as_str()]
+                    .into_iter()
+                    .map(|text| TextUnit {
+                        text: Cow::Borrowed(text),
+                        last_user: false,
+                    })
+            }))
+        })
+        .chain(tools.iter().map(|tool| TextUnit {
+            text: Cow::Owned(tool.text()),
+            last_user: false,
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_come_per_message_text_then_calls_then_the_tool_definitions() {
+        let messages = [
+            ChatMessage::new(Role::System, "be brief"),
+            ChatMessage::user("weather in Paris?"),
+            ChatMessage {
+                tool_calls: vec![ToolCall {
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Paris"}"#.into(),
+                }],
+                ..ChatMessage::new(Role::Assistant, "")
+            },
+            ChatMessage {
+                tool_call_id: Some("call_1".into()),
+                ..ChatMessage::new(Role::Tool, "18 °C")
+            },
+        ];
+        let tools = [ToolDefinition {
+            name: "get_weather".into(),
+            description: Some("Weather now".into()),
+            parameters: Some(serde_json::json!({"type": "object", "properties": {}})),
+            strict: Some(true),
+        }];
+        let units: Vec<(String, bool)> = text_units(&messages, &tools)
+            .map(|u| (u.text.into_owned(), u.last_user))
+            .collect();
+        let expected: Vec<(String, bool)> = [
+            ("be brief", false),
+            ("weather in Paris?", true),
+            ("", false),
+            ("get_weather", false),
+            (r#"{"city":"Paris"}"#, false),
+            ("18 °C", false),
+            (
+                r#"{"description":"Weather now","name":"get_weather","parameters":{"properties":{},"type":"object"}}"#,
+                false,
+            ),
+        ]
+        .into_iter()
+        .map(|(t, l)| (t.to_owned(), l))
+        .collect();
+        assert_eq!(units, expected);
     }
 }

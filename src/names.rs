@@ -138,6 +138,8 @@ names! {
         Assistant = "assistant",
         /// Instructions to the model.
         System = "system",
+        /// A tool's result, answering an assistant's tool call.
+        Tool = "tool",
     }
 }
 

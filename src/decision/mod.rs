@@ -28,10 +28,10 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, T
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::chat::ChatMessage;
+use crate::chat::{ChatMessage, ToolDefinition, text_units};
 use crate::compiler::{CompiledPolicy, CompiledRule, KeywordMatcher, Outcome, RuleBits};
 use crate::detect::{self, DetectorSet};
-use crate::names::{Detector, Provider, Role, Route};
+use crate::names::{Detector, Provider, Route};
 use crate::normalize::{self, normalize_general, normalize_into};
 use crate::policy::{CharBounds, UsdBounds};
 
@@ -311,27 +311,36 @@ impl CompiledPolicy {
     /// Deterministic: the same messages, model and policy always give the same
     /// decision.
     pub fn decide(&self, messages: &[ChatMessage], model: Option<&str>) -> Decision {
-        self.evaluate(messages, &[], model, Normalization::Fast, None)
+        self.evaluate(messages, &[], &[], model, Normalization::Fast, None)
     }
 
-    /// [`CompiledPolicy::decide`] for a request that also forwards
-    /// `metadata`: text the provider receives besides the messages (the
-    /// requested `model`, `user`, `stop` sequences). The keywords and
-    /// patterns of rules of scope `all` read it; detectors, `input_chars` and
-    /// the prompt hash do not.
+    /// [`CompiledPolicy::decide`] for a request that also forwards `tools`
+    /// (each read as a unit of scope `all`, counted in input chars, after
+    /// the messages) and `metadata`: text the provider receives besides the
+    /// messages (the requested `model`, `user`, `stop` sequences). The
+    /// keywords and patterns of rules of scope `all` read the metadata;
+    /// detectors, `input_chars` and the prompt hash do not.
     pub fn decide_with_metadata(
         &self,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         metadata: &[&str],
         model: Option<&str>,
     ) -> Decision {
-        self.evaluate(messages, metadata, model, Normalization::Fast, None)
+        self.evaluate(messages, tools, metadata, model, Normalization::Fast, None)
     }
 
     /// Decides where `messages` asking for `model` go and says, rule by rule, why.
     pub fn explain(&self, messages: &[ChatMessage], model: Option<&str>) -> Explanation {
         let mut trace = Vec::new();
-        let decision = self.evaluate(messages, &[], model, Normalization::Fast, Some(&mut trace));
+        let decision = self.evaluate(
+            messages,
+            &[],
+            &[],
+            model,
+            Normalization::Fast,
+            Some(&mut trace),
+        );
         Explanation { decision, trace }
     }
 
@@ -339,6 +348,7 @@ impl CompiledPolicy {
     pub(crate) fn evaluate(
         &self,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         metadata: &[&str],
         model: Option<&str>,
         normalization: Normalization,
@@ -352,6 +362,7 @@ impl CompiledPolicy {
             cell.try_borrow_mut().ok().map(|mut scratch| {
                 self.run(
                     messages,
+                    tools,
                     metadata,
                     model,
                     normalization,
@@ -364,6 +375,7 @@ impl CompiledPolicy {
             Ok(Some(decision)) => decision,
             _ => self.run(
                 messages,
+                tools,
                 metadata,
                 model,
                 normalization,
@@ -373,18 +385,19 @@ impl CompiledPolicy {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         metadata: &[&str],
         model: Option<&str>,
         normalization: Normalization,
         mut trace: Option<&mut Vec<TraceEntry>>,
         scratch: &mut Scratch,
     ) -> Decision {
-        let input_chars: u64 = messages
-            .iter()
-            .map(|m| m.content.chars().count() as u64)
+        let input_chars: u64 = text_units(messages, tools)
+            .map(|u| u.text.chars().count() as u64)
             .sum();
         let estimated_usd = self
             .price
@@ -394,14 +407,14 @@ impl CompiledPolicy {
         scratch.found = None;
         for (index, rule) in self.rules.iter().enumerate() {
             if !rule.detectors.is_empty() && scratch.found.is_none() {
-                scratch.found = Some(self.run_detectors(messages));
+                scratch.found = Some(self.run_detectors(messages, tools));
             }
             if rule.model && !model_matched {
                 self.match_model(model, scratch);
                 model_matched = true;
             }
             if (rule.keywords || rule.patterns) && !scanned {
-                self.scan(messages, metadata, normalization, scratch);
+                self.scan(messages, tools, metadata, normalization, scratch);
                 scanned = true;
                 if trace.is_none() {
                     if !model_matched {
@@ -410,7 +423,7 @@ impl CompiledPolicy {
                     if scratch.found.is_none()
                         && !(self.detect_all.is_empty() && self.detect_last_user.is_empty())
                     {
-                        scratch.found = Some(self.run_detectors(messages));
+                        scratch.found = Some(self.run_detectors(messages, tools));
                     }
                     // Nothing to record: go straight to the rules whose keyword,
                     // pattern and model conditions hold.
@@ -444,14 +457,17 @@ impl CompiledPolicy {
         )
     }
 
-    /// What the policy's detectors find: in every message (for rules with
+    /// What the policy's detectors find: in every text unit (for rules with
     /// `scope: all`) and in the last user message (for `scope: last_user`).
-    fn run_detectors(&self, messages: &[ChatMessage]) -> (DetectorSet, DetectorSet) {
-        let last_user = messages.iter().rposition(|m| m.role == Role::User);
+    fn run_detectors(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolDefinition],
+    ) -> (DetectorSet, DetectorSet) {
         let mut all = DetectorSet::EMPTY;
         let mut last = DetectorSet::EMPTY;
-        for (index, message) in messages.iter().enumerate() {
-            let is_last_user = last_user == Some(index);
+        for unit in text_units(messages, tools) {
+            let is_last_user = unit.last_user;
             let mut wanted = self.detect_all;
             if is_last_user {
                 wanted = wanted.union(self.detect_last_user);
@@ -459,7 +475,7 @@ impl CompiledPolicy {
             if wanted.is_empty() {
                 continue;
             }
-            let found = detect::detect(&normalize::for_detectors(&message.content), wanted);
+            let found = detect::detect(&normalize::for_detectors(&unit.text), wanted);
             all = all.union(found);
             if is_last_user {
                 last = found;
@@ -592,16 +608,15 @@ impl CompiledPolicy {
     fn scan(
         &self,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         metadata: &[&str],
         normalization: Normalization,
         scratch: &mut Scratch,
     ) {
         scratch.keyword_hits.reset(self.rules.len());
         scratch.pattern_hits.reset(self.rules.len());
-        let last_user = messages.iter().rposition(|m| m.role == Role::User);
-        for (index, message) in messages.iter().enumerate() {
-            let is_last_user = last_user == Some(index);
-            self.scan_text(&message.content, is_last_user, normalization, scratch);
+        for unit in text_units(messages, tools) {
+            self.scan_text(&unit.text, unit.last_user, normalization, scratch);
         }
         // The request's metadata (`model`, `user`, `stop`) leaves with it: the
         // rules of scope `all` read it as well.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
+use crate::names::Role;
 use crate::policy::{
     EffectiveDefaults, KeywordMatch, Located, Location, PolicySet, Position, RuleSpec, Scope,
 };
@@ -108,14 +109,14 @@ fn text() -> impl Strategy<Value = String> {
 fn messages() -> impl Strategy<Value = Vec<ChatMessage>> {
     let role = prop_oneof![Just(Role::User), Just(Role::Assistant), Just(Role::System)];
     proptest::collection::vec(
-        (role, text()).prop_map(|(role, content)| ChatMessage { role, content }),
+        (role, text()).prop_map(|(role, content)| ChatMessage::new(role, content)),
         0..4,
     )
 }
 
 fn explain_with(policy: &CompiledPolicy, m: &[ChatMessage], n: Normalization) -> Explanation {
     let mut trace = Vec::new();
-    let decision = policy.evaluate(m, &[], None, n, Some(&mut trace));
+    let decision = policy.evaluate(m, &[], &[], None, n, Some(&mut trace));
     Explanation { decision, trace }
 }
 
@@ -577,7 +578,7 @@ fn metadata_is_read_by_scope_all_keywords_and_patterns_only() {
     let policy = CompiledPolicy::compile(policy_of(rules), Provider::Openai).expect("compiles");
     let m = [ChatMessage::user("hello")];
     let rule_of = |metadata: &[&str]| {
-        let d = policy.decide_with_metadata(&m, metadata, None);
+        let d = policy.decide_with_metadata(&m, &[], metadata, None);
         assert_eq!(d.input_chars, 5, "metadata is not input");
         d.rule.map(|r| r.to_string())
     };
@@ -589,7 +590,7 @@ fn metadata_is_read_by_scope_all_keywords_and_patterns_only() {
     assert_eq!(rule_of(&["ann@example.com"]), None);
     assert_eq!(
         policy.decide(&m, None),
-        policy.decide_with_metadata(&m, &[], None)
+        policy.decide_with_metadata(&m, &[], &[], None)
     );
 }
 

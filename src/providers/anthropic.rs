@@ -12,7 +12,7 @@ use super::http::{
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
-use crate::chat::ChatMessage;
+use crate::chat::{ChatMessage, ToolCall, ToolChoice, ToolDefinition};
 use crate::env::ConfigError;
 use crate::names::Role;
 
@@ -38,8 +38,6 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
         .filter(|m| m.role == Role::System)
         .map(|m| m.content.as_str())
         .collect();
-    let conversation: Vec<&ChatMessage> =
-        messages.iter().filter(|m| m.role != Role::System).collect();
     let mut body = Map::new();
     body.insert("model".into(), json!(request.model));
     body.insert(
@@ -49,7 +47,7 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     if !system.is_empty() {
         body.insert("system".into(), json!(system.join("\n")));
     }
-    body.insert("messages".into(), json!(conversation));
+    body.insert("messages".into(), Value::Array(conversation(messages)));
     if let Some(t) = o.temperature {
         body.insert("temperature".into(), json!(t));
     }
@@ -62,10 +60,91 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     if let Some(user) = &o.user {
         body.insert("metadata".into(), json!({"user_id": user}));
     }
+    // The tool settings only with tools: Anthropic refuses them alone.
+    if !request.tools.is_empty() {
+        body.insert(
+            "tools".into(),
+            request.tools.iter().map(tool).collect::<Vec<_>>().into(),
+        );
+        if let Some(choice) = tool_choice(o.tool_choice.as_ref(), o.parallel_tool_calls) {
+            body.insert("tool_choice".into(), choice);
+        }
+    }
     if stream {
         body.insert("stream".into(), json!(true));
     }
     Value::Object(body)
+}
+
+/// The conversation without its system messages, as Anthropic's turns: an
+/// assistant's tool calls become `tool_use` blocks (their arguments parsed:
+/// Anthropic takes an object), and tool results `tool_result` blocks of a
+/// user turn, consecutive results sharing one turn.
+pub fn conversation(messages: &[ChatMessage]) -> Vec<Value> {
+    let mut turns: Vec<Value> = Vec::new();
+    for m in messages.iter().filter(|m| m.role != Role::System) {
+        match m.role {
+            Role::Tool => {
+                let block = json!({"type": "tool_result",
+                    "tool_use_id": m.tool_call_id.as_deref().unwrap_or_default(),
+                    "content": m.content});
+                let last_is_results = turns.last().is_some_and(|t| {
+                    t["role"] == "user"
+                        && t["content"]
+                            .as_array()
+                            .is_some_and(|blocks| blocks.iter().all(|b| b["type"] == "tool_result"))
+                });
+                match turns.last_mut().and_then(|t| t["content"].as_array_mut()) {
+                    Some(blocks) if last_is_results => blocks.push(block),
+                    _ => turns.push(json!({"role": "user", "content": [block]})),
+                }
+            }
+            Role::Assistant if !m.tool_calls.is_empty() => {
+                let mut blocks = Vec::new();
+                if !m.content.is_empty() {
+                    blocks.push(json!({"type": "text", "text": m.content}));
+                }
+                for call in &m.tool_calls {
+                    let input: Value =
+                        serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
+                    blocks.push(json!({"type": "tool_use", "id": call.id,
+                        "name": call.name, "input": input}));
+                }
+                turns.push(json!({"role": "assistant", "content": blocks}));
+            }
+            role => turns.push(json!({"role": role.as_str(), "content": m.content})),
+        }
+    }
+    turns
+}
+
+/// A tool definition in Anthropic's shape (`input_schema` is required: an
+/// empty object schema when the tool has no parameters).
+pub fn tool(t: &ToolDefinition) -> Value {
+    let mut out = json!({"name": t.name,
+        "input_schema": t.parameters.clone().unwrap_or_else(|| json!({"type": "object"}))});
+    if let Some(d) = &t.description {
+        out["description"] = json!(d);
+    }
+    out
+}
+
+/// OpenAI's `tool_choice` and `parallel_tool_calls` in Anthropic's words:
+/// `none`, `auto`, `any` (required) or one `tool`, with
+/// `disable_parallel_tool_use` when parallel calls are off.
+pub fn tool_choice(choice: Option<&ToolChoice>, parallel: Option<bool>) -> Option<Value> {
+    let mut out = match choice {
+        None if parallel == Some(false) => json!({"type": "auto"}),
+        None => return None,
+        Some(ToolChoice::None) => return Some(json!({"type": "none"})),
+        Some(ToolChoice::Auto) => json!({"type": "auto"}),
+        Some(ToolChoice::Required) => json!({"type": "any"}),
+        Some(ToolChoice::Function(name)) => json!({"type": "tool", "name": name}),
+    };
+    if parallel == Some(false) {
+        out["disable_parallel_tool_use"] = json!(true);
+    }
+    Some(out)
 }
 
 /// Anthropic's `stop_reason` in OpenAI's words.
@@ -80,8 +159,9 @@ fn finish_reason(stop_reason: &str) -> String {
 }
 
 /// The reply of a 2xx body: the `text` of every `text` block of `content`,
-/// concatenated in order, with the stop reason and token counts. Other
-/// blocks (thinking, tool use) are skipped; a `content` with no text block
+/// concatenated in order, each `tool_use` block as a tool call (its input
+/// serialized as the arguments), with the stop reason and token counts.
+/// Other blocks (thinking) are skipped; a `content` with no text block
 /// gives an empty reply, as the model said nothing.
 pub fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
     let missing = || ProviderError::bad_response("has no content");
@@ -91,13 +171,33 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
         .and_then(Value::as_array)
         .ok_or_else(missing)?;
     let mut reply = String::new();
+    let mut tool_calls = Vec::new();
     for block in blocks {
-        if block.get("type").and_then(Value::as_str) == Some("text") {
-            let text = block
-                .get("text")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ProviderError::bad_response("has a text block without text"))?;
-            reply.push_str(text);
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                let text = block
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ProviderError::bad_response("has a text block without text"))?;
+                reply.push_str(text);
+            }
+            Some("tool_use") => {
+                let field = |name: &str| {
+                    block
+                        .get(name)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            ProviderError::bad_response("has a tool_use block without id or name")
+                        })
+                };
+                tool_calls.push(ToolCall {
+                    id: field("id")?,
+                    name: field("name")?,
+                    arguments: block.get("input").unwrap_or(&json!({})).to_string(),
+                });
+            }
+            _ => {}
         }
     }
     let usage = (|| {
@@ -107,6 +207,7 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
         })
     })();
     Ok(Reply {
+        tool_calls,
         content: reply,
         finish_reason: value
             .get("stop_reason")
@@ -221,10 +322,7 @@ mod tests {
     use crate::providers::stream::tests::{run, text};
 
     fn msg(role: Role, content: &str) -> ChatMessage {
-        ChatMessage {
-            role,
-            content: content.into(),
-        }
+        ChatMessage::new(role, content)
     }
 
     fn body_with(model: &str, messages: &[ChatMessage], options: &GenerationOptions) -> Value {
@@ -232,6 +330,7 @@ mod tests {
             &ChatRequest {
                 model,
                 messages,
+                tools: &[],
                 options,
             },
             false,
@@ -284,6 +383,8 @@ mod tests {
             presence_penalty: Some(0.5),
             frequency_penalty: Some(0.5),
             logit_bias: serde_json::Map::new().into(),
+            tool_choice: None,
+            parallel_tool_calls: None,
         };
         let mut b = body_with("m", &[msg(Role::User, "hi")], &options);
         for dropped in [
@@ -304,6 +405,7 @@ mod tests {
             &ChatRequest {
                 model: "m",
                 messages: &[msg(Role::User, "hi")],
+                tools: &[],
                 options: &options,
             },
             true,
@@ -421,6 +523,150 @@ mod tests {
         assert_eq!(
             events.last().unwrap().as_ref().unwrap_err().category(),
             FailureCategory::BadResponse
+        );
+    }
+
+    /// A two-turn tool loop as the OpenAI API carries it: the question, the
+    /// model's call, the tool's result.
+    fn tool_loop() -> Vec<ChatMessage> {
+        vec![
+            ChatMessage::new(Role::System, "be brief"),
+            ChatMessage::user("weather in Paris?"),
+            ChatMessage {
+                tool_calls: vec![crate::chat::ToolCall {
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Paris"}"#.into(),
+                }],
+                ..ChatMessage::new(Role::Assistant, "")
+            },
+            ChatMessage {
+                tool_call_id: Some("call_1".into()),
+                ..ChatMessage::new(Role::Tool, "18 °C")
+            },
+        ]
+    }
+
+    fn weather_tool() -> crate::chat::ToolDefinition {
+        crate::chat::ToolDefinition {
+            name: "get_weather".into(),
+            description: Some("Weather now".into()),
+            parameters: Some(json!({"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]})),
+            strict: None,
+        }
+    }
+
+    fn tool_request_body(options: &GenerationOptions) -> Value {
+        let messages = tool_loop();
+        let tools = [weather_tool()];
+        request_body(
+            &ChatRequest {
+                model: "m",
+                messages: &messages,
+                tools: &tools,
+                options,
+            },
+            false,
+        )
+    }
+
+    #[test]
+    fn tools_calls_and_results_go_in_anthropics_shape() {
+        let options = GenerationOptions {
+            tool_choice: Some(ToolChoice::Required),
+            parallel_tool_calls: Some(false),
+            ..GenerationOptions::default()
+        };
+        let b = tool_request_body(&options);
+        assert_eq!(b["system"], json!("be brief"));
+        assert_eq!(
+            b["messages"],
+            json!([
+                {"role": "user", "content": "weather in Paris?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "call_1",
+                    "name": "get_weather", "input": {"city": "Paris"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1",
+                    "content": "18 °C"}]},
+            ])
+        );
+        assert_eq!(
+            b["tools"],
+            json!([{"name": "get_weather", "description": "Weather now",
+                "input_schema": {"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]}}])
+        );
+        assert_eq!(
+            b["tool_choice"],
+            json!({"type": "any", "disable_parallel_tool_use": true})
+        );
+    }
+
+    #[test]
+    fn consecutive_tool_results_share_one_user_turn() {
+        let mut messages = tool_loop();
+        messages[2].tool_calls.push(crate::chat::ToolCall {
+            id: "call_2".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Lyon"}"#.into(),
+        });
+        messages.push(ChatMessage {
+            tool_call_id: Some("call_2".into()),
+            ..ChatMessage::new(Role::Tool, "20 °C")
+        });
+        let turns = conversation(&messages);
+        assert_eq!(turns.len(), 3, "{turns:?}");
+        assert_eq!(
+            turns[2]["content"],
+            json!([
+                {"type": "tool_result", "tool_use_id": "call_1", "content": "18 °C"},
+                {"type": "tool_result", "tool_use_id": "call_2", "content": "20 °C"},
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_choice_takes_anthropics_words() {
+        for (choice, expected) in [
+            (Some(ToolChoice::None), Some(json!({"type": "none"}))),
+            (Some(ToolChoice::Auto), Some(json!({"type": "auto"}))),
+            (Some(ToolChoice::Required), Some(json!({"type": "any"}))),
+            (
+                Some(ToolChoice::Function("f".into())),
+                Some(json!({"type": "tool", "name": "f"})),
+            ),
+            (None, None),
+        ] {
+            assert_eq!(tool_choice(choice.as_ref(), None), expected);
+        }
+        assert_eq!(
+            tool_choice(None, Some(false)),
+            Some(json!({"type": "auto", "disable_parallel_tool_use": true}))
+        );
+    }
+
+    #[test]
+    fn tool_use_blocks_become_tool_calls() {
+        // The example of Anthropic's tool use guide.
+        let body = br#"{"id":"msg_01Aq9w938a90dw8q","model":"claude-3-5-sonnet-20241022",
+            "stop_reason":"tool_use","role":"assistant","content":[
+            {"type":"text","text":"I'll check the current weather in San Francisco for you."},
+            {"type":"tool_use","id":"toolu_01A09q90qw90lq917835lq9","name":"get_weather",
+             "input":{"location":"San Francisco, CA","unit":"celsius"}}],
+            "usage":{"input_tokens":384,"output_tokens":91}}"#;
+        let reply = parse_reply(body).unwrap();
+        assert_eq!(
+            reply.content,
+            "I'll check the current weather in San Francisco for you."
+        );
+        assert_eq!(reply.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(reply.tool_calls.len(), 1);
+        assert_eq!(reply.tool_calls[0].id, "toolu_01A09q90qw90lq917835lq9");
+        assert_eq!(reply.tool_calls[0].name, "get_weather");
+        let arguments: Value = serde_json::from_str(&reply.tool_calls[0].arguments).unwrap();
+        assert_eq!(
+            arguments,
+            json!({"location": "San Francisco, CA", "unit": "celsius"})
         );
     }
 }

@@ -37,7 +37,7 @@ pub use self::ollama::Ollama;
 pub use self::openai::OpenAi;
 pub use self::stream::{MAX_REPLY_BYTES, ReplyStream, StreamEvent, Usage};
 
-use crate::chat::ChatMessage;
+use crate::chat::{ChatMessage, ToolCall, ToolChoice, ToolDefinition};
 use crate::env::ConfigError;
 use crate::env::Env;
 use crate::names::Provider;
@@ -72,6 +72,11 @@ pub struct GenerationOptions {
     pub frequency_penalty: Option<f64>,
     /// OpenAI's `logit_bias` (token id to bias); only OpenAI receives it.
     pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Which tool the model must call; `None` leaves the provider's default.
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may call several tools at once; `None` leaves the
+    /// provider's default.
+    pub parallel_tool_calls: Option<bool>,
 }
 
 impl GenerationOptions {
@@ -98,6 +103,8 @@ pub struct ChatRequest<'a> {
     pub model: &'a str,
     /// The messages as received.
     pub messages: &'a [ChatMessage],
+    /// The tools the model may call.
+    pub tools: &'a [ToolDefinition],
     /// Generation settings to pass along.
     pub options: &'a GenerationOptions,
 }
@@ -107,6 +114,9 @@ pub struct ChatRequest<'a> {
 pub struct Reply {
     /// The reply text, unchanged.
     pub content: String,
+    /// The tools the model calls, in order (`finish_reason` then says
+    /// `tool_calls`).
+    pub tool_calls: Vec<ToolCall>,
     /// Why the reply ended, in OpenAI's words (`stop`, `length`, …), when
     /// the provider said.
     pub finish_reason: Option<String>,
@@ -119,6 +129,7 @@ impl Reply {
     pub fn text(content: impl Into<String>) -> Self {
         Reply {
             content: content.into(),
+            tool_calls: Vec::new(),
             finish_reason: None,
             usage: None,
         }
@@ -290,6 +301,7 @@ impl Providers {
             .chat(ChatRequest {
                 model: &model,
                 messages,
+                tools: &[],
                 options: &GenerationOptions::default(),
             })
             .await

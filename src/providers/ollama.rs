@@ -10,10 +10,12 @@ use super::http::{
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
+use crate::chat::{ChatMessage, ToolCall, ToolChoice};
 use crate::env::ConfigError;
 
-/// The JSON body of a chat call: the messages as received, `stream` as
-/// asked, and the generation settings given, in Ollama's `options`.
+/// The JSON body of a chat call: the messages (tool calls and results in
+/// Ollama's form), `stream` as asked, the generation settings given, in
+/// Ollama's `options`, and the tools.
 pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     let o = request.options;
     let mut options = Map::new();
@@ -29,11 +31,57 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     if !o.stop.is_empty() {
         options.insert("stop".into(), json!(o.stop));
     }
-    let mut body = json!({"model": request.model, "messages": request.messages, "stream": stream});
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .map(|m| message(m, request.messages))
+        .collect();
+    let mut body = json!({"model": request.model, "messages": messages, "stream": stream});
     if !options.is_empty() {
         body["options"] = Value::Object(options);
     }
+    // Ollama has no `tool_choice`: `none` is honoured by offering no tools.
+    if !request.tools.is_empty() && o.tool_choice != Some(ToolChoice::None) {
+        body["tools"] = request.tools.iter().map(super::openai::tool).collect();
+    }
     body
+}
+
+/// One message in Ollama's shape: an assistant's tool calls with their
+/// arguments as an object (Ollama's form; it has no call ids), a tool result
+/// with the name of the tool it answers (found by its call id in `all`).
+pub fn message(m: &ChatMessage, all: &[ChatMessage]) -> Value {
+    let mut out = json!({"role": m.role.as_str(), "content": m.content});
+    if !m.tool_calls.is_empty() {
+        out["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                let arguments: Value =
+                    serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
+                json!({"function": {"name": c.name, "arguments": arguments}})
+            })
+            .collect();
+    }
+    if let Some(id) = &m.tool_call_id
+        && let Some(call) = all.iter().flat_map(|m| &m.tool_calls).find(|c| &c.id == id)
+    {
+        out["tool_name"] = json!(call.name);
+    }
+    out
+}
+
+/// Whether Ollama can carry `request`: it has no `tool_choice`, so one that
+/// demands a call (`required`, or one function) cannot be honoured. `Some`
+/// names the field and says why.
+pub fn refusal(request: &ChatRequest<'_>) -> Option<(&'static str, &'static str)> {
+    match request.options.tool_choice {
+        Some(ToolChoice::Required | ToolChoice::Function(_)) => Some((
+            "tool_choice",
+            "the local model (Ollama) cannot be made to call a tool: send `auto` or `none`",
+        )),
+        _ => None,
+    }
 }
 
 /// Ollama's `done_reason` in OpenAI's words.
@@ -61,11 +109,49 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
         .pointer("/message/content")
         .and_then(Value::as_str)
         .ok_or_else(|| ProviderError::bad_response("has no message.content"))?;
+    let tool_calls = tool_calls(&value)?;
+    let finish = if tool_calls.is_empty() {
+        finish_reason(&value)
+    } else {
+        "tool_calls".to_owned()
+    };
     Ok(Reply {
+        tool_calls,
         content: content.to_owned(),
-        finish_reason: Some(finish_reason(&value)),
+        finish_reason: Some(finish),
         usage: usage(&value),
     })
+}
+
+/// A reply's `message.tool_calls`: Ollama gives the arguments as an object
+/// and no id, so the arguments are serialized and each call gets an id
+/// `call_<random>`.
+fn tool_calls(value: &Value) -> Result<Vec<ToolCall>, ProviderError> {
+    let Some(calls) = value
+        .pointer("/message/tool_calls")
+        .and_then(Value::as_array)
+    else {
+        return Ok(Vec::new());
+    };
+    calls
+        .iter()
+        .map(|call| {
+            let name = call
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ProviderError::bad_response("has a tool call without a name"))?;
+            let arguments = match call.pointer("/function/arguments") {
+                Some(Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+                None => "{}".to_owned(),
+            };
+            Ok(ToolCall {
+                id: format!("call_{}", uuid::Uuid::new_v4().simple()),
+                name: name.to_owned(),
+                arguments,
+            })
+        })
+        .collect()
 }
 
 /// Reads Ollama's NDJSON stream: each line's `message.content`, then the
@@ -147,6 +233,7 @@ mod tests {
             &ChatRequest {
                 model: "llama3.2",
                 messages,
+                tools: &[],
                 options,
             },
             stream,
@@ -156,15 +243,9 @@ mod tests {
     #[test]
     fn request_keeps_every_message_in_order_and_says_whether_to_stream() {
         let messages = [
-            ChatMessage {
-                role: Role::System,
-                content: "be brief".into(),
-            },
+            ChatMessage::new(Role::System, "be brief"),
             ChatMessage::user("hi"),
-            ChatMessage {
-                role: Role::Assistant,
-                content: String::new(),
-            },
+            ChatMessage::new(Role::Assistant, String::new()),
         ];
         let expected = json!({"model": "llama3.2", "stream": false, "messages": [
                 {"role": "system", "content": "be brief"},
@@ -195,6 +276,8 @@ mod tests {
             presence_penalty: Some(0.5),
             frequency_penalty: Some(0.5),
             logit_bias: serde_json::Map::new().into(),
+            tool_choice: None,
+            parallel_tool_calls: None,
         };
         let body = body(&[ChatMessage::user("hi")], &options, false);
         assert_eq!(
@@ -294,5 +377,131 @@ mod tests {
             events[0].as_ref().unwrap_err().category(),
             FailureCategory::BadResponse
         );
+    }
+
+    /// A two-turn tool loop as the OpenAI API carries it: the question, the
+    /// model's call, the tool's result.
+    fn tool_loop() -> Vec<ChatMessage> {
+        vec![
+            ChatMessage::new(Role::System, "be brief"),
+            ChatMessage::user("weather in Paris?"),
+            ChatMessage {
+                tool_calls: vec![crate::chat::ToolCall {
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Paris"}"#.into(),
+                }],
+                ..ChatMessage::new(Role::Assistant, "")
+            },
+            ChatMessage {
+                tool_call_id: Some("call_1".into()),
+                ..ChatMessage::new(Role::Tool, "18 °C")
+            },
+        ]
+    }
+
+    fn weather_tool() -> crate::chat::ToolDefinition {
+        crate::chat::ToolDefinition {
+            name: "get_weather".into(),
+            description: Some("Weather now".into()),
+            parameters: Some(json!({"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]})),
+            strict: None,
+        }
+    }
+
+    fn tool_request_body(options: &GenerationOptions) -> Value {
+        let messages = tool_loop();
+        let tools = [weather_tool()];
+        request_body(
+            &ChatRequest {
+                model: "m",
+                messages: &messages,
+                tools: &tools,
+                options,
+            },
+            false,
+        )
+    }
+
+    #[test]
+    fn tools_calls_and_results_go_in_ollamas_shape() {
+        let b = tool_request_body(&GenerationOptions::default());
+        assert_eq!(
+            b["messages"],
+            json!([
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "weather in Paris?"},
+                {"role": "assistant", "content": "", "tool_calls": [{"function": {
+                    "name": "get_weather", "arguments": {"city": "Paris"}}}]},
+                {"role": "tool", "content": "18 °C", "tool_name": "get_weather"},
+            ])
+        );
+        assert_eq!(b["tools"][0]["function"]["name"], json!("get_weather"));
+        assert_eq!(b["tools"][0]["type"], json!("function"));
+        // `none` is honoured by offering no tools; Ollama has no tool_choice.
+        let none = GenerationOptions {
+            tool_choice: Some(ToolChoice::None),
+            ..GenerationOptions::default()
+        };
+        let b = tool_request_body(&none);
+        assert!(
+            b.get("tools").is_none() && b.get("tool_choice").is_none(),
+            "{b}"
+        );
+    }
+
+    #[test]
+    fn a_demanded_call_cannot_be_carried() {
+        for (choice, refused) in [
+            (ToolChoice::Required, true),
+            (ToolChoice::Function("f".into()), true),
+            (ToolChoice::Auto, false),
+            (ToolChoice::None, false),
+        ] {
+            let options = GenerationOptions {
+                tool_choice: Some(choice.clone()),
+                ..GenerationOptions::default()
+            };
+            let request = ChatRequest {
+                model: "m",
+                messages: &[],
+                tools: &[],
+                options: &options,
+            };
+            assert_eq!(
+                refusal(&request).map(|(field, _)| field),
+                refused.then_some("tool_choice"),
+                "{choice:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tool_calls_get_serialized_arguments_and_ids() {
+        // The example of Ollama's API reference (chat request with tools).
+        let body = br#"{"model":"llama3.2","created_at":"2024-07-22T20:33:28.123648Z",
+            "message":{"role":"assistant","content":"","tool_calls":[{"function":{
+            "name":"get_current_weather","arguments":{"format":"celsius","location":"Paris, FR"}}}]},
+            "done_reason":"stop","done":true,"total_duration":885095291,"load_duration":3753500,
+            "prompt_eval_count":122,"prompt_eval_duration":328493000,"eval_count":33,
+            "eval_duration":552222000}"#;
+        let reply = parse_reply(body).unwrap();
+        assert_eq!(reply.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(reply.tool_calls.len(), 1);
+        let call = &reply.tool_calls[0];
+        assert_eq!(call.name, "get_current_weather");
+        assert!(
+            call.id.starts_with("call_") && call.id.len() > 10,
+            "{}",
+            call.id
+        );
+        let arguments: Value = serde_json::from_str(&call.arguments).unwrap();
+        assert_eq!(
+            arguments,
+            json!({"format": "celsius", "location": "Paris, FR"})
+        );
+        let again = parse_reply(body).unwrap();
+        assert_ne!(again.tool_calls[0].id, call.id, "ids are made afresh");
     }
 }

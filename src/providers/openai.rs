@@ -10,15 +10,18 @@ use super::http::{
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
+use crate::chat::{ChatMessage, ToolCall, ToolChoice, ToolDefinition};
 use crate::env::ConfigError;
 
-/// The JSON body of a chat call: the messages as received and each
-/// generation setting the client gave, under OpenAI's own names. `stream` is
+/// The JSON body of a chat call: the messages as received (tool calls and
+/// results included), the tools, and each generation setting the client
+/// gave, under OpenAI's own names. `stream` is
 /// left out of a whole call (OpenAI's default is not to stream); a streamed
 /// one asks for the usage chunk only when the client did.
 pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     let o = request.options;
-    let mut body = json!({"model": request.model, "messages": request.messages});
+    let messages: Vec<Value> = request.messages.iter().map(message).collect();
+    let mut body = json!({"model": request.model, "messages": messages});
     let mut set = |key: &str, value: Value| {
         body[key] = value;
     };
@@ -52,6 +55,16 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     if let Some(bias) = &o.logit_bias {
         set("logit_bias", Value::Object(bias.clone()));
     }
+    // The tool settings only with tools: OpenAI refuses them alone.
+    if !request.tools.is_empty() {
+        set("tools", request.tools.iter().map(tool).collect());
+        if let Some(choice) = &o.tool_choice {
+            set("tool_choice", tool_choice(choice));
+        }
+        if let Some(parallel) = o.parallel_tool_calls {
+            set("parallel_tool_calls", json!(parallel));
+        }
+    }
     if stream {
         set("stream", json!(true));
         if o.include_usage {
@@ -59,6 +72,55 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
         }
     }
     body
+}
+
+/// One message in OpenAI's shape: an assistant's tool calls as
+/// `tool_calls` (its content `null` when it has no text), a tool result with
+/// the `tool_call_id` it answers.
+pub fn message(m: &ChatMessage) -> Value {
+    let mut out = json!({"role": m.role.as_str(), "content": m.content});
+    if !m.tool_calls.is_empty() {
+        if m.content.is_empty() {
+            out["content"] = Value::Null;
+        }
+        out["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                json!({"id": c.id, "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments}})
+            })
+            .collect();
+    }
+    if let Some(id) = &m.tool_call_id {
+        out["tool_call_id"] = json!(id);
+    }
+    out
+}
+
+/// A tool definition in OpenAI's shape.
+pub fn tool(t: &ToolDefinition) -> Value {
+    let mut function = json!({"name": t.name});
+    if let Some(d) = &t.description {
+        function["description"] = json!(d);
+    }
+    if let Some(p) = &t.parameters {
+        function["parameters"] = p.clone();
+    }
+    if let Some(strict) = t.strict {
+        function["strict"] = json!(strict);
+    }
+    json!({"type": "function", "function": function})
+}
+
+/// `tool_choice` in OpenAI's words.
+pub fn tool_choice(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::None => json!("none"),
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
+    }
 }
 
 /// The `usage` of a completion or chunk, when it has one.
@@ -74,17 +136,50 @@ fn usage(value: &Value) -> Option<Usage> {
 /// `finish_reason` and `usage`.
 pub fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
     let value = parse_json(body)?;
-    let content = value
+    let tool_calls = value
+        .pointer("/choices/0/message/tool_calls")
+        .and_then(Value::as_array)
+        .map(|calls| calls.iter().map(tool_call).collect::<Result<Vec<_>, _>>())
+        .transpose()?
+        .unwrap_or_default();
+    let content = match value
         .pointer("/choices/0/message/content")
         .and_then(Value::as_str)
-        .ok_or_else(|| ProviderError::bad_response("has no choices[0].message.content"))?;
+    {
+        Some(text) => text,
+        // A reply that only calls tools has no text.
+        None if !tool_calls.is_empty() => "",
+        None => {
+            return Err(ProviderError::bad_response(
+                "has no choices[0].message.content",
+            ));
+        }
+    };
     Ok(Reply {
+        tool_calls,
         content: content.to_owned(),
         finish_reason: value
             .pointer("/choices/0/finish_reason")
             .and_then(Value::as_str)
             .map(str::to_owned),
         usage: usage(&value),
+    })
+}
+
+/// One entry of a reply's `tool_calls`.
+fn tool_call(call: &Value) -> Result<ToolCall, ProviderError> {
+    let field = |pointer: &str| {
+        call.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ProviderError::bad_response("has a tool call without id, name or arguments")
+            })
+    };
+    Ok(ToolCall {
+        id: field("/id")?,
+        name: field("/function/name")?,
+        arguments: field("/function/arguments")?,
     })
 }
 
@@ -186,6 +281,7 @@ mod tests {
             &ChatRequest {
                 model: "gpt-4o-mini",
                 messages,
+                tools: &[],
                 options,
             },
             stream,
@@ -195,10 +291,7 @@ mod tests {
     #[test]
     fn request_passes_messages_as_received() {
         let messages = [
-            ChatMessage {
-                role: Role::System,
-                content: "be brief".into(),
-            },
+            ChatMessage::new(Role::System, "be brief"),
             ChatMessage::user("hi"),
         ];
         assert_eq!(
@@ -223,6 +316,8 @@ mod tests {
             presence_penalty: Some(0.25),
             frequency_penalty: Some(-0.5),
             logit_bias: json!({"50256": -100}).as_object().cloned(),
+            tool_choice: None,
+            parallel_tool_calls: None,
         };
         let b = body(&[ChatMessage::user("hi")], &options, true);
         assert_eq!(b["seed"], json!(7));
@@ -339,5 +434,105 @@ mod tests {
         let err = events.last().unwrap().as_ref().unwrap_err();
         assert_eq!(err.category(), FailureCategory::ServerError);
         assert!(!err.to_string().contains("canary"));
+    }
+
+    /// A two-turn tool loop as the OpenAI API carries it: the question, the
+    /// model's call, the tool's result.
+    fn tool_loop() -> Vec<ChatMessage> {
+        vec![
+            ChatMessage::new(Role::System, "be brief"),
+            ChatMessage::user("weather in Paris?"),
+            ChatMessage {
+                tool_calls: vec![crate::chat::ToolCall {
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Paris"}"#.into(),
+                }],
+                ..ChatMessage::new(Role::Assistant, "")
+            },
+            ChatMessage {
+                tool_call_id: Some("call_1".into()),
+                ..ChatMessage::new(Role::Tool, "18 °C")
+            },
+        ]
+    }
+
+    fn weather_tool() -> crate::chat::ToolDefinition {
+        crate::chat::ToolDefinition {
+            name: "get_weather".into(),
+            description: Some("Weather now".into()),
+            parameters: Some(json!({"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]})),
+            strict: None,
+        }
+    }
+
+    fn tool_request_body(options: &GenerationOptions) -> Value {
+        let messages = tool_loop();
+        let tools = [weather_tool()];
+        request_body(
+            &ChatRequest {
+                model: "m",
+                messages: &messages,
+                tools: &tools,
+                options,
+            },
+            false,
+        )
+    }
+
+    #[test]
+    fn tools_calls_and_results_go_in_openais_shape() {
+        let options = GenerationOptions {
+            tool_choice: Some(ToolChoice::Required),
+            parallel_tool_calls: Some(false),
+            ..GenerationOptions::default()
+        };
+        let b = tool_request_body(&options);
+        assert_eq!(
+            b["messages"],
+            json!([
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "weather in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "content": "18 °C", "tool_call_id": "call_1"},
+            ])
+        );
+        assert_eq!(
+            b["tools"],
+            json!([{"type": "function", "function": {"name": "get_weather",
+                "description": "Weather now", "parameters": {"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
+        );
+        assert_eq!(b["tool_choice"], json!("required"));
+        assert_eq!(b["parallel_tool_calls"], json!(false));
+        // Without tools, the tool settings stay home: OpenAI refuses them alone.
+        let b = body(&[ChatMessage::user("hi")], &options, false);
+        assert!(b.get("tool_choice").is_none() && b.get("parallel_tool_calls").is_none());
+    }
+
+    #[test]
+    fn a_reply_calling_a_tool_gives_its_calls() {
+        // The example of OpenAI's function calling guide.
+        let body = br#"{"id":"chatcmpl-abc123","object":"chat.completion","created":1699896916,
+            "model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant",
+            "content":null,"tool_calls":[{"id":"call_abc123","type":"function",
+            "function":{"name":"get_current_weather",
+            "arguments":"{\n\"location\": \"Boston, MA\"\n}"}}]},
+            "logprobs":null,"finish_reason":"tool_calls"}],
+            "usage":{"prompt_tokens":82,"completion_tokens":17,"total_tokens":99}}"#;
+        let reply = parse_reply(body).unwrap();
+        assert_eq!(reply.content, "");
+        assert_eq!(reply.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(
+            reply.tool_calls,
+            [ToolCall {
+                id: "call_abc123".into(),
+                name: "get_current_weather".into(),
+                arguments: "{\n\"location\": \"Boston, MA\"\n}".into(),
+            }]
+        );
     }
 }

@@ -298,6 +298,7 @@ pub(crate) mod tests {
         };
         let events: Vec<_> = whole(super::super::Reply {
             content: "hi".into(),
+            tool_calls: Vec::new(),
             finish_reason: None,
             usage: Some(usage),
         })

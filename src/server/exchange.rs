@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{ApiError, AppState};
 use crate::audit::{self, Attempt, AuditEvent};
-use crate::chat::ChatMessage;
+use crate::chat::{ChatMessage, ToolDefinition};
 use crate::decision::Decision;
 use crate::names::{AuditFailureMode, AuditStatus, FailureCategory, Provider};
 use crate::providers::{self, ChatProvider, GenerationOptions, ProviderError, Reply};
@@ -64,6 +64,7 @@ impl Exchange {
     pub(crate) async fn begin(
         state: &AppState,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         requested_model: Option<&str>,
         options: &GenerationOptions,
         model: impl FnOnce(Provider) -> String,
@@ -74,25 +75,28 @@ impl Exchange {
             .collect();
         // One snapshot for the whole request: a reload meanwhile does not affect it.
         let policy = Arc::clone(&state.live.snapshot().policy);
-        let bytes = messages.iter().map(|m| m.content.len()).sum::<usize>()
+        let bytes = crate::chat::text_units(messages, tools)
+            .map(|u| u.text.len())
+            .sum::<usize>()
             + metadata.iter().map(|m| m.len()).sum::<usize>();
         let decision = if bytes <= BLOCKING_DECISION_BYTES {
-            policy.decide_with_metadata(messages, &metadata, requested_model)
+            policy.decide_with_metadata(messages, tools, &metadata, requested_model)
         } else {
             let messages = messages.to_vec();
+            let tools = tools.to_vec();
             let metadata: Vec<String> = metadata.iter().map(|m| (*m).to_owned()).collect();
             let requested = requested_model.map(str::to_owned);
             off_the_workers(move || {
                 let metadata: Vec<&str> = metadata.iter().map(String::as_str).collect();
-                policy.decide_with_metadata(&messages, &metadata, requested.as_deref())
+                policy.decide_with_metadata(&messages, &tools, &metadata, requested.as_deref())
             })
             .await
         };
         let model = model(decision.provider);
         Exchange {
             request_id: Uuid::new_v4(),
-            prompt_hash: audit::prompt_hash(messages, state.audit_config.hash_key()),
-            prompt_length: audit::prompt_length(messages),
+            prompt_hash: audit::prompt_hash(messages, tools, state.audit_config.hash_key()),
+            prompt_length: audit::prompt_length(messages, tools),
             decision,
             model,
             started: Instant::now(),
@@ -145,11 +149,13 @@ impl Exchange {
     pub(crate) fn request<'a>(
         &'a self,
         messages: &'a [ChatMessage],
+        tools: &'a [ToolDefinition],
         options: &'a GenerationOptions,
     ) -> providers::ChatRequest<'a> {
         providers::ChatRequest {
             model: &self.model,
             messages,
+            tools,
             options,
         }
     }
@@ -161,6 +167,20 @@ impl Exchange {
     /// added later.
     pub(crate) fn provider<'s>(&self, state: &'s AppState) -> &'s Arc<dyn ChatProvider> {
         state.providers.provider(self.called_provider())
+    }
+
+    /// Why the chosen provider cannot carry this request, when it cannot:
+    /// the field at fault and why.
+    pub(crate) fn refusal(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolDefinition],
+        options: &GenerationOptions,
+    ) -> Option<(&'static str, &'static str)> {
+        match self.called_provider() {
+            Provider::Local => providers::ollama::refusal(&self.request(messages, tools, options)),
+            Provider::Openai | Provider::Anthropic => None,
+        }
     }
 
     /// The provider [`Self::provider`] calls.
@@ -177,10 +197,11 @@ impl Exchange {
         &self,
         state: &AppState,
         messages: &[ChatMessage],
+        tools: &[ToolDefinition],
         options: &GenerationOptions,
     ) -> Result<Reply, ProviderError> {
         self.provider(state)
-            .chat(self.request(messages, options))
+            .chat(self.request(messages, tools, options))
             .await
     }
 

@@ -84,14 +84,21 @@ pub async fn chat(State(state): State<AppState>, ChatBody(request): ChatBody) ->
 async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
     let requested = request.model.as_deref();
     let options = GenerationOptions::default();
-    let exchange = Exchange::begin(&state, &request.messages, requested, &options, |provider| {
-        state.providers.model_for(provider, requested)
-    })
+    let exchange = Exchange::begin(
+        &state,
+        &request.messages,
+        &[],
+        requested,
+        &options,
+        |provider| state.providers.model_for(provider, requested),
+    )
     .await;
     if let Err(e) = exchange.record_pending(&state).await {
         return e.into_response();
     }
-    let result = exchange.call(&state, &request.messages, &options).await;
+    let result = exchange
+        .call(&state, &request.messages, &[], &options)
+        .await;
     exchange.finish(&state, result.as_ref().err()).await;
     respond(exchange.request_id, &exchange.decision, result)
 }

@@ -112,18 +112,26 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
     let exchange = Exchange::begin(
         &state,
         &request.messages,
+        &request.tools,
         requested,
         &request.options,
         |provider| resolve_model(&state, provider, requested),
     )
     .await;
     let headers = decision_headers(&exchange);
+    // Validation first: a request the chosen provider cannot carry is
+    // refused before anything is written or sent.
+    if let Some((field, why)) =
+        exchange.refusal(&request.messages, &request.tools, &request.options)
+    {
+        return (headers, OpenAiError(super::request::invalid(field, why))).into_response();
+    }
     if let Err(e) = exchange.record_pending(&state).await {
         return (headers, OpenAiError(e)).into_response();
     }
     if !request.stream {
         let result = exchange
-            .call(&state, &request.messages, &request.options)
+            .call(&state, &request.messages, &request.tools, &request.options)
             .await;
         exchange.finish(&state, result.as_ref().err()).await;
         let response = match result {
@@ -134,7 +142,7 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
     }
     let upstream = exchange
         .provider(&state)
-        .chat_stream(exchange.request(&request.messages, &request.options))
+        .chat_stream(exchange.request(&request.messages, &request.tools, &request.options))
         .await;
     match upstream {
         // Nothing was streamed yet: a plain error answer.
@@ -236,8 +244,47 @@ struct CompletionChoice {
 struct AssistantMessage {
     /// `assistant`.
     role: &'static str,
-    /// The reply text, unchanged.
-    content: String,
+    /// The reply text, unchanged; `null` when the reply only calls tools.
+    content: Option<String>,
+    /// The tools the model calls, in order; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallOut>,
+}
+
+/// One tool call of a reply, in OpenAI's shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ReplyToolCall)]
+struct ToolCallOut {
+    /// The call's id (made by the gateway when the provider gives none).
+    id: String,
+    /// `function`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// The function called.
+    function: FunctionOut,
+}
+
+/// The function of a tool call.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ReplyFunctionCall)]
+struct FunctionOut {
+    /// Its name.
+    name: String,
+    /// Its arguments: a JSON text, as the provider wrote it.
+    arguments: String,
+}
+
+impl From<crate::chat::ToolCall> for ToolCallOut {
+    fn from(call: crate::chat::ToolCall) -> Self {
+        ToolCallOut {
+            id: call.id,
+            kind: "function",
+            function: FunctionOut {
+                name: call.name,
+                arguments: call.arguments,
+            },
+        }
+    }
 }
 
 /// Token counts, as the provider reported them.
@@ -270,12 +317,23 @@ fn completion(exchange: &Exchange, reply: Reply) -> ChatCompletion {
         model: exchange.model.clone(),
         choices: vec![CompletionChoice {
             index: 0,
+            finish_reason: if reply.tool_calls.is_empty() {
+                reply.finish_reason.unwrap_or_else(|| "stop".to_owned())
+            } else {
+                // Whichever provider wrote it, a reply that calls tools says so.
+                "tool_calls".to_owned()
+            },
             message: AssistantMessage {
                 role: "assistant",
-                content: reply.content,
+                content: (!reply.content.is_empty() || reply.tool_calls.is_empty())
+                    .then_some(reply.content),
+                tool_calls: reply
+                    .tool_calls
+                    .into_iter()
+                    .map(ToolCallOut::from)
+                    .collect(),
             },
             logprobs: None,
-            finish_reason: reply.finish_reason.unwrap_or_else(|| "stop".to_owned()),
         }],
         usage: reply.usage.map(CompletionUsage::from),
     }

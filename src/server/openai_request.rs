@@ -21,7 +21,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::error::{ApiError, OpenAiError};
 use super::request::{Object, Words, body_bytes, invalid, messages, present, read, word};
-use crate::chat::ChatMessage;
+use crate::chat::{ChatMessage, ToolCall, ToolChoice, ToolDefinition};
 use crate::names::Role;
 use crate::providers::GenerationOptions;
 
@@ -30,6 +30,8 @@ use crate::providers::GenerationOptions;
 pub struct CompletionRequest {
     /// The messages, with text parts joined.
     pub messages: Vec<ChatMessage>,
+    /// The tools the model may call.
+    pub tools: Vec<ToolDefinition>,
     /// The model asked for; `None` when absent or `null`.
     pub model: Option<String>,
     /// Whether to answer with a stream of chunks.
@@ -91,13 +93,15 @@ pub(crate) struct CompletionRequestBody {
     /// Token id to bias; passed on to OpenAI; not sent to Anthropic or Ollama.
     #[schema(value_type = Option<Object>)]
     logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Not supported yet: refused unless empty.
-    #[schema(value_type = Option<Vec<Object>>)]
-    tools: Option<serde_json::Value>,
-    /// Not supported yet: refused unless `none` or `auto`.
+    /// The functions the model may call. Each is read by the policy (name,
+    /// description and parameter schema), as a unit of scope `all`.
+    #[schema(value_type = Option<Vec<ToolBody>>)]
+    tools: Option<Vec<Object<ToolBody>>>,
+    /// `none`, `auto`, `required`, or `{"type": "function", "function":
+    /// {"name": …}}`.
     #[schema(value_type = Option<Object>)]
     tool_choice: Option<serde_json::Value>,
-    /// Accepted; without tools it asks for nothing.
+    /// Whether the model may call several tools in one answer.
     parallel_tool_calls: Option<bool>,
     /// Not supported: refused unless empty.
     #[schema(value_type = Option<Vec<Object>>)]
@@ -159,8 +163,6 @@ fn refused_field(body: &CompletionRequestBody) -> Option<(&'static str, &'static
     let text_only =
         |v: &Option<Value>| absent(v) || v.as_ref() == Some(&serde_json::json!(["text"]));
     [
-        ("tools", empty(&body.tools)),
-        ("tool_choice", one_of(&body.tool_choice, &["none", "auto"])),
         ("functions", empty(&body.functions)),
         (
             "function_call",
@@ -191,8 +193,20 @@ impl CompletionRequestBody {
         if let Some((field, why)) = refused_field(&self) {
             return Err(invalid(field, why));
         }
-        // Asks for nothing without tools, which are refused above.
-        let _ = self.parallel_tool_calls;
+        let tools = self
+            .tools
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, Object(t))| t.validate(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tool_choice = self.tool_choice.map(tool_choice).transpose()?;
+        if self.stream == Some(true) && !tools.is_empty() {
+            return Err(invalid(
+                "stream",
+                "streamed answers with tools are not supported yet: send `stream: false`",
+            ));
+        }
         let messages = self
             .messages
             .into_iter()
@@ -214,14 +228,114 @@ impl CompletionRequestBody {
             presence_penalty: self.presence_penalty,
             frequency_penalty: self.frequency_penalty,
             logit_bias: self.logit_bias,
+            tool_choice,
+            parallel_tool_calls: self.parallel_tool_calls,
         };
         Ok(CompletionRequest {
             messages,
+            tools,
             model: self.model,
             stream: self.stream.unwrap_or(false),
             options,
         })
     }
+}
+
+/// One entry of `tools`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = Tool)]
+struct ToolBody {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^function$")]
+    kind: String,
+    /// The function.
+    #[schema(value_type = FunctionBody)]
+    function: Object<FunctionBody>,
+}
+
+/// A function the model may call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = Function)]
+struct FunctionBody {
+    /// Its name.
+    name: String,
+    /// What it does.
+    description: Option<String>,
+    /// Its parameters: a JSON Schema object.
+    #[schema(value_type = Option<Object>)]
+    parameters: Option<serde_json::Value>,
+    /// Whether the arguments must follow the schema exactly.
+    strict: Option<bool>,
+}
+
+impl ToolBody {
+    fn validate(self, i: usize) -> Result<ToolDefinition, ApiError> {
+        if self.kind != "function" {
+            return Err(invalid(
+                &format!("tools[{i}].type"),
+                "only `function` tools are supported",
+            ));
+        }
+        let Object(f) = self.function;
+        if f.parameters.as_ref().is_some_and(|p| !p.is_object()) {
+            return Err(invalid(
+                &format!("tools[{i}].function.parameters"),
+                "expected a JSON Schema object",
+            ));
+        }
+        Ok(ToolDefinition {
+            name: f.name,
+            description: f.description,
+            parameters: f.parameters,
+            strict: f.strict,
+        })
+    }
+}
+
+/// `tool_choice`: a word, or one function.
+fn tool_choice(value: serde_json::Value) -> Result<ToolChoice, ApiError> {
+    let why = "expected `none`, `auto`, `required` or {\"type\": \"function\", \"function\": {\"name\": …}}";
+    match &value {
+        serde_json::Value::String(word) => match word.as_str() {
+            "none" => Ok(ToolChoice::None),
+            "auto" => Ok(ToolChoice::Auto),
+            "required" => Ok(ToolChoice::Required),
+            _ => Err(invalid("tool_choice", why)),
+        },
+        serde_json::Value::Object(_) => value
+            .pointer("/function/name")
+            .and_then(serde_json::Value::as_str)
+            .filter(|_| value.get("type").and_then(serde_json::Value::as_str) == Some("function"))
+            .map(|name| ToolChoice::Function(name.to_owned()))
+            .ok_or_else(|| invalid("tool_choice", why)),
+        _ => Err(invalid("tool_choice", why)),
+    }
+}
+
+/// An assistant's earlier call of a tool.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ToolCall)]
+struct ToolCallBody {
+    /// The call's id.
+    id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^function$")]
+    kind: Option<String>,
+    /// The function called and its arguments.
+    #[schema(value_type = FunctionCallBody)]
+    function: Object<FunctionCallBody>,
+}
+
+/// The function of a tool call.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = FunctionCall)]
+struct FunctionCallBody {
+    /// The function's name.
+    name: String,
+    /// Its arguments: a JSON text.
+    arguments: String,
 }
 
 /// `stream_options`.
@@ -292,6 +406,11 @@ struct CompletionMessage {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<CompletionContent>)]
     content: Option<Option<CompletionContent>>,
+    /// An assistant's calls of tools.
+    #[schema(value_type = Option<Vec<ToolCallBody>>)]
+    tool_calls: Option<Vec<Object<ToolCallBody>>>,
+    /// A `tool` message: the id of the call it answers.
+    tool_call_id: Option<String>,
 }
 
 impl CompletionMessage {
@@ -303,12 +422,58 @@ impl CompletionMessage {
             CompletionRole::User => Role::User,
             CompletionRole::Assistant => Role::Assistant,
             CompletionRole::System | CompletionRole::Developer => Role::System,
-            CompletionRole::Tool | CompletionRole::Function => {
+            CompletionRole::Tool => Role::Tool,
+            CompletionRole::Function => {
                 return Err(invalid(
                     &format!("messages[{i}].role"),
-                    "tool and function messages are not supported: the gateway relays text chats",
+                    "function messages are not supported: send tool calls and `tool` messages",
                 ));
             }
+        };
+        let tool_calls = match self.tool_calls {
+            Some(calls) if role == Role::Assistant => calls
+                .into_iter()
+                .enumerate()
+                .map(|(j, Object(call))| {
+                    if call.kind.as_deref().is_some_and(|k| k != "function") {
+                        return Err(invalid(
+                            &format!("messages[{i}].tool_calls[{j}].type"),
+                            "only `function` calls are supported",
+                        ));
+                    }
+                    let Object(f) = call.function;
+                    // Anthropic and Ollama take the arguments as an object.
+                    if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(
+                        &f.arguments,
+                    )
+                    .is_err()
+                    {
+                        return Err(invalid(
+                            &format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                            "expected a JSON object, as text",
+                        ));
+                    }
+                    Ok(ToolCall {
+                        id: call.id,
+                        name: f.name,
+                        arguments: f.arguments,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => {
+                return Err(invalid(
+                    &format!("messages[{i}].tool_calls"),
+                    "only an assistant message calls tools",
+                ));
+            }
+            None => Vec::new(),
+        };
+        let tool_call_id = match (role, self.tool_call_id) {
+            (Role::Tool, Some(id)) => Some(id),
+            (Role::Tool, None) => {
+                return Err(invalid(&format!("messages[{i}].tool_call_id"), "missing"));
+            }
+            (_, _) => None,
         };
         let content = match self.content {
             Some(Some(CompletionContent::Text(text))) => text,
@@ -340,7 +505,11 @@ impl CompletionMessage {
                 ));
             }
         };
-        Ok(ChatMessage { role, content })
+        Ok(ChatMessage {
+            tool_calls,
+            tool_call_id,
+            ..ChatMessage::new(role, content)
+        })
     }
 }
 
@@ -372,8 +541,8 @@ impl FromStr for CompletionRole {
 }
 
 impl Words for CompletionRole {
-    // Tool and function messages are read, then refused with their own reason.
-    const EXPECTED: &'static [&'static str] = &["system", "developer", "user", "assistant"];
+    // Function messages are read, then refused with their own reason.
+    const EXPECTED: &'static [&'static str] = &["system", "developer", "user", "assistant", "tool"];
 }
 
 impl PartialSchema for CompletionRole {
@@ -382,8 +551,8 @@ impl PartialSchema for CompletionRole {
             .schema_type(Type::String)
             .enum_values(Some(Self::EXPECTED.iter().copied()))
             .description(Some(
-                "The roles accepted; `developer` counts as `system`. Tool and function\n\
-                 messages are refused.",
+                "The roles accepted; `developer` counts as `system`; a `tool` message\n\
+                 answers a tool call. Function messages are refused.",
             ))
             .into()
     }
@@ -617,11 +786,49 @@ mod tests {
             ),
             (
                 serde_json::json!({"messages": [{"role": "tool", "content": "x"}]}),
-                "messages[0].role: tool and function messages are not supported: the gateway relays text chats",
+                "messages[0].tool_call_id: missing",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "function", "content": "x"}]}),
+                "messages[0].role: function messages are not supported: send tool calls and `tool` messages",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": "x",
+                    "tool_calls": []}]}),
+                "messages[0].tool_calls: only an assistant message calls tools",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "assistant", "content": null,
+                    "tool_calls": [{"id": "c", "type": "function",
+                        "function": {"name": "f", "arguments": "[1]"}}]}]}),
+                "messages[0].tool_calls[0].function.arguments: expected a JSON object, as text",
+            ),
+            (
+                serde_json::json!({"messages": user, "tools": [{"type": "retrieval"}]}),
+                "tools[0].function: missing",
+            ),
+            (
+                serde_json::json!({"messages": user, "tools": [{"type": "retrieval",
+                    "function": {"name": "f"}}]}),
+                "tools[0].type: only `function` tools are supported",
+            ),
+            (
+                serde_json::json!({"messages": user, "tools": [{"type": "function",
+                    "function": {"name": "f", "parameters": []}}]}),
+                "tools[0].function.parameters: expected a JSON Schema object",
+            ),
+            (
+                serde_json::json!({"messages": user, "tool_choice": "always"}),
+                "tool_choice: expected `none`, `auto`, `required` or {\"type\": \"function\", \"function\": {\"name\": …}}",
+            ),
+            (
+                serde_json::json!({"messages": user, "stream": true, "tools": [{"type": "function",
+                    "function": {"name": "f"}}]}),
+                "stream: streamed answers with tools are not supported yet: send `stream: false`",
             ),
             (
                 serde_json::json!({"messages": [{"role": "robot", "content": "x"}]}),
-                r#"messages[0].role: expected "system", "developer", "user" or "assistant", got another string"#,
+                r#"messages[0].role: expected "system", "developer", "user", "assistant" or "tool", got another string"#,
             ),
             (
                 serde_json::json!({"messages": [{"role": "user"}]}),
@@ -705,14 +912,7 @@ mod tests {
     #[test]
     fn a_field_the_gateway_does_not_carry_is_refused_by_name_unless_it_asks_for_nothing() {
         let user = serde_json::json!([{"role": "user", "content": "hi"}]);
-        let tool = serde_json::json!({"type": "function", "function": {"name": "f"}});
         for (field, value) in [
-            ("tools", serde_json::json!([tool])),
-            ("tool_choice", serde_json::json!("required")),
-            (
-                "tool_choice",
-                serde_json::json!({"type": "function", "function": {"name": "f"}}),
-            ),
             ("functions", serde_json::json!([{"name": "f"}])),
             ("function_call", serde_json::json!({"name": "f"})),
             (
@@ -749,8 +949,6 @@ mod tests {
         for (field, value) in [
             ("tools", serde_json::json!([])),
             ("tools", serde_json::Value::Null),
-            ("tool_choice", serde_json::json!("none")),
-            ("tool_choice", serde_json::json!("auto")),
             ("parallel_tool_calls", serde_json::json!(true)),
             ("functions", serde_json::json!([])),
             ("function_call", serde_json::json!("none")),
@@ -761,6 +959,56 @@ mod tests {
             let mut body = serde_json::json!({"messages": user});
             body[field] = value.clone();
             assert!(parse(body).is_ok(), "{field}={value} asks for nothing");
+        }
+    }
+
+    #[test]
+    fn tools_calls_and_results_are_read_into_the_request() {
+        let request = parse(serde_json::json!({
+            "messages": [
+                {"role": "user", "content": "weather in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1",
+                 "content": [{"type": "text", "text": "18 °C"}]},
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_weather",
+                "description": "Weather now", "strict": true,
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "parallel_tool_calls": false,
+        }))
+        .unwrap();
+        assert_eq!(
+            request.messages[1].tool_calls,
+            [ToolCall {
+                id: "call_1".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"city":"Paris"}"#.into(),
+            }]
+        );
+        assert_eq!(request.messages[1].content, "");
+        assert_eq!(request.messages[2].role, Role::Tool);
+        assert_eq!(request.messages[2].tool_call_id.as_deref(), Some("call_1"));
+        assert_eq!(request.messages[2].content, "18 °C");
+        assert_eq!(request.tools.len(), 1);
+        assert_eq!(request.tools[0].name, "get_weather");
+        assert_eq!(request.tools[0].strict, Some(true));
+        assert_eq!(
+            request.options.tool_choice,
+            Some(ToolChoice::Function("get_weather".into()))
+        );
+        assert_eq!(request.options.parallel_tool_calls, Some(false));
+        for (word, choice) in [
+            ("none", ToolChoice::None),
+            ("auto", ToolChoice::Auto),
+            ("required", ToolChoice::Required),
+        ] {
+            let request = parse(serde_json::json!({
+                "messages": [{"role": "user", "content": "hi"}], "tool_choice": word}))
+            .unwrap();
+            assert_eq!(request.options.tool_choice, Some(choice));
         }
     }
 

@@ -165,7 +165,8 @@ pub(crate) trait Words: FromStr {
 }
 
 impl Words for Role {
-    const EXPECTED: &'static [&'static str] = Role::WORDS;
+    // A `tool` message answers a tool call, which only the OpenAI API carries.
+    const EXPECTED: &'static [&'static str] = &["user", "assistant", "system"];
 }
 
 /// `"a"`, `"a" or "b"`, `"a", "b" or "c"`.
@@ -265,15 +266,20 @@ impl ChatRequest {
     /// Parses and validates a request body.
     pub fn from_slice(body: &[u8]) -> Result<Self, ApiError> {
         let Object(body) = read::<Object<ChatRequestBody>>(body)?;
+        let messages = body
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, Object(m))| match m.role {
+                Role::Tool => Err(invalid(
+                    &format!("messages[{i}].role"),
+                    "a tool message answers a tool call: send it to /v1/chat/completions",
+                )),
+                role => Ok(ChatMessage::new(role, m.content)),
+            })
+            .collect::<Result<_, _>>()?;
         Ok(ChatRequest {
-            messages: body
-                .messages
-                .into_iter()
-                .map(|Object(m)| ChatMessage {
-                    role: m.role,
-                    content: m.content,
-                })
-                .collect(),
+            messages,
             model: body.model,
         })
     }
@@ -493,6 +499,10 @@ mod tests {
             ),
             (
                 r#"{"messages":[{"role":"tool","content":"a"}]}"#,
+                "messages[0].role: a tool message answers a tool call: send it to /v1/chat/completions",
+            ),
+            (
+                r#"{"messages":[{"role":"robot","content":"a"}]}"#,
                 r#"messages[0].role: expected "user", "assistant" or "system", got another string"#,
             ),
             (

@@ -365,7 +365,8 @@ async fn generation_settings_reach_the_provider_in_its_own_terms() {
     for field in openai_only {
         assert_eq!(sent[field], body[field], "{field}: {sent}");
     }
-    // Not carried: neither forwarded nor refused, as it asks for nothing.
+    // Not carried: neither forwarded nor refused, as it asks for nothing
+    // (the tool settings without tools).
     assert!(sent.get("metadata").is_none(), "{sent}");
     assert!(sent.get("parallel_tool_calls").is_none(), "{sent}");
     g.finish().await;
@@ -405,10 +406,15 @@ async fn bad_requests_get_openai_errors_naming_the_field_and_reach_no_provider()
             "invalid_request",
         ),
         (
-            json!({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]})
-                .to_string(),
+            json!({"messages": [{"role": "function", "content": "x", "name": "f"}]}).to_string(),
             400,
             json!("messages[0].role"),
+            "invalid_request",
+        ),
+        (
+            json!({"messages": [{"role": "tool", "content": "x"}]}).to_string(),
+            400,
+            json!("messages[0].tool_call_id"),
             "invalid_request",
         ),
         (
@@ -445,11 +451,11 @@ async fn bad_requests_get_openai_errors_naming_the_field_and_reach_no_provider()
         ),
         // Never answered without what it asked for.
         (
-            json!({"messages": user("hi"), "tools": [{"type": "function",
-                "function": {"name": "get_weather", "parameters": {"type": "object"}}}]})
+            json!({"messages": user("hi"), "functions": [{"name": "get_weather",
+                "parameters": {"type": "object"}}]})
             .to_string(),
             400,
-            json!("tools"),
+            json!("functions"),
             "invalid_request",
         ),
         (

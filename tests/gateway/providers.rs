@@ -32,10 +32,7 @@ fn provider_of(flavor: Flavor) -> Provider {
 }
 
 fn msg(role: Role, content: &str) -> ChatMessage {
-    ChatMessage {
-        role,
-        content: content.to_owned(),
-    }
+    ChatMessage::new(role, content)
 }
 
 fn conversation() -> Vec<ChatMessage> {

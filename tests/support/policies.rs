@@ -150,10 +150,7 @@ pub fn user(content: &str) -> ChatMessage {
 }
 
 pub fn msg(role: Role, content: &str) -> ChatMessage {
-    ChatMessage {
-        role,
-        content: content.to_owned(),
-    }
+    ChatMessage::new(role, content)
 }
 
 /// The id of the rule that decides one user message (`None`: default).
