@@ -833,3 +833,210 @@ async fn a_prompt_over_64_kib_is_decided_off_the_workers_as_any_other() {
     assert_eq!(g.public.request_count(), 1);
     g.finish().await;
 }
+
+/// The weather tool of the tool-loop tests, in OpenAI's shape.
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {"name": "get_weather",
+        "description": "The weather now in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"]}}})
+}
+
+#[tokio::test]
+async fn a_two_turn_tool_loop_works_through_each_provider() {
+    for (route, flavor) in [
+        ("local", Flavor::OpenAi),
+        ("public", Flavor::OpenAi),
+        ("public", Flavor::Anthropic),
+    ] {
+        let g = Gateway::start(flavor, &[]).await;
+        let question = if route == "local" {
+            SENSITIVE
+        } else {
+            "weather in Paris?"
+        };
+        let fake = if route == "local" {
+            &g.local
+        } else {
+            &g.public
+        };
+        // Turn 1: the model calls two tools at once.
+        fake.set_mode(Mode::ToolCalls(vec![
+            ("get_weather".into(), r#"{"city":"Paris"}"#.into()),
+            ("get_weather".into(), r#"{"city":"Lyon"}"#.into()),
+        ]));
+        let first = g
+            .post(&json!({"messages": user(question), "tools": [weather_tool()]}))
+            .await;
+        assert_eq!(first.status, 200, "{route} {flavor:?}: {}", first.text);
+        let choice = &first.json()["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{choice}");
+        let calls = choice["message"]["tool_calls"].as_array().unwrap().clone();
+        assert_eq!(calls.len(), 2, "{choice}");
+        let mut ids = Vec::new();
+        for (call, city) in calls.iter().zip(["Paris", "Lyon"]) {
+            assert_eq!(call["type"], "function");
+            assert_eq!(call["function"]["name"], "get_weather");
+            let arguments: Value =
+                serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+            assert_eq!(arguments, json!({"city": city}), "{call}");
+            ids.push(call["id"].as_str().unwrap().to_owned());
+        }
+        assert_ne!(ids[0], ids[1], "each call has its own id");
+
+        // Turn 2: the results go back and the model answers in text.
+        fake.set_mode(Mode::Normal);
+        fake.set_reply(["Sunny in both."]);
+        let mut messages = user(question).as_array().unwrap().clone();
+        messages.push(choice["message"].clone());
+        for (id, result) in ids.iter().zip(["18 °C", "20 °C"]) {
+            messages.push(json!({"role": "tool", "tool_call_id": id, "content": result}));
+        }
+        let second = g
+            .post(&json!({"messages": messages, "tools": [weather_tool()]}))
+            .await;
+        assert_eq!(second.status, 200, "{route} {flavor:?}: {}", second.text);
+        let answer = &second.json()["choices"][0];
+        assert_eq!(answer["message"]["content"], "Sunny in both.");
+        assert_eq!(answer["finish_reason"], "stop");
+
+        // What the provider got in turn 2, in its own terms.
+        let sent = fake.requests()[1].json();
+        match (route, flavor) {
+            ("local", _) => {
+                assert_eq!(
+                    sent["messages"][1]["tool_calls"][0]["function"]["arguments"],
+                    json!({"city": "Paris"}),
+                    "{sent}"
+                );
+                assert_eq!(sent["messages"][2]["role"], "tool");
+                assert_eq!(sent["messages"][2]["tool_name"], "get_weather");
+                assert_eq!(sent["tools"][0]["function"]["name"], "get_weather");
+            }
+            (_, Flavor::OpenAi) => {
+                assert_eq!(sent["messages"][1]["tool_calls"][1]["id"], json!(ids[1]));
+                assert_eq!(sent["messages"][3]["tool_call_id"], json!(ids[1]));
+                assert_eq!(sent["tools"], json!([weather_tool()]));
+            }
+            _ => {
+                let turns = sent["messages"].as_array().unwrap();
+                assert_eq!(turns.len(), 3, "{sent}");
+                assert_eq!(turns[1]["content"][1]["type"], "tool_use", "{sent}");
+                assert_eq!(turns[1]["content"][1]["input"], json!({"city": "Paris"}));
+                assert_eq!(turns[2]["content"][1]["tool_use_id"], json!(ids[1]));
+                assert_eq!(
+                    sent["tools"][0]["input_schema"]["required"],
+                    json!(["city"])
+                );
+            }
+        }
+        let other = if route == "local" {
+            &g.public
+        } else {
+            &g.local
+        };
+        assert_eq!(other.request_count(), 0, "{route} {flavor:?}");
+        g.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_sensitive_word_in_a_tool_call_result_or_definition_keeps_the_request_local() {
+    let g = Gateway::start(Flavor::OpenAi, &[]).await;
+    let call = |arguments: &str| {
+        json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+            "type": "function", "function": {"name": "lookup", "arguments": arguments}}]})
+    };
+    let result =
+        |content: &str| json!({"role": "tool", "tool_call_id": "call_1", "content": content});
+    let plain_tool = json!({"type": "function", "function": {"name": "lookup"}});
+    for (case, messages, tools) in [
+        (
+            "tool arguments",
+            json!([{"role": "user", "content": "look it up"},
+                call(r#"{"query":"project-nightingale budget"}"#), result("none")]),
+            json!([plain_tool]),
+        ),
+        (
+            "tool result",
+            json!([{"role": "user", "content": "look it up"},
+                call(r#"{"query":"budget"}"#), result("Project-Nightingale: 4 M€")]),
+            json!([plain_tool]),
+        ),
+        (
+            "tool description",
+            json!([{"role": "user", "content": "look it up"}]),
+            json!([{"type": "function", "function": {"name": "lookup",
+                "description": "Searches the project-nightingale files"}}]),
+        ),
+        (
+            "tool call name",
+            json!([{"role": "user", "content": "look it up"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+                    "type": "function", "function": {"name": "project-nightingale",
+                    "arguments": "{}"}}]}, result("ok")]),
+            json!([plain_tool]),
+        ),
+    ] {
+        let a = g.post(&json!({"messages": messages, "tools": tools})).await;
+        assert_eq!(a.status, 200, "{case}: {}", a.text);
+        assert_eq!(a.header("x-policy-mesh-provider"), Some("local"), "{case}");
+        assert_eq!(a.header("x-policy-mesh-rule"), Some("sensitive"), "{case}");
+    }
+    assert_eq!(
+        g.public.request_count(),
+        0,
+        "the public fake received a prompt"
+    );
+    assert_eq!(g.local.request_count(), 4);
+    // The same without the word goes public, as the control.
+    let a = g
+        .post(
+            &json!({"messages": [{"role": "user", "content": "look it up"}],
+            "tools": [plain_tool]}),
+        )
+        .await;
+    assert_eq!(
+        a.header("x-policy-mesh-provider"),
+        Some("openai"),
+        "{}",
+        a.text
+    );
+    g.finish().await;
+}
+
+#[tokio::test]
+async fn a_demanded_tool_call_to_the_local_model_is_refused_before_anything_is_written() {
+    let g = Gateway::start(Flavor::OpenAi, &[]).await;
+    for choice in [
+        json!("required"),
+        json!({"type": "function", "function": {"name": "get_weather"}}),
+    ] {
+        let a = g
+            .post(
+                &json!({"messages": user(SENSITIVE), "tools": [weather_tool()],
+                "tool_choice": choice}),
+            )
+            .await;
+        assert_eq!(a.status, 400, "{}", a.text);
+        let e = &a.json()["error"];
+        assert_eq!(e["param"], "tool_choice", "{e}");
+        assert_eq!(e["code"], "invalid_request", "{e}");
+        assert_eq!(a.header("x-policy-mesh-provider"), Some("local"));
+    }
+    assert_eq!(g.local.request_count() + g.public.request_count(), 0);
+    // Routed public, the same request is carried.
+    g.public.set_mode(Mode::ToolCalls(vec![(
+        "get_weather".into(),
+        r#"{"city":"Oslo"}"#.into(),
+    )]));
+    let a = g
+        .post(
+            &json!({"messages": user("weather in Oslo?"), "tools": [weather_tool()],
+            "tool_choice": "required"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(g.public.single_request().json()["tool_choice"], "required");
+    g.finish().await;
+}

@@ -86,6 +86,11 @@ pub enum Mode {
     Close,
     /// A well-formed success whose reply is this many `a`s (for size limits).
     LargeReply(usize),
+    /// A whole reply that calls these tools, each `(name, arguments as JSON
+    /// text)`, in the provider's own form: OpenAI `tool_calls` with ids,
+    /// Anthropic `tool_use` blocks after a line of text, Ollama `tool_calls`
+    /// with the arguments as an object and no id.
+    ToolCalls(Vec<(String, String)>),
     /// For a streaming request: `200`, the headers and the events up to and
     /// including the first reply part, then the connection is closed without
     /// the rest or the chunked body's end, as when an upstream crashes. Not
@@ -418,6 +423,10 @@ async fn respond(
             write_response(stream, 200, &[], &success_body(flavor, &model, reply)).await?;
             Ok(true)
         }
+        Mode::ToolCalls(calls) => {
+            write_response(stream, 200, &[], &tool_call_body(flavor, &model, calls)).await?;
+            Ok(true)
+        }
         Mode::Status(status) => {
             let body = error_body(flavor, *status, credential);
             write_response(stream, *status, &[], &body).await?;
@@ -546,6 +555,48 @@ fn success_body(flavor: Flavor, model: &str, reply: &[String]) -> String {
             "usage": {"input_tokens": usage.prompt_tokens,
                 "output_tokens": usage.completion_tokens}
         }),
+    };
+    body.to_string()
+}
+
+/// A whole reply calling `calls` (name, arguments), in the shapes of each
+/// provider's tool use documentation.
+fn tool_call_body(flavor: Flavor, model: &str, calls: &[(String, String)]) -> String {
+    let args = |a: &str| serde_json::from_str::<Value>(a).expect("arguments are JSON");
+    let body = match flavor {
+        Flavor::Ollama => json!({
+            "model": model, "created_at": CREATED_AT,
+            "message": {"role": "assistant", "content": "",
+                "tool_calls": calls.iter().map(|(name, a)| json!(
+                    {"function": {"name": name, "arguments": args(a)}})).collect::<Vec<_>>()},
+            "done_reason": "stop", "done": true,
+            "prompt_eval_count": 122, "eval_count": 33
+        }),
+        Flavor::OpenAi => json!({
+            "id": "chatcmpl-fake0002", "object": "chat.completion",
+            "created": CREATED_UNIX, "model": model,
+            "choices": [{"index": 0,
+                "message": {"role": "assistant", "content": null, "refusal": null,
+                    "tool_calls": calls.iter().enumerate().map(|(i, (name, a))| json!(
+                        {"id": format!("call_fake{i}"), "type": "function",
+                         "function": {"name": name, "arguments": a}})).collect::<Vec<_>>()},
+                "logprobs": null, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 82, "completion_tokens": 17, "total_tokens": 99}
+        }),
+        Flavor::Anthropic => {
+            let mut content = vec![json!({"type": "text", "text": "Let me check."})];
+            content.extend(calls.iter().enumerate().map(|(i, (name, a))| {
+                json!(
+                {"type": "tool_use", "id": format!("toolu_fake{i}"), "name": name,
+                 "input": args(a)})
+            }));
+            json!({
+                "id": "msg_fake0002", "type": "message", "role": "assistant",
+                "model": model, "content": content,
+                "stop_reason": "tool_use", "stop_sequence": null,
+                "usage": {"input_tokens": 384, "output_tokens": 91}
+            })
+        }
     };
     body.to_string()
 }
