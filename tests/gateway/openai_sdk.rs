@@ -356,6 +356,49 @@ async fn check_parts(route: Route) {
     assert_eq!(other.request_count(), 0, "{case}: the other provider");
 }
 
+/// A two-turn tool loop with the SDK: two parallel calls, their results,
+/// and the final answer, each turn through the route's provider.
+async fn check_tools(route: Route) {
+    let case = format!("tools via {route:?}");
+    let python = sdk_python();
+    let g = Gateway::for_route(route).await;
+    let (fake, other) = g.fakes(route);
+    fake.set_mode(Mode::ToolCalls(vec![
+        ("get_weather".into(), r#"{"city":"Paris"}"#.into()),
+        ("get_weather".into(), r#"{"city":"Lyon"}"#.into()),
+    ]));
+    let r = run_scenario(
+        &python,
+        "tools",
+        &g.openai_base(),
+        CHOSEN_MODEL,
+        route.prompt(),
+    )
+    .await;
+    assert_eq!(r["first_finish_reason"], "tool_calls", "{case}: {r}");
+    let calls = r["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 2, "{case}: {r}");
+    assert_eq!(calls[0]["name"], "get_weather", "{case}: {r}");
+    assert_eq!(
+        calls[0]["arguments"],
+        json!({"city": "Paris"}),
+        "{case}: {r}"
+    );
+    assert_eq!(
+        calls[1]["arguments"],
+        json!({"city": "Lyon"}),
+        "{case}: {r}"
+    );
+    assert_ne!(calls[0]["id"], calls[1]["id"], "{case}: {r}");
+    assert_eq!(r["finish_reason"], "stop", "{case}: {r}");
+    assert_eq!(r["content"], fake.reply_text(), "{case}: {r}");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "{case}");
+    let second = requests[1].json().to_string();
+    assert!(second.contains("18 °C in Lyon"), "{case}: {second}");
+    assert_eq!(other.request_count(), 0, "{case}: the other provider");
+}
+
 /// An upstream that breaks its stream after the first part: the SDK yields
 /// that part, then raises `openai.APIError` from the gateway's in-band
 /// `data: {"error": {...}}` event (it raises `APIConnectionError`, a
@@ -445,6 +488,14 @@ async fn sdk_stream_through_anthropic() {
 async fn sdk_content_parts_through_each_provider() {
     for route in Route::ALL {
         check_parts(route).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the OpenAI SDK: OPENAI_SDK_PYTHON (eval \"$(scripts/openai-sdk-venv.sh)\" installs it)"]
+async fn sdk_tool_loop_through_each_provider() {
+    for route in Route::ALL {
+        check_tools(route).await;
     }
 }
 

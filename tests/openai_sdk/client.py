@@ -17,6 +17,8 @@ Scenarios:
     stream_fail  a stream that the upstream breaks: what the SDK raises
     bad_request  create with messages=[]: the status error and its body
     models       models.list()
+    tools        a two-turn tool loop: create with tools, run the calls the
+                 model makes, send their results, and read the final answer
 """
 
 import json
@@ -156,6 +158,53 @@ def bad_request(base_url, model, prompt):
     return {"error": None}
 
 
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather now in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def tools(base_url, model, prompt):
+    c = client(base_url)
+    conversation = messages(prompt)
+    first = c.chat.completions.create(
+        model=model, messages=conversation, tools=[WEATHER_TOOL]
+    )
+    asked = first.choices[0].message
+    calls = [
+        {"id": call.id, "name": call.function.name,
+         "arguments": json.loads(call.function.arguments)}
+        for call in asked.tool_calls or []
+    ]
+    # What an agent does: the model's message as the SDK parsed it, then
+    # one result per call.
+    conversation.append(asked.model_dump(exclude_none=True))
+    for call in calls:
+        conversation.append({
+            "role": "tool",
+            "tool_call_id": call["id"],
+            "content": f"18 °C in {call['arguments']['city']}",
+        })
+    second = c.chat.completions.create(
+        model=model, messages=conversation, tools=[WEATHER_TOOL]
+    )
+    return {
+        "first_finish_reason": first.choices[0].finish_reason,
+        "first_content": asked.content,
+        "calls": calls,
+        "finish_reason": second.choices[0].finish_reason,
+        "content": second.choices[0].message.content,
+    }
+
+
 def models(base_url, model, prompt):
     page = client(base_url).models.list()
     return {"data": [dump(m) for m in page.data]}
@@ -168,6 +217,7 @@ SCENARIOS = {
     "stream_fail": stream_fail,
     "bad_request": bad_request,
     "models": models,
+    "tools": tools,
 }
 
 

@@ -89,7 +89,9 @@ pub enum Mode {
     /// A whole reply that calls these tools, each `(name, arguments as JSON
     /// text)`, in the provider's own form: OpenAI `tool_calls` with ids,
     /// Anthropic `tool_use` blocks after a line of text, Ollama `tool_calls`
-    /// with the arguments as an object and no id.
+    /// with the arguments as an object and no id. A request whose last turn
+    /// brings tool results is answered as in [`Mode::Normal`], as a model
+    /// answers once it has them.
     ToolCalls(Vec<(String, String)>),
     /// For a streaming request: `200`, the headers and the events up to and
     /// including the first reply part, then the connection is closed without
@@ -424,7 +426,12 @@ async fn respond(
             Ok(true)
         }
         Mode::ToolCalls(calls) => {
-            write_response(stream, 200, &[], &tool_call_body(flavor, &model, calls)).await?;
+            let body = if ends_with_tool_results(request) {
+                success_body(flavor, &model, reply)
+            } else {
+                tool_call_body(flavor, &model, calls)
+            };
+            write_response(stream, 200, &[], &body).await?;
             Ok(true)
         }
         Mode::Status(status) => {
@@ -557,6 +564,22 @@ fn success_body(flavor: Flavor, model: &str, reply: &[String]) -> String {
         }),
     };
     body.to_string()
+}
+
+/// Whether the request's last turn brings tool results: a `tool` message
+/// (OpenAI, Ollama) or a user turn of `tool_result` blocks (Anthropic).
+fn ends_with_tool_results(request: &Value) -> bool {
+    let Some(last) = request
+        .pointer("/messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+    else {
+        return false;
+    };
+    last["role"] == "tool"
+        || last["content"]
+            .as_array()
+            .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
 }
 
 /// A whole reply calling `calls` (name, arguments), in the shapes of each
