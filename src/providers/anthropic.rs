@@ -218,12 +218,16 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, ProviderError> {
 }
 
 /// Reads Anthropic's event stream: the input count from `message_start`,
-/// `text_delta` pieces, the stop reason and output count from
+/// `text_delta` pieces, `tool_use` blocks (`content_block_start`) and their
+/// `input_json_delta` pieces as tool calls, the stop reason and output count from
 /// `message_delta`, and `message_stop` to end. `ping` and the block
 /// boundaries carry nothing; an `error` event is the server giving up.
 #[derive(Debug, Default)]
 pub struct EventDecoder {
     input_tokens: Option<u64>,
+    /// The content block index of each `tool_use` block, in order: a call's
+    /// place among the reply's calls is its place here.
+    tool_blocks: Vec<u64>,
 }
 
 impl Decoder for EventDecoder {
@@ -244,14 +248,53 @@ impl Decoder for EventDecoder {
             "message_start" => {
                 self.input_tokens = count(&value, "/message/usage/input_tokens");
             }
-            "content_block_delta" => {
-                if value.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta")
-                    && let Some(text) = value.pointer("/delta/text").and_then(Value::as_str)
-                    && !text.is_empty()
-                {
-                    out.push(StreamEvent::Text(text.to_owned()));
-                }
+            "content_block_start"
+                if value.pointer("/content_block/type").and_then(Value::as_str)
+                    == Some("tool_use") =>
+            {
+                let field = |name: &str| {
+                    value
+                        .pointer(&format!("/content_block/{name}"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            ProviderError::bad_response(
+                                "starts a tool_use block without id or name",
+                            )
+                        })
+                };
+                let block = count(&value, "/index").unwrap_or_default();
+                out.push(StreamEvent::ToolCallStart {
+                    index: self.tool_blocks.len(),
+                    id: field("id")?,
+                    name: field("name")?,
+                });
+                self.tool_blocks.push(block);
             }
+            "content_block_delta" => match value.pointer("/delta/type").and_then(Value::as_str) {
+                Some("text_delta") => {
+                    if let Some(text) = value.pointer("/delta/text").and_then(Value::as_str)
+                        && !text.is_empty()
+                    {
+                        out.push(StreamEvent::Text(text.to_owned()));
+                    }
+                }
+                Some("input_json_delta") => {
+                    // Input for a block that is not a tool call carries nothing.
+                    let block = count(&value, "/index").unwrap_or_default();
+                    if let Some(index) = self.tool_blocks.iter().position(|b| *b == block)
+                        && let Some(piece) =
+                            value.pointer("/delta/partial_json").and_then(Value::as_str)
+                        && !piece.is_empty()
+                    {
+                        out.push(StreamEvent::ToolCallArguments {
+                            index,
+                            arguments: piece.to_owned(),
+                        });
+                    }
+                }
+                _ => {}
+            },
             "message_delta" => {
                 if let Some(reason) = value.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     out.push(StreamEvent::Finish(finish_reason(reason)));
@@ -668,5 +711,91 @@ mod tests {
             arguments,
             json!({"location": "San Francisco, CA", "unit": "celsius"})
         );
+    }
+
+    #[tokio::test]
+    async fn streamed_tool_use_blocks_become_tool_calls() {
+        use crate::providers::stream::tests::tool_calls;
+        // The event sequence of Anthropic's streaming guide (tool use), with
+        // a second tool and the input cut inside a string and an escape.
+        let frames = vec![
+            (
+                Some("message_start"),
+                r#"{"type":"message_start","message":{"id":"msg_014p7gG3wDgGV9EUtLvnow3U","type":"message","role":"assistant","model":"claude-3-haiku-20240307","stop_sequence":null,"usage":{"input_tokens":472,"output_tokens":2},"content":[],"stop_reason":null}}"#,
+            ),
+            (
+                Some("content_block_start"),
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            ),
+            (
+                Some("content_block_delta"),
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Okay"}}"#,
+            ),
+            (
+                Some("content_block_stop"),
+                r#"{"type":"content_block_stop","index":0}"#,
+            ),
+            (
+                Some("content_block_start"),
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"get_weather","input":{}}}"#,
+            ),
+            (
+                Some("content_block_delta"),
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}"#,
+            ),
+            (
+                Some("content_block_delta"),
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"location\": \"San Fra"}}"#,
+            ),
+            (
+                Some("content_block_delta"),
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"ncisco, CA\\"}}"#,
+            ),
+            (
+                Some("content_block_delta"),
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"u00e9\"}"}}"#,
+            ),
+            (
+                Some("content_block_stop"),
+                r#"{"type":"content_block_stop","index":1}"#,
+            ),
+            (
+                Some("content_block_start"),
+                r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_2","name":"get_time","input":{}}}"#,
+            ),
+            (
+                Some("content_block_delta"),
+                r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{}"}}"#,
+            ),
+            (
+                Some("content_block_stop"),
+                r#"{"type":"content_block_stop","index":2}"#,
+            ),
+            (
+                Some("message_delta"),
+                r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}}"#,
+            ),
+            (Some("message_stop"), r#"{"type":"message_stop"}"#),
+        ];
+        let events = run(EventDecoder::default(), frames).await;
+        assert_eq!(text(&events), "Okay");
+        assert_eq!(
+            tool_calls(&events),
+            [
+                (
+                    0,
+                    "toolu_01T1x1fJ34qAmk2tNTrN7Up6".to_owned(),
+                    "get_weather".to_owned(),
+                    r#"{"location": "San Francisco, CA\u00e9"}"#.to_owned()
+                ),
+                (
+                    1,
+                    "toolu_2".to_owned(),
+                    "get_time".to_owned(),
+                    "{}".to_owned()
+                ),
+            ]
+        );
+        assert!(events.contains(&Ok(StreamEvent::Finish("tool_calls".into()))));
     }
 }

@@ -154,11 +154,14 @@ fn tool_calls(value: &Value) -> Result<Vec<ToolCall>, ProviderError> {
         .collect()
 }
 
-/// Reads Ollama's NDJSON stream: each line's `message.content`, then the
-/// `done: true` line with the reason and counts. A line with `error` is the
+/// Reads Ollama's NDJSON stream: each line's `message.content` and whole
+/// `message.tool_calls`, then the `done: true` line with the reason and counts. A line with `error` is the
 /// server giving up half way.
 #[derive(Debug, Default)]
-pub struct NdjsonDecoder;
+pub struct NdjsonDecoder {
+    /// Tool calls seen so far: the next one's place.
+    tool_calls: usize,
+}
 
 impl Decoder for NdjsonDecoder {
     fn frame(
@@ -176,8 +179,27 @@ impl Decoder for NdjsonDecoder {
         {
             out.push(StreamEvent::Text(text.to_owned()));
         }
+        // Ollama sends each call whole, in one line.
+        for call in tool_calls(&value)? {
+            let index = self.tool_calls;
+            self.tool_calls += 1;
+            out.push(StreamEvent::ToolCallStart {
+                index,
+                id: call.id,
+                name: call.name,
+            });
+            out.push(StreamEvent::ToolCallArguments {
+                index,
+                arguments: call.arguments,
+            });
+        }
         if value.get("done").and_then(Value::as_bool) == Some(true) {
-            out.push(StreamEvent::Finish(finish_reason(&value)));
+            let reason = if self.tool_calls > 0 {
+                "tool_calls".to_owned()
+            } else {
+                finish_reason(&value)
+            };
+            out.push(StreamEvent::Finish(reason));
             out.extend(usage(&value).map(StreamEvent::Usage));
             return Ok(true);
         }
@@ -325,7 +347,7 @@ mod tests {
     #[tokio::test]
     async fn stream_lines_become_text_then_finish_and_usage() {
         let events = run(
-            NdjsonDecoder,
+            NdjsonDecoder::default(),
             vec![
                 (None, r#"{"message":{"role":"assistant","content":"Bon"},"done":false}"#),
                 (None, r#"{"message":{"role":"assistant","content":""},"done":false}"#),
@@ -355,7 +377,7 @@ mod tests {
     #[tokio::test]
     async fn an_error_line_or_a_missing_done_ends_the_stream_in_error() {
         let events = run(
-            NdjsonDecoder,
+            NdjsonDecoder::default(),
             vec![
                 (None, r#"{"message":{"content":"a"},"done":false}"#),
                 (None, r#"{"error":"out of memory; key sk-canary"}"#),
@@ -366,13 +388,13 @@ mod tests {
         assert_eq!(err.category(), FailureCategory::ServerError);
         assert!(!err.to_string().contains("canary"), "{err}");
         let events = run(
-            NdjsonDecoder,
+            NdjsonDecoder::default(),
             vec![(None, r#"{"message":{"content":"a"}}"#)],
         )
         .await;
         let err = events.last().unwrap().as_ref().unwrap_err();
         assert_eq!(err.category(), FailureCategory::BadResponse);
-        let events = run(NdjsonDecoder, vec![(None, "not json")]).await;
+        let events = run(NdjsonDecoder::default(), vec![(None, "not json")]).await;
         assert_eq!(
             events[0].as_ref().unwrap_err().category(),
             FailureCategory::BadResponse
@@ -503,5 +525,29 @@ mod tests {
         );
         let again = parse_reply(body).unwrap();
         assert_ne!(again.tool_calls[0].id, call.id, "ids are made afresh");
+    }
+
+    #[tokio::test]
+    async fn streamed_tool_calls_come_whole_in_a_line() {
+        use crate::providers::stream::tests::tool_calls;
+        // Ollama streams a tool call as one whole message, then the done line.
+        let frames = vec![
+            (
+                None,
+                r#"{"model":"llama3.2","created_at":"2025-05-27T10:00:00Z","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"get_weather","arguments":{"city":"Orléans"}}}]},"done":false}"#,
+            ),
+            (
+                None,
+                r#"{"model":"llama3.2","created_at":"2025-05-27T10:00:01Z","message":{"role":"assistant","content":""},"done_reason":"stop","done":true,"prompt_eval_count":122,"eval_count":33}"#,
+            ),
+        ];
+        let events = run(NdjsonDecoder::default(), frames).await;
+        let calls = tool_calls(&events);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].0, 0);
+        assert!(calls[0].1.starts_with("call_"));
+        assert_eq!(calls[0].2, "get_weather");
+        assert_eq!(calls[0].3, r#"{"city":"Orléans"}"#);
+        assert!(events.contains(&Ok(StreamEvent::Finish("tool_calls".into()))));
     }
 }

@@ -183,8 +183,10 @@ fn tool_call(call: &Value) -> Result<ToolCall, ProviderError> {
     })
 }
 
-/// Reads OpenAI's chunk stream: `choices[0].delta.content` pieces, the
-/// `finish_reason`, the usage chunk when asked for, then `[DONE]`.
+/// Reads OpenAI's chunk stream: `choices[0].delta.content` pieces, tool
+/// calls (a delta with an `id` starts one, later ones add to the arguments
+/// of the call at their `index`), the `finish_reason`, the usage chunk when
+/// asked for, then `[DONE]`.
 #[derive(Debug, Default)]
 pub struct ChunkDecoder {
     finished: bool,
@@ -216,6 +218,41 @@ impl Decoder for ChunkDecoder {
             && !text.is_empty()
         {
             out.push(StreamEvent::Text(text.to_owned()));
+        }
+        for call in value
+            .pointer("/choices/0/delta/tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let index = call
+                .get("index")
+                .and_then(Value::as_u64)
+                .and_then(|i| usize::try_from(i).ok())
+                .ok_or_else(|| {
+                    ProviderError::bad_response("has a tool call delta without index")
+                })?;
+            if let Some(id) = call.get("id").and_then(Value::as_str) {
+                let name = call
+                    .pointer("/function/name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        ProviderError::bad_response("starts a tool call without a name")
+                    })?;
+                out.push(StreamEvent::ToolCallStart {
+                    index,
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                });
+            }
+            if let Some(arguments) = call.pointer("/function/arguments").and_then(Value::as_str)
+                && !arguments.is_empty()
+            {
+                out.push(StreamEvent::ToolCallArguments {
+                    index,
+                    arguments: arguments.to_owned(),
+                });
+            }
         }
         if let Some(reason) = value
             .pointer("/choices/0/finish_reason")
@@ -534,5 +571,48 @@ mod tests {
                 arguments: "{\n\"location\": \"Boston, MA\"\n}".into(),
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn streamed_tool_calls_start_with_their_id_and_add_arguments_by_index() {
+        use crate::providers::stream::tests::tool_calls;
+        // OpenAI's chunk form for two parallel calls (function calling guide),
+        // the arguments cut inside strings and escapes.
+        let head = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":"#;
+        let tail = r#","logprobs":null,"finish_reason":null}]}"#;
+        let chunk = |delta: &str| format!("{head}{delta}{tail}");
+        let frames = [
+            chunk(r#"{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_DdmO9pD3xa9XTPNJ32zg2hcA","type":"function","function":{"name":"get_weather","arguments":""}}]}"#),
+            chunk(r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]}"#),
+            chunk(r#"{"tool_calls":[{"index":0,"function":{"arguments":"ty\":\"Par\\"}}]}"#),
+            chunk(r#"{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":{"name":"get_weather","arguments":"{\"city\":"}}]}"#),
+            chunk(r#"{"tool_calls":[{"index":0,"function":{"arguments":"u00e9is\"}"}}]}"#),
+            chunk(r#"{"tool_calls":[{"index":1,"function":{"arguments":"\"Lyon\"}"}}]}"#),
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}"#.to_owned(),
+            "[DONE]".to_owned(),
+        ];
+        let events = run(
+            ChunkDecoder::default(),
+            frames.iter().map(|f| (None, f.as_str())).collect(),
+        )
+        .await;
+        assert_eq!(
+            tool_calls(&events),
+            [
+                (
+                    0,
+                    "call_DdmO9pD3xa9XTPNJ32zg2hcA".to_owned(),
+                    "get_weather".to_owned(),
+                    r#"{"city":"Par\u00e9is"}"#.to_owned()
+                ),
+                (
+                    1,
+                    "call_2".to_owned(),
+                    "get_weather".to_owned(),
+                    r#"{"city":"Lyon"}"#.to_owned()
+                ),
+            ]
+        );
+        assert!(events.contains(&Ok(StreamEvent::Finish("tool_calls".into()))));
     }
 }

@@ -39,6 +39,24 @@ pub struct Usage {
 pub enum StreamEvent {
     /// The next piece of the reply text (never empty).
     Text(String),
+    /// A tool call begins: its place among the reply's calls (0, 1, …, in
+    /// order), its id and the function's name.
+    ToolCallStart {
+        /// The call's place among the reply's calls.
+        index: usize,
+        /// The call's id.
+        id: String,
+        /// The function called.
+        name: String,
+    },
+    /// The next piece of the arguments (a JSON text) of the call at
+    /// `index`; pieces may end anywhere, inside a string or an escape.
+    ToolCallArguments {
+        /// The call's place among the reply's calls.
+        index: usize,
+        /// The piece (never empty).
+        arguments: String,
+    },
     /// Why the reply ended, in OpenAI's words (`stop`, `length`, …).
     Finish(String),
     /// The token counts, when the provider reports them.
@@ -183,6 +201,19 @@ pub(crate) fn whole(reply: super::Reply) -> ReplyStream {
     if !reply.content.is_empty() {
         events.push(Ok(StreamEvent::Text(reply.content)));
     }
+    for (index, call) in reply.tool_calls.into_iter().enumerate() {
+        events.push(Ok(StreamEvent::ToolCallStart {
+            index,
+            id: call.id,
+            name: call.name,
+        }));
+        if !call.arguments.is_empty() {
+            events.push(Ok(StreamEvent::ToolCallArguments {
+                index,
+                arguments: call.arguments,
+            }));
+        }
+    }
     events.push(Ok(StreamEvent::Finish(
         reply.finish_reason.unwrap_or_else(|| "stop".to_owned()),
     )));
@@ -311,6 +342,48 @@ pub(crate) mod tests {
                 StreamEvent::Finish("stop".into()),
                 StreamEvent::Usage(usage)
             ]
+        );
+    }
+
+    /// Every tool call of `events`: (index, id, name, the arguments joined).
+    pub(crate) fn tool_calls(
+        events: &[Result<StreamEvent, ProviderError>],
+    ) -> Vec<(usize, String, String, String)> {
+        let mut calls: Vec<(usize, String, String, String)> = Vec::new();
+        for event in events {
+            match event {
+                Ok(StreamEvent::ToolCallStart { index, id, name }) => {
+                    calls.push((*index, id.clone(), name.clone(), String::new()));
+                }
+                Ok(StreamEvent::ToolCallArguments { index, arguments }) => {
+                    let call = calls
+                        .iter_mut()
+                        .find(|c| c.0 == *index)
+                        .expect("arguments of a started call");
+                    call.3.push_str(arguments);
+                }
+                _ => {}
+            }
+        }
+        calls
+    }
+
+    #[tokio::test]
+    async fn a_whole_reply_streams_its_tool_calls() {
+        let reply = super::super::Reply {
+            content: String::new(),
+            tool_calls: vec![crate::chat::ToolCall {
+                id: "c1".into(),
+                name: "f".into(),
+                arguments: r#"{"a":1}"#.into(),
+            }],
+            finish_reason: Some("tool_calls".into()),
+            usage: None,
+        };
+        let events: Vec<_> = whole(reply).collect().await;
+        assert_eq!(
+            tool_calls(&events),
+            [(0, "c1".to_owned(), "f".to_owned(), r#"{"a":1}"#.to_owned())]
         );
     }
 }

@@ -402,6 +402,37 @@ struct ChunkDelta<'a> {
     /// The next piece of text.
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    /// A tool call starting (with its `id`, `type` and name) or the next
+    /// piece of its arguments, by `index`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ChunkToolCall<'a>>,
+}
+
+/// A tool call in a chunk: the first of a call carries `id`, `type` and
+/// `function.name`, the later ones `index` and a piece of
+/// `function.arguments`.
+#[derive(Debug, Serialize, ToSchema)]
+struct ChunkToolCall<'a> {
+    /// The call's place among the reply's calls.
+    index: usize,
+    /// The call's id, in its first chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    /// `function`, in its first chunk.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    /// The name (first chunk) or a piece of the arguments.
+    function: ChunkFunction<'a>,
+}
+
+/// The function part of a chunk's tool call.
+#[derive(Debug, Serialize, ToSchema)]
+struct ChunkFunction<'a> {
+    /// The function's name, in the call's first chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    /// A piece of the arguments (`""` in the first chunk).
+    arguments: &'a str,
 }
 
 /// `data: <JSON>`. The types written here always serialize.
@@ -459,6 +490,7 @@ async fn relay(
     };
     let provider = exchange.decision.provider;
     let mut first_token = true;
+    let mut called_tools = false;
     let mut finished = false;
     let mut usage = None;
     let mut outcome: Result<(), ProviderError> = Ok(());
@@ -467,6 +499,7 @@ async fn relay(
             ChunkDelta {
                 role: Some("assistant"),
                 content: Some(""),
+                tool_calls: Vec::new(),
             },
             None,
         ))
@@ -497,13 +530,59 @@ async fn relay(
                     ChunkDelta {
                         role: None,
                         content: Some(&text),
+                        tool_calls: Vec::new(),
                     },
                     None,
                 )
             }
+            Some(Ok(StreamEvent::ToolCallStart { index, id, name })) => {
+                called_tools = true;
+                if first_token {
+                    first_token = false;
+                    state
+                        .metrics
+                        .time_to_first_token(provider, exchange.elapsed().as_secs_f64());
+                }
+                chunks.delta(
+                    ChunkDelta {
+                        tool_calls: vec![ChunkToolCall {
+                            index,
+                            id: Some(&id),
+                            kind: Some("function"),
+                            function: ChunkFunction {
+                                name: Some(&name),
+                                arguments: "",
+                            },
+                        }],
+                        ..ChunkDelta::default()
+                    },
+                    None,
+                )
+            }
+            Some(Ok(StreamEvent::ToolCallArguments { index, arguments })) => chunks.delta(
+                ChunkDelta {
+                    tool_calls: vec![ChunkToolCall {
+                        index,
+                        id: None,
+                        kind: None,
+                        function: ChunkFunction {
+                            name: None,
+                            arguments: &arguments,
+                        },
+                    }],
+                    ..ChunkDelta::default()
+                },
+                None,
+            ),
             Some(Ok(StreamEvent::Finish(reason))) => {
                 finished = true;
-                chunks.delta(ChunkDelta::default(), Some(&reason))
+                // Whichever provider wrote it, a reply that calls tools says so.
+                let reason = if called_tools {
+                    "tool_calls"
+                } else {
+                    reason.as_str()
+                };
+                chunks.delta(ChunkDelta::default(), Some(reason))
             }
             Some(Ok(StreamEvent::Usage(u))) => {
                 usage = Some(u);
@@ -523,8 +602,9 @@ async fn relay(
     match outcome {
         Ok(()) => {
             if !finished {
+                let reason = if called_tools { "tool_calls" } else { "stop" };
                 let _ = tx
-                    .send(chunks.delta(ChunkDelta::default(), Some("stop")))
+                    .send(chunks.delta(ChunkDelta::default(), Some(reason)))
                     .await;
             }
             if include_usage && let Some(usage) = usage {

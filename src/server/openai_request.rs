@@ -201,12 +201,6 @@ impl CompletionRequestBody {
             .map(|(i, Object(t))| t.validate(i))
             .collect::<Result<Vec<_>, _>>()?;
         let tool_choice = self.tool_choice.map(tool_choice).transpose()?;
-        if self.stream == Some(true) && !tools.is_empty() {
-            return Err(invalid(
-                "stream",
-                "streamed answers with tools are not supported yet: send `stream: false`",
-            ));
-        }
         let messages = self
             .messages
             .into_iter()
@@ -820,11 +814,6 @@ mod tests {
             (
                 serde_json::json!({"messages": user, "tool_choice": "always"}),
                 "tool_choice: expected `none`, `auto`, `required` or {\"type\": \"function\", \"function\": {\"name\": …}}",
-            ),
-            (
-                serde_json::json!({"messages": user, "stream": true, "tools": [{"type": "function",
-                    "function": {"name": "f"}}]}),
-                "stream: streamed answers with tools are not supported yet: send `stream: false`",
             ),
             (
                 serde_json::json!({"messages": [{"role": "robot", "content": "x"}]}),

@@ -1040,3 +1040,93 @@ async fn a_demanded_tool_call_to_the_local_model_is_refused_before_anything_is_w
     assert_eq!(g.public.single_request().json()["tool_choice"], "required");
     g.finish().await;
 }
+
+#[tokio::test]
+async fn streamed_tool_calls_take_openais_chunk_form_from_each_provider() {
+    // Escapes, a quote and a character of two UTF-8 bytes, which the fakes
+    // cut across events and across the body's chunks.
+    let paris = r#"{"city":"Orléans \"centre\"","unit":"c"}"#;
+    let lyon = r#"{"city":"Lyon"}"#;
+    for (route, flavor) in [
+        ("local", Flavor::OpenAi),
+        ("public", Flavor::OpenAi),
+        ("public", Flavor::Anthropic),
+    ] {
+        let case = format!("{route} {flavor:?}");
+        let g = Gateway::start(flavor, &[]).await;
+        let question = if route == "local" {
+            SENSITIVE
+        } else {
+            "weather?"
+        };
+        let fake = if route == "local" {
+            &g.local
+        } else {
+            &g.public
+        };
+        fake.set_mode(Mode::ToolCalls(vec![
+            ("get_weather".into(), paris.into()),
+            ("get_weather".into(), lyon.into()),
+        ]));
+        let a = g
+            .post(&json!({"messages": user(question), "tools": [weather_tool()], "stream": true}))
+            .await;
+        assert_eq!(a.status, 200, "{case}: {}", a.text);
+        let events = a.events();
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{case}");
+        let chunks: Vec<Value> = events[..events.len() - 1]
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        // Per call: its first delta names it, the later ones add arguments.
+        let mut calls: Vec<(String, String, String)> = Vec::new();
+        let mut finish = None;
+        for chunk in &chunks {
+            let choice = &chunk["choices"][0];
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                finish = Some(reason.to_owned());
+            }
+            for call in choice["delta"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let index = call["index"].as_u64().unwrap() as usize;
+                if let Some(id) = call["id"].as_str() {
+                    assert_eq!(index, calls.len(), "{case}: calls start in order: {chunk}");
+                    assert_eq!(call["type"], "function", "{case}");
+                    let name = call["function"]["name"].as_str().unwrap().to_owned();
+                    calls.push((id.to_owned(), name, String::new()));
+                } else {
+                    assert!(
+                        call.get("type").is_none() && call["function"].get("name").is_none(),
+                        "{case}: a later delta carries only arguments: {chunk}"
+                    );
+                }
+                calls[index].2 += call["function"]["arguments"].as_str().unwrap();
+            }
+        }
+        assert_eq!(finish.as_deref(), Some("tool_calls"), "{case}");
+        assert_eq!(calls.len(), 2, "{case}: {events:?}");
+        assert_ne!(calls[0].0, calls[1].0, "{case}");
+        for ((_, name, arguments), expected) in calls.iter().zip([paris, lyon]) {
+            assert_eq!(name, "get_weather", "{case}");
+            let got: Value = serde_json::from_str(arguments)
+                .unwrap_or_else(|e| panic!("{case}: {arguments:?} is not JSON: {e}"));
+            assert_eq!(
+                got,
+                serde_json::from_str::<Value>(expected).unwrap(),
+                "{case}"
+            );
+        }
+        let sent = fake.single_request().json();
+        assert_eq!(sent["stream"], true, "{case}");
+        let other = if route == "local" {
+            &g.public
+        } else {
+            &g.local
+        };
+        assert_eq!(other.request_count(), 0, "{case}");
+        g.finish().await;
+    }
+}

@@ -356,10 +356,11 @@ async fn check_parts(route: Route) {
     assert_eq!(other.request_count(), 0, "{case}: the other provider");
 }
 
-/// A two-turn tool loop with the SDK: two parallel calls, their results,
-/// and the final answer, each turn through the route's provider.
-async fn check_tools(route: Route) {
-    let case = format!("tools via {route:?}");
+/// A two-turn tool loop with the SDK (`scenario` `tools`, or `tools_stream`
+/// for both turns streamed): two parallel calls, their results, and the
+/// final answer, each turn through the route's provider.
+async fn check_tools(route: Route, scenario: &str) {
+    let case = format!("{scenario} via {route:?}");
     let python = sdk_python();
     let g = Gateway::for_route(route).await;
     let (fake, other) = g.fakes(route);
@@ -495,7 +496,15 @@ async fn sdk_content_parts_through_each_provider() {
 #[ignore = "needs the OpenAI SDK: OPENAI_SDK_PYTHON (eval \"$(scripts/openai-sdk-venv.sh)\" installs it)"]
 async fn sdk_tool_loop_through_each_provider() {
     for route in Route::ALL {
-        check_tools(route).await;
+        check_tools(route, "tools").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the OpenAI SDK: OPENAI_SDK_PYTHON (eval \"$(scripts/openai-sdk-venv.sh)\" installs it)"]
+async fn sdk_streamed_tool_loop_through_each_provider() {
+    for route in Route::ALL {
+        check_tools(route, "tools_stream").await;
     }
 }
 

@@ -19,6 +19,7 @@ Scenarios:
     models       models.list()
     tools        a two-turn tool loop: create with tools, run the calls the
                  model makes, send their results, and read the final answer
+    tools_stream the same loop streamed, the calls gathered from the deltas
 """
 
 import json
@@ -205,6 +206,63 @@ def tools(base_url, model, prompt):
     }
 
 
+def tools_stream(base_url, model, prompt):
+    c = client(base_url)
+    conversation = messages(prompt)
+    calls = {}
+    first_finish = None
+    with c.chat.completions.create(
+        model=model, messages=conversation, tools=[WEATHER_TOOL], stream=True
+    ) as chunks:
+        for chunk in chunks:
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            first_finish = choice.finish_reason or first_finish
+            for delta in choice.delta.tool_calls or []:
+                call = calls.setdefault(delta.index, {"id": None, "name": None, "arguments": ""})
+                if delta.id:
+                    call["id"] = delta.id
+                if delta.function and delta.function.name:
+                    call["name"] = delta.function.name
+                if delta.function and delta.function.arguments:
+                    call["arguments"] += delta.function.arguments
+    ordered = [calls[i] for i in sorted(calls)]
+    conversation.append({
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": call["id"], "type": "function",
+             "function": {"name": call["name"], "arguments": call["arguments"]}}
+            for call in ordered
+        ],
+    })
+    for call in ordered:
+        city = json.loads(call["arguments"])["city"]
+        conversation.append(
+            {"role": "tool", "tool_call_id": call["id"], "content": f"18 °C in {city}"}
+        )
+    text = ""
+    finish = None
+    with c.chat.completions.create(
+        model=model, messages=conversation, tools=[WEATHER_TOOL], stream=True
+    ) as chunks:
+        for chunk in chunks:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+    return {
+        "first_finish_reason": first_finish,
+        "calls": [
+            {"id": call["id"], "name": call["name"],
+             "arguments": json.loads(call["arguments"])}
+            for call in ordered
+        ],
+        "finish_reason": finish,
+        "content": text,
+    }
+
+
 def models(base_url, model, prompt):
     page = client(base_url).models.list()
     return {"data": [dump(m) for m in page.data]}
@@ -218,6 +276,7 @@ SCENARIOS = {
     "bad_request": bad_request,
     "models": models,
     "tools": tools,
+    "tools_stream": tools_stream,
 }
 
 

@@ -387,7 +387,38 @@ async fn respond(
         .to_owned();
     let flavor = shared.flavor;
     let streaming = request.get("stream").and_then(Value::as_bool) == Some(true);
+    // Once the tool results are back, a model answers in text.
+    let mode = match mode {
+        Mode::ToolCalls(_) if ends_with_tool_results(request) => &Mode::Normal,
+        other => other,
+    };
     match mode {
+        Mode::ToolCalls(calls) if streaming => {
+            let content_type = match flavor {
+                Flavor::Ollama => "application/x-ndjson",
+                Flavor::OpenAi | Flavor::Anthropic => "text/event-stream",
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            // Cut every 5 bytes, so chunks end inside UTF-8 characters too.
+            let body = tool_call_stream(flavor, &model, calls)
+                .concat()
+                .into_bytes();
+            for piece in body.chunks(5) {
+                stream
+                    .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                    .await?;
+                stream.write_all(piece).await?;
+                stream.write_all(b"\r\n").await?;
+                stream.flush().await?;
+            }
+            stream.write_all(b"0\r\n\r\n").await?;
+            stream.flush().await?;
+            shared.streams_started.send_modify(|n| *n += 1);
+            Ok(true)
+        }
         Mode::Normal | Mode::StreamThenFail | Mode::StreamThenStall if streaming => {
             let include_usage = request
                 .pointer("/stream_options/include_usage")
@@ -426,12 +457,7 @@ async fn respond(
             Ok(true)
         }
         Mode::ToolCalls(calls) => {
-            let body = if ends_with_tool_results(request) {
-                success_body(flavor, &model, reply)
-            } else {
-                tool_call_body(flavor, &model, calls)
-            };
-            write_response(stream, 200, &[], &body).await?;
+            write_response(stream, 200, &[], &tool_call_body(flavor, &model, calls)).await?;
             Ok(true)
         }
         Mode::Status(status) => {
@@ -622,6 +648,116 @@ fn tool_call_body(flavor: Flavor, model: &str, calls: &[(String, String)]) -> St
         }
     };
     body.to_string()
+}
+
+/// A streamed reply calling `calls`, in each provider's stream form, the
+/// arguments cut every 3 characters (inside strings and escapes): OpenAI
+/// chunks, Anthropic `tool_use` blocks with `input_json_delta` pieces after
+/// a text block, Ollama one line with the whole calls.
+fn tool_call_stream(flavor: Flavor, model: &str, calls: &[(String, String)]) -> Vec<String> {
+    let pieces = |a: &str| -> Vec<String> {
+        let chars: Vec<char> = a.chars().collect();
+        chars.chunks(3).map(|c| c.iter().collect()).collect()
+    };
+    let args = |a: &str| serde_json::from_str::<Value>(a).expect("arguments are JSON");
+    match flavor {
+        Flavor::OpenAi => {
+            let chunk = |delta: Value, finish: Value| {
+                format!(
+                    "data: {}\n\n",
+                    json!({"id": "chatcmpl-fake0003",
+                    "object": "chat.completion.chunk", "created": CREATED_UNIX, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": null,
+                        "finish_reason": finish}]})
+                )
+            };
+            let mut events = Vec::new();
+            for (i, (name, a)) in calls.iter().enumerate() {
+                let mut start = json!({"tool_calls": [{"index": i, "id": format!("call_fake{i}"),
+                    "type": "function", "function": {"name": name, "arguments": ""}}]});
+                if i == 0 {
+                    start["role"] = json!("assistant");
+                    start["content"] = Value::Null;
+                }
+                events.push(chunk(start, Value::Null));
+                for piece in pieces(a) {
+                    events.push(chunk(
+                        json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}),
+                        Value::Null,
+                    ));
+                }
+            }
+            events.push(chunk(json!({}), json!("tool_calls")));
+            events.push("data: [DONE]\n\n".to_owned());
+            events
+        }
+        Flavor::Anthropic => {
+            let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+            let mut events = vec![
+                event(
+                    "message_start",
+                    json!({"type": "message_start", "message": {
+                    "id": "msg_fake0003", "type": "message", "role": "assistant", "model": model,
+                    "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 384, "output_tokens": 1}}}),
+                ),
+                event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "text", "text": ""}}),
+                ),
+                event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": "Let me check."}}),
+                ),
+                event(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": 0}),
+                ),
+            ];
+            for (i, (name, a)) in calls.iter().enumerate() {
+                let block = i + 1;
+                events.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start",
+                    "index": block, "content_block": {"type": "tool_use",
+                    "id": format!("toolu_fake{i}"), "name": name, "input": {}}}),
+                ));
+                for piece in std::iter::once(String::new()).chain(pieces(a)) {
+                    events.push(event("content_block_delta", json!({"type": "content_block_delta",
+                        "index": block, "delta": {"type": "input_json_delta", "partial_json": piece}})));
+                }
+                events.push(event(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": block}),
+                ));
+            }
+            events.push(event(
+                "message_delta",
+                json!({"type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                "usage": {"output_tokens": 91}}),
+            ));
+            events.push(event("message_stop", json!({"type": "message_stop"})));
+            events
+        }
+        Flavor::Ollama => vec![
+            json!({"model": model, "created_at": CREATED_AT,
+                "message": {"role": "assistant", "content": "",
+                    "tool_calls": calls.iter().map(|(name, a)| json!(
+                        {"function": {"name": name, "arguments": args(a)}})).collect::<Vec<_>>()},
+                "done": false})
+            .to_string()
+                + "\n",
+            json!({"model": model, "created_at": CREATED_AT,
+                "message": {"role": "assistant", "content": ""},
+                "done_reason": "stop", "done": true,
+                "prompt_eval_count": 122, "eval_count": 33})
+            .to_string()
+                + "\n",
+        ],
+    }
 }
 
 /// A 200 in the provider's shape with the reply field left out.
