@@ -184,6 +184,18 @@ names! {
 }
 
 names! {
+    /// The API a chat request came in by, as its audit event records it.
+    pub enum ClientApi ("client API") {
+        /// `POST /v1/chat`, the gateway's own.
+        Chat = "chat",
+        /// `POST /v1/chat/completions`, OpenAI's.
+        Openai = "openai",
+        /// `POST /v1/messages`, Anthropic's.
+        Anthropic = "anthropic",
+    }
+}
+
+names! {
     /// `AUDIT_FAILURE_MODE`: what a chat request does when its pending audit
     /// event cannot be committed.
     pub enum AuditFailureMode ("audit failure mode") {
@@ -282,6 +294,7 @@ mod tests {
         round_trips(&FailureCategory::ALL);
         round_trips(&AuditStatus::ALL);
         round_trips(&AuditFailureMode::ALL);
+        round_trips(&ClientApi::ALL);
         round_trips(&Detector::ALL);
         assert_eq!(Detector::ALL.len(), 14);
         assert!(Detector::PII.iter().all(|d| d.is_pii()));

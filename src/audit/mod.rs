@@ -30,7 +30,7 @@
 //! # async fn chat(messages: Vec<policy_mesh::chat::ChatMessage>) -> Result<(), Box<dyn std::error::Error>> {
 //! use policy_mesh::audit::{self, Attempt, AuditConfig, AuditEvent, AuditStore};
 //! use policy_mesh::env::Env;
-//! use policy_mesh::names::{AuditStatus, Provider};
+//! use policy_mesh::names::{AuditStatus, ClientApi, Provider};
 //!
 //! // At start-up: an error here names each bad variable (and never the password).
 //! let config = AuditConfig::from_env(&Env::from_process())
@@ -58,6 +58,7 @@
 //!         detections: Vec::new(),
 //!         attempts: Vec::new(),
 //!         instance_id: store.instance_id(),
+//!         client_api: Some(ClientApi::Chat),
 //!     };
 //!     // Not committed: call no provider (AUDIT_FAILURE_MODE=closed).
 //!     store.record(event.clone()).await?;
@@ -87,7 +88,7 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::names::{AuditStatus, FailureCategory, Provider};
+use crate::names::{AuditStatus, ClientApi, FailureCategory, Provider};
 
 pub use config::{AuditConfig, AuditDatabase, DEFAULT_DATABASE_URL, redact_url};
 pub use hash::{prompt_hash, prompt_length};
@@ -143,6 +144,9 @@ pub struct AuditEvent {
     /// events apart.
     #[schema(value_type = String, format = "uuid")]
     pub instance_id: Uuid,
+    /// The API the request came in by: `chat`, `openai` or `anthropic`;
+    /// `null` for events recorded before the gateway kept it.
+    pub client_api: Option<ClientApi>,
 }
 
 /// One provider call of a chat request.
@@ -283,8 +287,10 @@ mod tests {
                 1.5,
             )],
             instance_id: Uuid::nil(),
+            client_api: Some(ClientApi::Openai),
         };
         let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["client_api"], "openai");
         assert_eq!(json["created_at"], "2026-11-24T10:00:00.123Z");
         assert_eq!(
             json["attempts"],

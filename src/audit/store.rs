@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{AuditConfig, AuditDatabase, AuditError, AuditEvent};
-use crate::names::{AuditStatus, FailureCategory, Provider, UnknownName};
+use crate::names::{AuditStatus, ClientApi, FailureCategory, Provider, UnknownName};
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -55,7 +55,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// `VALUES` tuple per event.
 const INSERT: &str = "INSERT INTO audit_events (request_id, decision, provider, rule, \
      reason_codes, policy_version, status, latency_ms, failure_category, prompt_hash, \
-     prompt_length, model, created_at, sensitive, detections, attempts, instance_id) ";
+     prompt_length, model, created_at, sensitive, detections, attempts, instance_id, \
+     client_api) ";
 /// The end of every insert: an event already stored (the pending one) is
 /// replaced by the new state, all but its id and `created_at`. Both
 /// databases speak this form.
@@ -65,20 +66,22 @@ const UPSERT: &str = " ON CONFLICT (request_id) DO UPDATE SET decision = exclude
      latency_ms = excluded.latency_ms, failure_category = excluded.failure_category, \
      prompt_hash = excluded.prompt_hash, prompt_length = excluded.prompt_length, \
      model = excluded.model, sensitive = excluded.sensitive, detections = excluded.detections, \
-     attempts = excluded.attempts, instance_id = excluded.instance_id";
+     attempts = excluded.attempts, instance_id = excluded.instance_id, \
+     client_api = excluded.client_api";
 /// Events per `INSERT` statement: a whole batch, so that a batch is one
 /// statement, which both databases commit atomically on its own, rather than
 /// `BEGIN`, one statement per event and `COMMIT`, each a round trip to the
-/// driver (for SQLite, to its worker thread). 256 rows of 17 parameters stay
+/// driver (for SQLite, to its worker thread). 256 rows of 18 parameters stay
 /// well under the limits (SQLite 32766, PostgreSQL 65535).
 const ROWS_PER_STATEMENT: usize = MAX_BATCH;
 const SELECT_SQLITE: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
      status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at, \
-     sensitive, detections, attempts, instance_id FROM audit_events WHERE request_id = ?1";
+     sensitive, detections, attempts, instance_id, client_api FROM audit_events \
+     WHERE request_id = ?1";
 const SELECT_POSTGRES: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
      status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at, \
-     sensitive, detections, attempts, instance_id::text AS instance_id FROM audit_events \
-     WHERE request_id = $1";
+     sensitive, detections, attempts, instance_id::text AS instance_id, client_api \
+     FROM audit_events WHERE request_id = $1";
 
 /// SQLite's clock in the stored form of timestamps (RFC 3339 UTC, milliseconds).
 macro_rules! sqlite_now {
@@ -600,6 +603,7 @@ impl Backend {
             detections: Vec::new(),
             attempts: Vec::new(),
             instance_id: Uuid::nil(),
+            client_api: None,
         };
         let rows = [(&probe, StoredFields::of(&probe)?)];
         match self {
@@ -645,7 +649,8 @@ fn sqlite_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Sqlite> {
             .push_bind(event.sensitive)
             .push_bind(row.detections.clone())
             .push_bind(row.attempts.clone())
-            .push_bind(event.instance_id.hyphenated().to_string());
+            .push_bind(event.instance_id.hyphenated().to_string())
+            .push_bind(event.client_api.map(ClientApi::as_str));
     });
     query.push(UPSERT);
     query
@@ -671,7 +676,8 @@ fn postgres_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Postgre
             .push_bind(event.sensitive)
             .push_bind(row.detections.clone())
             .push_bind(row.attempts.clone())
-            .push_bind(event.instance_id);
+            .push_bind(event.instance_id)
+            .push_bind(event.client_api.map(ClientApi::as_str));
     });
     query.push(UPSERT);
     query
@@ -725,6 +731,7 @@ struct EventRow {
     attempts: String,
     /// Text on both databases; `NULL` for events older than instance ids.
     instance_id: Option<String>,
+    client_api: Option<String>,
 }
 
 impl EventRow {
@@ -760,6 +767,11 @@ impl EventRow {
             .transpose()
             .map_err(|e| malformed(format!("instance_id: {e}")))?
             .unwrap_or_else(Uuid::nil);
+        let client_api = self
+            .client_api
+            .map(|api| api.parse::<ClientApi>())
+            .transpose()
+            .map_err(|e| malformed(e.to_string()))?;
         Ok(AuditEvent {
             request_id,
             decision: self.decision,
@@ -778,6 +790,7 @@ impl EventRow {
             detections,
             attempts,
             instance_id,
+            client_api,
         })
     }
 }

@@ -12,7 +12,7 @@ use super::{ApiError, AppState};
 use crate::audit::{self, Attempt, AuditEvent};
 use crate::chat::{ChatMessage, ToolDefinition};
 use crate::decision::Decision;
-use crate::names::{AuditFailureMode, AuditStatus, FailureCategory, Provider};
+use crate::names::{AuditFailureMode, AuditStatus, ClientApi, FailureCategory, Provider};
 use crate::providers::{self, ChatProvider, GenerationOptions, ProviderError, Reply};
 
 /// Requests whose text (messages and metadata) is larger than this are
@@ -50,6 +50,7 @@ pub(crate) struct Exchange {
     pub(crate) model: String,
     started: Instant,
     created_at: chrono::DateTime<chrono::Utc>,
+    client_api: ClientApi,
     prompt_hash: String,
     prompt_length: u64,
 }
@@ -63,6 +64,7 @@ impl Exchange {
     /// text the provider receives, read by the rules of scope `all`.
     pub(crate) async fn begin(
         state: &AppState,
+        client_api: ClientApi,
         messages: &[ChatMessage],
         tools: &[ToolDefinition],
         requested_model: Option<&str>,
@@ -101,6 +103,7 @@ impl Exchange {
             model,
             started: Instant::now(),
             created_at: audit::now(),
+            client_api,
         }
     }
 
@@ -284,6 +287,7 @@ impl Exchange {
                 .collect(),
             attempts,
             instance_id: store.instance_id(),
+            client_api: Some(self.client_api),
         }
     }
 }

@@ -27,7 +27,7 @@ use super::exchange::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::request::{ChatBody, ChatRequest};
 use crate::audit::AuditEvent;
 use crate::decision::Decision;
-use crate::names::Provider;
+use crate::names::{ClientApi, Provider};
 use crate::providers::{GenerationOptions, ProviderError, Reply};
 
 /// `POST /v1/chat`: the decision and the reply, or the provider's failure.
@@ -86,6 +86,7 @@ async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
     let options = GenerationOptions::default();
     let exchange = Exchange::begin(
         &state,
+        ClientApi::Chat,
         &request.messages,
         &[],
         requested,

@@ -32,7 +32,7 @@ use super::error::{ApiError, OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
 use super::exchange::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::openai_request::{CompletionBody, CompletionRequest};
 use crate::decision::Decision;
-use crate::names::Provider;
+use crate::names::{ClientApi, Provider};
 use crate::providers::{ProviderError, Reply, ReplyStream, StreamEvent, Usage};
 
 /// The model name that always means "the chosen provider's configured model".
@@ -111,6 +111,7 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
     let requested = request.model.as_deref();
     let exchange = Exchange::begin(
         &state,
+        ClientApi::Openai,
         &request.messages,
         &request.tools,
         requested,

@@ -15,7 +15,7 @@ use policy_mesh::audit::{
 };
 use policy_mesh::chat::ChatMessage;
 use policy_mesh::env::Env;
-use policy_mesh::names::{AuditStatus, FailureCategory, Provider};
+use policy_mesh::names::{AuditStatus, ClientApi, FailureCategory, Provider};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
@@ -272,6 +272,7 @@ fn success_event(prompt: &[ChatMessage], key: Option<&[u8]>) -> AuditEvent {
         detections: vec!["credit_card".to_owned(), "email".to_owned()],
         attempts: vec![Attempt::of(Provider::Local, None, 12.625)],
         instance_id: Uuid::new_v4(),
+        client_api: Some(ClientApi::Chat),
     }
 }
 
@@ -312,6 +313,7 @@ fn failure_event() -> AuditEvent {
             60000.5,
         )],
         instance_id: Uuid::new_v4(),
+        client_api: Some(ClientApi::Anthropic),
     }
 }
 
@@ -372,6 +374,7 @@ async fn json_is_exactly_the_api_field_table(db: &TestDb) {
         "detections",
         "attempts",
         "instance_id",
+        "client_api",
     ]
     .into_iter()
     .collect();
@@ -381,6 +384,7 @@ async fn json_is_exactly_the_api_field_table(db: &TestDb) {
         serde_json::json!([{"provider": "anthropic", "outcome": "timeout", "latency_ms": 60000.5}])
     );
     assert_eq!(json["instance_id"], event.instance_id.to_string());
+    assert_eq!(json["client_api"], "anthropic");
     assert_eq!(json["sensitive"], false);
     assert_eq!(json["detections"], serde_json::json!([]));
 

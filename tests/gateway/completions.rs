@@ -899,6 +899,9 @@ async fn a_two_turn_tool_loop_works_through_each_provider() {
         let answer = &second.json()["choices"][0];
         assert_eq!(answer["message"]["content"], "Sunny in both.");
         assert_eq!(answer["finish_reason"], "stop");
+        let event = g.wait_audit(second.header("x-request-id").unwrap()).await;
+        assert_eq!(event["client_api"], "openai", "{event}");
+        assert_eq!(event["status"], "success", "{event}");
 
         // What the provider got in turn 2, in its own terms.
         let sent = fake.requests()[1].json();

@@ -67,6 +67,7 @@ async fn check_success(public: Flavor, sensitive: bool) {
         "detections": [],
         "attempts": [{"provider": provider, "outcome": "success",
             "latency_ms": event["latency_ms"]}],
+        "client_api": "chat",
     });
     expected["latency_ms"] = event["latency_ms"].clone();
     expected["created_at"] = event["created_at"].clone();
