@@ -54,6 +54,9 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     if let Some(p) = o.top_p {
         body.insert("top_p".into(), json!(p));
     }
+    if let Some(k) = o.top_k {
+        body.insert("top_k".into(), json!(k));
+    }
     if !o.stop.is_empty() {
         body.insert("stop_sequences".into(), json!(o.stop));
     }
@@ -416,6 +419,7 @@ mod tests {
         let options = GenerationOptions {
             temperature: Some(0.3),
             top_p: Some(0.8),
+            top_k: None,
             max_tokens: Some(64),
             max_completion_tokens: None,
             stop: vec!["END".into()],

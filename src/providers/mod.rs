@@ -54,6 +54,9 @@ pub struct GenerationOptions {
     pub temperature: Option<f64>,
     /// Nucleus sampling mass.
     pub top_p: Option<f64>,
+    /// Top-k sampling (Anthropic's `top_k`); Anthropic and Ollama receive it,
+    /// OpenAI has no such setting.
+    pub top_k: Option<u64>,
     /// OpenAI's `max_tokens`, as the client sent it.
     pub max_tokens: Option<u64>,
     /// OpenAI's `max_completion_tokens`, as the client sent it.

@@ -25,6 +25,9 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     if let Some(p) = o.top_p {
         options.insert("top_p".into(), json!(p));
     }
+    if let Some(k) = o.top_k {
+        options.insert("top_k".into(), json!(k));
+    }
     if let Some(n) = o.max_output_tokens() {
         options.insert("num_predict".into(), json!(n));
     }
@@ -288,6 +291,7 @@ mod tests {
         let options = GenerationOptions {
             temperature: Some(0.2),
             top_p: Some(0.9),
+            top_k: None,
             max_tokens: Some(10),
             max_completion_tokens: Some(20),
             stop: vec!["END".into()],

@@ -344,6 +344,7 @@ mod tests {
         let options = GenerationOptions {
             temperature: Some(0.5),
             top_p: None,
+            top_k: None,
             max_tokens: Some(10),
             max_completion_tokens: None,
             stop: vec!["a".into(), "b".into()],

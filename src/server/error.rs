@@ -236,6 +236,81 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The same error in Anthropic's shape, for the Messages API:
+    /// `{"type": "error", "error": {"type", "message"}}`, with Anthropic's
+    /// error types (a wrong shape is a `400 invalid_request_error`, as
+    /// Anthropic answers it).
+    pub fn into_anthropic_response(self) -> Response {
+        let (status, kind) = match &self {
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error"),
+            ApiError::InvalidJson(_) | ApiError::InvalidRequest(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error")
+            }
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large")
+            }
+            ApiError::AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error"),
+            ApiError::MethodNotAllowed(_)
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::MisdirectedRequest(_)
+            | ApiError::RequestTimeout(_) => (self.status_code(), "invalid_request_error"),
+        };
+        let body = AnthropicErrorBody::new(kind, self.to_string());
+        let mut response = (status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(Logged(Arc::new(self)));
+        response
+    }
+}
+
+/// An error of the Messages API, in Anthropic's shape.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AnthropicErrorBody {
+    /// `error`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// What went wrong.
+    error: AnthropicErrorDetail,
+}
+
+/// Anthropic's error fields.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AnthropicErrorDetail {
+    /// `invalid_request_error`, `not_found_error`, `request_too_large`,
+    /// `api_error` or `overloaded_error`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// In plain words.
+    message: String,
+}
+
+impl AnthropicErrorBody {
+    /// An error of Anthropic's `kind` saying `message`.
+    pub(crate) fn new(kind: &'static str, message: String) -> Self {
+        AnthropicErrorBody {
+            kind: "error",
+            error: AnthropicErrorDetail { kind, message },
+        }
+    }
+}
+
+/// The error of a rejected request, answered in Anthropic's shape.
+#[derive(Debug)]
+pub struct AnthropicError(pub ApiError);
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        self.0.into_anthropic_response()
+    }
+}
+
+impl From<ApiError> for AnthropicError {
+    fn from(e: ApiError) -> Self {
+        AnthropicError(e)
+    }
+}
+
 /// The error of a rejected request, answered in OpenAI's shape.
 #[derive(Debug)]
 pub struct OpenAiError(pub ApiError);
@@ -277,6 +352,17 @@ fn is_openai_path(path: &str) -> bool {
     path.starts_with("/v1/chat/completions") || path.starts_with("/v1/models")
 }
 
+/// `error` in the shape of the API `path` belongs to.
+fn in_shape_of(path: &str, error: ApiError) -> Response {
+    if is_openai_path(path) {
+        error.into_openai_response()
+    } else if path.starts_with("/v1/messages") {
+        error.into_anthropic_response()
+    } else {
+        error.into_response()
+    }
+}
+
 /// `415 unsupported_media_type` for a request that carries a body not
 /// declared `application/json` (parameters such as `charset` allowed), a
 /// missing header included, before the body is read: a page on another
@@ -297,11 +383,7 @@ pub async fn require_json(request: Request, next: Next) -> Response {
     let error = ApiError::UnsupportedMediaType(
         "a request body must be sent as Content-Type: application/json".to_owned(),
     );
-    if is_openai_path(request.uri().path()) {
-        error.into_openai_response()
-    } else {
-        error.into_response()
-    }
+    in_shape_of(request.uri().path(), error)
 }
 
 /// `421 misdirected_request` for a `Host` (or HTTP/2 authority) that
@@ -329,11 +411,7 @@ pub async fn check_host(
     let error = ApiError::MisdirectedRequest(
         "this host is not served: name it in ALLOWED_HOSTS".to_owned(),
     );
-    if is_openai_path(path) {
-        error.into_openai_response()
-    } else {
-        error.into_response()
-    }
+    in_shape_of(path, error)
 }
 
 /// `404 not_found` for every unknown path.

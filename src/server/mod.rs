@@ -6,6 +6,8 @@
 //! its OpenAPI description, and the document of [`openapi`] is made from the
 //! same router, so the two cannot disagree.
 
+pub mod anthropic_api;
+pub mod anthropic_request;
 pub mod config;
 pub mod error;
 mod exchange;
@@ -65,6 +67,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::decide))
         .routes(routes!(gateway::chat))
         .routes(routes!(openai_api::chat_completions))
+        .routes(routes!(anthropic_api::messages))
         .routes(routes!(openai_api::models))
         .routes(routes!(openai_api::model))
         .routes(routes!(gateway::audit_event))

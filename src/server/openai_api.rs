@@ -59,7 +59,11 @@ const STREAM_BUFFER: usize = 32;
 
 /// The model sent for `requested` when the policy chose `provider`: see the
 /// module's notes.
-fn resolve_model(state: &AppState, provider: Provider, requested: Option<&str>) -> String {
+pub(crate) fn resolve_model(
+    state: &AppState,
+    provider: Provider,
+    requested: Option<&str>,
+) -> String {
     let config = state.providers.config();
     let requested = requested
         .filter(|m| *m != AUTO_MODEL && *m != config.local_model && *m != config.public_model);
@@ -171,7 +175,7 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
 }
 
 /// The decision, in the response headers of every completion answer.
-fn decision_headers(exchange: &Exchange) -> HeaderMap {
+pub(crate) fn decision_headers(exchange: &Exchange) -> HeaderMap {
     let decision: &Decision = &exchange.decision;
     let mut headers = HeaderMap::new();
     let mut put = |name: HeaderName, value: &str| {

@@ -210,6 +210,7 @@ impl CompletionRequestBody {
         let options = GenerationOptions {
             temperature: self.temperature,
             top_p: self.top_p,
+            top_k: None,
             max_tokens: self.max_tokens,
             max_completion_tokens: self.max_completion_tokens,
             stop: self.stop.map(|Stop(stop)| stop).unwrap_or_default(),

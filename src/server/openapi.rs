@@ -111,6 +111,7 @@ fn docs_file_body(file: Option<Path<String>>) -> Response {
     tags(
         (name = "chat", description = "Chat through the gateway, and dry runs of the policy"),
         (name = "openai", description = "The OpenAI-compatible API: point an OpenAI client's base URL at `/v1`"),
+        (name = "anthropic", description = "Anthropic's Messages API: point an Anthropic client's base URL at the gateway"),
         (name = "policy", description = "The live policy"),
         (name = "audit", description = "One event per chat request, without the prompt"),
         (name = "operations", description = "Health and metrics"),
@@ -165,6 +166,7 @@ mod tests {
             ("get", "/v1/routes"),
             ("get", "/v1/ready"),
             ("post", "/v1/chat/completions"),
+            ("post", "/v1/messages"),
             ("get", "/v1/audit/{}"),
             ("get", "/ui"),
             ("get", "/"),
@@ -176,7 +178,7 @@ mod tests {
                 "{method} {path} is not documented: {documented:?}"
             );
         }
-        assert_eq!(documented.len(), 16, "{documented:?}");
+        assert_eq!(documented.len(), 17, "{documented:?}");
     }
 
     #[test]

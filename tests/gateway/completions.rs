@@ -130,6 +130,23 @@ impl Gateway {
         }
     }
 
+    /// `POST /v1/messages` (Anthropic's API) with `body`.
+    async fn messages(&self, body: &Value) -> Answer {
+        let response = self
+            .t
+            .client
+            .post(format!("{}/v1/messages", self.t.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap(),
+        }
+    }
+
     async fn audit(&self, id: &str) -> Value {
         let response = self.t.get(&format!("/v1/audit/{id}")).await;
         assert_eq!(response.status(), 200, "audit event {id}");
@@ -1132,4 +1149,126 @@ async fn streamed_tool_calls_take_openais_chunk_form_from_each_provider() {
         assert_eq!(other.request_count(), 0, "{case}");
         g.finish().await;
     }
+}
+
+/// An Anthropic Messages request of one user turn.
+fn anthropic_turn(content: Value) -> Value {
+    json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
+        "messages": [{"role": "user", "content": content}]})
+}
+
+#[tokio::test]
+async fn the_messages_api_keeps_a_confidential_tool_result_local_and_answers_in_anthropics_shapes()
+{
+    let g = Gateway::start(Flavor::Anthropic, &[]).await;
+    // A confidential word in a tool result, a tool input and a tool's
+    // description: each stays local; the public fake receives nothing.
+    let tool_use = json!({"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+        "name": "lookup", "input": {"q": "budget"}}]});
+    for (case, mut body) in [
+        (
+            "tool result",
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+                {"role": "user", "content": "look it up"}, tool_use.clone(),
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                    "content": [{"type": "text", "text": "project-nightingale: 4 M€"}]}]}]}),
+        ),
+        (
+            "tool input",
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+                {"role": "user", "content": "look it up"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                    "name": "lookup", "input": {"q": "project-nightingale"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                    "content": "none"}]}]}),
+        ),
+        ("tool description", anthropic_turn(json!("look it up"))),
+    ] {
+        body["tools"] = json!([{"name": "lookup", "input_schema": {"type": "object"},
+            "description": if case == "tool description" { "searches project-nightingale" }
+                else { "searches" }}]);
+        let a = g.messages(&body).await;
+        assert_eq!(a.status, 200, "{case}: {}", a.text);
+        assert_eq!(a.header("x-policy-mesh-provider"), Some("local"), "{case}");
+        let m = a.json();
+        assert_eq!(m["type"], "message", "{case}: {m}");
+        assert_eq!(m["content"][0]["type"], "text", "{case}: {m}");
+        assert_eq!(m["stop_reason"], "end_turn", "{case}: {m}");
+    }
+    assert_eq!(
+        g.public.request_count(),
+        0,
+        "the public fake received a prompt"
+    );
+    let sent = g.local.requests()[0].json();
+    assert_eq!(sent["messages"][2]["role"], "tool", "{sent}");
+    assert_eq!(sent["messages"][2]["tool_name"], "lookup", "{sent}");
+
+    // Streamed: Anthropic's event sequence, in order.
+    let mut body = anthropic_turn(json!("hello"));
+    body["stream"] = json!(true);
+    let a = g.messages(&body).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(
+        a.header("content-type")
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut names: Vec<String> = a
+        .text
+        .split("\n\n")
+        .filter_map(|e| {
+            e.lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .map(str::to_owned)
+        })
+        .collect();
+    // One delta per piece the provider sent.
+    names.dedup();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ],
+        "{}",
+        a.text
+    );
+    assert!(a.text.contains(r#""stop_reason":"end_turn""#), "{}", a.text);
+
+    // Failures in Anthropic's shape: the provider's, a wrong shape, no JSON type.
+    g.public.set_mode(Mode::Status(500));
+    let a = g.messages(&anthropic_turn(json!("hello"))).await;
+    assert_eq!(a.status, 502, "{}", a.text);
+    let e = a.json();
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["error"]["type"], "api_error", "{e}");
+    assert!(
+        !a.text.contains("sk-"),
+        "the upstream body or key leaked: {}",
+        a.text
+    );
+    let a = g.messages(&json!({"model": "m", "messages": []})).await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert_eq!(a.json()["error"]["type"], "invalid_request_error");
+    let response =
+        g.t.client
+            .post(format!("{}/v1/messages", g.t.base))
+            .header("content-type", "text/plain")
+            .body(anthropic_turn(json!("hello")).to_string())
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 415);
+    let e: Value = response.json().await.unwrap();
+    assert_eq!(
+        (&e["type"], &e["error"]["type"]),
+        (&json!("error"), &json!("invalid_request_error")),
+        "{e}"
+    );
+    g.finish().await;
 }

@@ -1,7 +1,9 @@
 //! The OpenAI-compatible API (`POST /v1/chat/completions`, `GET /v1/models`)
-//! as real clients use it: the official OpenAI Python SDK, driven by
-//! `tests/openai_sdk/client.py`, through each provider (fake Ollama, OpenAI
-//! and Anthropic upstreams), and a raw HTTP client that hangs up mid-stream.
+//! and the Messages API (`POST /v1/messages`) as real clients use them: the
+//! official OpenAI and Anthropic Python SDKs, driven by
+//! `tests/openai_sdk/client.py` and `tests/anthropic_sdk/client.py`, through
+//! each provider (fake Ollama, OpenAI and Anthropic upstreams), and a raw
+//! HTTP client that hangs up mid-stream.
 //!
 //! The SDK tests run the interpreter named by `OPENAI_SDK_PYTHON`, one with
 //! the `openai` package installed; `eval "$(scripts/openai-sdk-venv.sh)"`
@@ -171,7 +173,28 @@ async fn run_scenario(
     model: &str,
     prompt: &str,
 ) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_sdk/client.py");
+    run_script(
+        "tests/openai_sdk/client.py",
+        python,
+        scenario,
+        base,
+        model,
+        prompt,
+    )
+    .await
+}
+
+/// Runs one scenario of the client script at `script` (relative to the
+/// repository), as [`run_scenario`] does.
+async fn run_script(
+    script: &str,
+    python: &str,
+    scenario: &str,
+    base: &str,
+    model: &str,
+    prompt: &str,
+) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
     let mut command = tokio::process::Command::new(python);
     command
         .arg(&script)
@@ -707,4 +730,150 @@ async fn a_provider_failure_before_streaming_is_a_json_error() {
             assert_openai_error(&body["error"], &case);
         }
     }
+}
+
+/// The interpreter with the Anthropic SDK; panics when
+/// `ANTHROPIC_SDK_PYTHON` is unset (the test was asked for by `--ignored`).
+fn anthropic_python() -> String {
+    match std::env::var("ANTHROPIC_SDK_PYTHON") {
+        Ok(python) if !python.is_empty() => python,
+        _ => panic!(
+            "ANTHROPIC_SDK_PYTHON is not set \
+             (eval \"$(scripts/openai-sdk-venv.sh)\" installs the Anthropic SDK and sets it)"
+        ),
+    }
+}
+
+/// Runs one scenario of the Anthropic SDK's client script against `g`.
+async fn run_anthropic(g: &Gateway, scenario: &str, prompt: &str) -> Value {
+    run_script(
+        "tests/anthropic_sdk/client.py",
+        &anthropic_python(),
+        scenario,
+        &g.t.base,
+        CHOSEN_MODEL,
+        prompt,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the Anthropic SDK: ANTHROPIC_SDK_PYTHON (eval \"$(scripts/openai-sdk-venv.sh)\" installs it)"]
+async fn anthropic_sdk_create_and_stream_through_each_provider() {
+    for route in Route::ALL {
+        let case = format!("{route:?}");
+        let g = Gateway::for_route(route).await;
+        let (fake, other) = g.fakes(route);
+        let r = run_anthropic(&g, "create", route.prompt()).await;
+        assert_eq!(r["status"], 200, "{case}: {r}");
+        assert_eq!(r["type"], "message", "{case}: {r}");
+        assert_eq!(r["role"], "assistant", "{case}: {r}");
+        assert_eq!(
+            r["content"],
+            json!([{"type": "text", "text": fake.reply_text()}]),
+            "{case}: {r}"
+        );
+        assert_eq!(r["stop_reason"], "end_turn", "{case}: {r}");
+        let (prompt_tokens, completion_tokens, _) = usage_json(fake);
+        assert_eq!(r["usage"]["input_tokens"], prompt_tokens, "{case}: {r}");
+        assert_eq!(
+            r["usage"]["output_tokens"], completion_tokens,
+            "{case}: {r}"
+        );
+        assert_eq!(
+            r["headers"]["x-policy-mesh-provider"],
+            route.provider(),
+            "{case}: {r}"
+        );
+        assert_eq!(
+            r["headers"]["request-id"], r["headers"]["x-request-id"],
+            "{case}: {r}"
+        );
+        // The Claude model named goes to Anthropic; the others get their own.
+        let sent = fake.single_request().json();
+        let expected_model = match route {
+            Route::Anthropic => CHOSEN_MODEL,
+            Route::OpenAi => PUBLIC_MODEL,
+            Route::Local => LOCAL_MODEL,
+        };
+        assert_eq!(sent["model"], expected_model, "{case}: {sent}");
+        let id = r["headers"]["request-id"].as_str().unwrap();
+        let event: Value =
+            g.t.get(&format!("/v1/audit/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(event["client_api"], "anthropic", "{case}: {event}");
+
+        let r = run_anthropic(&g, "stream", route.prompt()).await;
+        assert_eq!(r["text"], fake.reply_text(), "{case}: {r}");
+        assert_eq!(
+            r["content"],
+            json!([{"type": "text", "text": fake.reply_text()}]),
+            "{case}: {r}"
+        );
+        assert_eq!(r["stop_reason"], "end_turn", "{case}: {r}");
+        assert_eq!(
+            r["usage"]["output_tokens"], completion_tokens,
+            "{case}: {r}"
+        );
+        assert_eq!(fake.request_count(), 2, "{case}");
+        assert_eq!(other.request_count(), 0, "{case}: the other provider");
+    }
+}
+
+/// A two-turn tool loop with the Anthropic SDK (`tools` or `tools_stream`).
+async fn check_anthropic_tools(route: Route, scenario: &str) {
+    let case = format!("{scenario} via {route:?}");
+    let g = Gateway::for_route(route).await;
+    let (fake, other) = g.fakes(route);
+    fake.set_mode(Mode::ToolCalls(vec![
+        ("get_weather".into(), r#"{"city":"Paris"}"#.into()),
+        ("get_weather".into(), r#"{"city":"Lyon"}"#.into()),
+    ]));
+    let r = run_anthropic(&g, scenario, route.prompt()).await;
+    assert_eq!(r["first_stop_reason"], "tool_use", "{case}: {r}");
+    let calls = r["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 2, "{case}: {r}");
+    assert_eq!(calls[0]["name"], "get_weather", "{case}: {r}");
+    assert_eq!(calls[0]["input"], json!({"city": "Paris"}), "{case}: {r}");
+    assert_eq!(calls[1]["input"], json!({"city": "Lyon"}), "{case}: {r}");
+    assert_ne!(calls[0]["id"], calls[1]["id"], "{case}: {r}");
+    assert_eq!(r["stop_reason"], "end_turn", "{case}: {r}");
+    assert_eq!(r["content"], fake.reply_text(), "{case}: {r}");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "{case}");
+    let second = requests[1].json().to_string();
+    assert!(second.contains("18 °C in Lyon"), "{case}: {second}");
+    assert_eq!(other.request_count(), 0, "{case}: the other provider");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the Anthropic SDK: ANTHROPIC_SDK_PYTHON (eval \"$(scripts/openai-sdk-venv.sh)\" installs it)"]
+async fn anthropic_sdk_tool_loop_whole_and_streamed_through_each_provider() {
+    for route in Route::ALL {
+        check_anthropic_tools(route, "tools").await;
+        check_anthropic_tools(route, "tools_stream").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the Anthropic SDK: ANTHROPIC_SDK_PYTHON (eval \"$(scripts/openai-sdk-venv.sh)\" installs it)"]
+async fn anthropic_sdk_bad_request_raises_with_anthropics_error_body() {
+    let g = Gateway::for_route(Route::Anthropic).await;
+    let r = run_anthropic(&g, "bad_request", GENERAL).await;
+    let e = &r["error"];
+    assert_eq!(e["class"], "BadRequestError", "{r}");
+    assert_eq!(e["status"], 400, "{r}");
+    assert_eq!(e["body"]["type"], "error", "{r}");
+    assert_eq!(e["body"]["error"]["type"], "invalid_request_error", "{r}");
+    assert!(
+        e["body"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("messages"),
+        "{r}"
+    );
+    assert_eq!(g.local.request_count() + g.public.request_count(), 0);
 }

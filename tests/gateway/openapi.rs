@@ -428,5 +428,5 @@ async fn every_documented_operation_is_served_with_a_documented_status() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 16);
+    assert_eq!(operations, 17);
 }
