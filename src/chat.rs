@@ -22,6 +22,62 @@ pub struct ChatMessage {
     /// A `tool` message's answer to this call id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// The message's images, after its text. Not text: the policy does not
+    /// read them (only `has_images` looks at whether there are any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
+}
+
+/// An image of a message: its bytes inline, or an `https` URL the provider
+/// fetches (the gateway never does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", tag = "type")]
+pub enum Image {
+    /// Inline: base64 of the bytes, with their media type.
+    Base64 {
+        /// `image/png`, `image/jpeg`, …
+        media_type: String,
+        /// The bytes, base64.
+        data: String,
+    },
+    /// An `https` URL.
+    Url {
+        /// The URL.
+        url: String,
+    },
+}
+
+impl Image {
+    /// Reads OpenAI's `image_url.url`: a `data:<type>;base64,<data>` URL or an
+    /// `https` URL. `Err` says why not.
+    pub fn from_url(url: &str) -> Result<Image, &'static str> {
+        if let Some(rest) = url.strip_prefix("data:") {
+            let (media_type, data) = rest
+                .split_once(";base64,")
+                .ok_or("a data URL must be `data:<media type>;base64,<data>`")?;
+            if !media_type.starts_with("image/") || data.is_empty() {
+                return Err("a data URL must hold an image/… media type and data");
+            }
+            return Ok(Image::Base64 {
+                media_type: media_type.to_owned(),
+                data: data.to_owned(),
+            });
+        }
+        if url.starts_with("https://") {
+            return Ok(Image::Url {
+                url: url.to_owned(),
+            });
+        }
+        Err("expected a `data:` URL or an `https://` URL")
+    }
+
+    /// OpenAI's `image_url.url` for this image.
+    pub fn to_url(&self) -> String {
+        match self {
+            Image::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+            Image::Url { url } => url.clone(),
+        }
+    }
 }
 
 impl ChatMessage {
@@ -32,6 +88,7 @@ impl ChatMessage {
             content: content.into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            images: Vec::new(),
         }
     }
 

@@ -87,6 +87,8 @@ pub(crate) struct CompiledRule {
     pub(crate) estimated_usd: Option<UsdBounds>,
     /// The rule has a `model` condition (its globs are in the glob set).
     pub(crate) model: bool,
+    /// Whether the request must (or must not) have an image.
+    pub(crate) has_images: Option<bool>,
     /// The detectors of its `detect` condition (empty: none).
     pub(crate) detectors: DetectorSet,
     /// Its keywords, patterns and detectors look at the last user message only.
@@ -324,6 +326,7 @@ impl CompiledPolicy {
                 input_chars: spec.input_chars,
                 estimated_usd: spec.estimated_usd,
                 model: !spec.model.is_empty(),
+                has_images: spec.has_images,
                 detectors: spec.detectors,
                 last_user_only,
             });

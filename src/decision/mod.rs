@@ -182,6 +182,8 @@ pub enum Condition {
     EstimatedUsd,
     /// No glob matches the requested model, or the request names no model.
     Model,
+    /// The request has an image and the rule wants none, or the other way round.
+    HasImages,
 }
 
 /// How one rule fared in a decision.
@@ -288,6 +290,8 @@ struct Scratch {
     /// What the detectors found in every message, and in the last user
     /// message; `None` until a rule needs it.
     found: Option<(DetectorSet, DetectorSet)>,
+    /// Whether any message of the request has an image.
+    has_images: bool,
 }
 
 thread_local! {
@@ -405,6 +409,7 @@ impl CompiledPolicy {
         let mut scanned = false;
         let mut model_matched = false;
         scratch.found = None;
+        scratch.has_images = messages.iter().any(|m| !m.images.is_empty());
         for (index, rule) in self.rules.iter().enumerate() {
             if !rule.detectors.is_empty() && scratch.found.is_none() {
                 scratch.found = Some(self.run_detectors(messages, tools));
@@ -513,6 +518,11 @@ impl CompiledPolicy {
             Some(Condition::EstimatedUsd)
         } else if rule.model && !scratch.model_hits.get(index) {
             Some(Condition::Model)
+        } else if rule
+            .has_images
+            .is_some_and(|want| want != scratch.has_images)
+        {
+            Some(Condition::HasImages)
         } else {
             None
         }

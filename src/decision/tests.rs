@@ -49,6 +49,7 @@ fn rule(id: &str, keywords: &[&str], word: bool, patterns: &[&str], scope: Scope
         input_chars: None,
         estimated_usd: None,
         model: Vec::new(),
+        has_images: None,
     }
 }
 
@@ -613,4 +614,39 @@ fn the_approximate_memory_grows_with_the_keywords_and_patterns() {
     // their bytes.
     assert!(many > 120_000 && many > few * 100, "{few} {many}");
     assert!(with_pattern > few, "{few} {with_pattern}");
+}
+
+#[test]
+fn has_images_looks_at_every_message_whatever_the_scope() {
+    let mut images_local = rule("images-local", &[], false, &[], Scope::LastUser);
+    images_local.has_images = Some(true);
+    let mut text_only = rule("text-only", &[], false, &[], Scope::All);
+    text_only.has_images = Some(false);
+    let policy =
+        CompiledPolicy::compile(policy_of(vec![images_local, text_only]), Provider::Openai)
+            .expect("compiles");
+    let picture = crate::chat::Image::Base64 {
+        media_type: "image/png".into(),
+        data: "iVBORw0KGgo=".into(),
+    };
+    // The image is in an earlier turn, outside `last_user`: it counts.
+    let with_image = [
+        ChatMessage {
+            images: vec![picture],
+            ..ChatMessage::user("what is this?")
+        },
+        ChatMessage::new(Role::Assistant, "a cat"),
+        ChatMessage::user("thanks"),
+    ];
+    let d = policy.decide(&with_image, None);
+    assert_eq!(d.rule_id(), Some("images-local"));
+    let d = policy.decide(&[ChatMessage::user("no picture")], None);
+    assert_eq!(d.rule_id(), Some("text-only"));
+    let explained = policy.explain(&[ChatMessage::user("no picture")], None);
+    assert_eq!(
+        explained.trace[0].failed_condition,
+        Some(Condition::HasImages)
+    );
+    // Images are not text: they count neither in input chars nor as text.
+    assert_eq!(policy.decide(&with_image, None).input_chars, 24);
 }

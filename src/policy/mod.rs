@@ -93,6 +93,8 @@ pub struct RuleSpec {
     /// Globs on the requested model as written, each with its position (empty: no
     /// model condition).
     pub model: Vec<Located<String>>,
+    /// Whether the request must (`true`) or must not (`false`) have an image.
+    pub has_images: Option<bool>,
 }
 
 impl fmt::Display for RuleSpec {

@@ -123,7 +123,7 @@ pub struct Rule {
 }
 
 /// The conditions of a rule, checked in this order: `keywords`, `patterns`,
-/// `detect`, `input_chars`, `estimated_usd`, `model`.
+/// `detect`, `input_chars`, `estimated_usd`, `model`, `has_images`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
@@ -179,6 +179,11 @@ pub struct When {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Vec<String>", length(min = 1), inner(length(min = 1)))]
     pub model: Option<Vec<String>>,
+    /// `true`: holds when any message of the request has an image (whatever
+    /// `scope` says: an image of an earlier turn leaves the machine too);
+    /// `false`: when none has. Images are not text: nothing else reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_images: Option<bool>,
 }
 
 /// How keywords match.

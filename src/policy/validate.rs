@@ -252,6 +252,7 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Ref
                 input_chars: when.input_chars,
                 estimated_usd: when.estimated_usd,
                 model,
+                has_images: when.has_images,
             });
         }
     }

@@ -12,7 +12,7 @@ use super::http::{
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
-use crate::chat::{ChatMessage, ToolCall, ToolChoice, ToolDefinition};
+use crate::chat::{ChatMessage, Image, ToolCall, ToolChoice, ToolDefinition};
 use crate::env::ConfigError;
 use crate::names::Role;
 
@@ -115,10 +115,27 @@ pub fn conversation(messages: &[ChatMessage]) -> Vec<Value> {
                 }
                 turns.push(json!({"role": "assistant", "content": blocks}));
             }
+            role if !m.images.is_empty() => {
+                let mut blocks = Vec::new();
+                if !m.content.is_empty() {
+                    blocks.push(json!({"type": "text", "text": m.content}));
+                }
+                blocks.extend(m.images.iter().map(image_block));
+                turns.push(json!({"role": role.as_str(), "content": blocks}));
+            }
             role => turns.push(json!({"role": role.as_str(), "content": m.content})),
         }
     }
     turns
+}
+
+/// An image as Anthropic's `image` block: `base64` or `url` source.
+pub fn image_block(image: &Image) -> Value {
+    match image {
+        Image::Base64 { media_type, data } => json!({"type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data}}),
+        Image::Url { url } => json!({"type": "image", "source": {"type": "url", "url": url}}),
+    }
 }
 
 /// A tool definition in Anthropic's shape (`input_schema` is required: an

@@ -10,7 +10,7 @@ use super::http::{
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
-use crate::chat::{ChatMessage, ToolCall, ToolChoice};
+use crate::chat::{ChatMessage, Image, ToolCall, ToolChoice};
 use crate::env::ConfigError;
 
 /// The JSON body of a chat call: the messages (tool calls and results in
@@ -55,6 +55,18 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
 /// with the name of the tool it answers (found by its call id in `all`).
 pub fn message(m: &ChatMessage, all: &[ChatMessage]) -> Value {
     let mut out = json!({"role": m.role.as_str(), "content": m.content});
+    // Ollama takes images as base64 only; `refusal` keeps URLs away.
+    let images: Vec<&str> = m
+        .images
+        .iter()
+        .filter_map(|i| match i {
+            Image::Base64 { data, .. } => Some(data.as_str()),
+            Image::Url { .. } => None,
+        })
+        .collect();
+    if !images.is_empty() {
+        out["images"] = json!(images);
+    }
     if !m.tool_calls.is_empty() {
         out["tool_calls"] = m
             .tool_calls
@@ -75,16 +87,26 @@ pub fn message(m: &ChatMessage, all: &[ChatMessage]) -> Value {
 }
 
 /// Whether Ollama can carry `request`: it has no `tool_choice`, so one that
-/// demands a call (`required`, or one function) cannot be honoured. `Some`
-/// names the field and says why.
-pub fn refusal(request: &ChatRequest<'_>) -> Option<(&'static str, &'static str)> {
-    match request.options.tool_choice {
-        Some(ToolChoice::Required | ToolChoice::Function(_)) => Some((
-            "tool_choice",
+/// demands a call (`required`, or one function) cannot be honoured; and it
+/// takes images as base64 only, so an image URL cannot go (the gateway
+/// fetches nothing). `Some` names the field and says why.
+pub fn refusal(request: &ChatRequest<'_>) -> Option<(String, &'static str)> {
+    if let Some(ToolChoice::Required | ToolChoice::Function(_)) = request.options.tool_choice {
+        return Some((
+            "tool_choice".to_owned(),
             "the local model (Ollama) cannot be made to call a tool: send `auto` or `none`",
-        )),
-        _ => None,
+        ));
     }
+    request
+        .messages
+        .iter()
+        .position(|m| m.images.iter().any(|i| matches!(i, Image::Url { .. })))
+        .map(|i| {
+            (
+                format!("messages[{i}].content"),
+                "the local model (Ollama) takes images inline only: send a `data:` URL, the gateway fetches nothing",
+            )
+        })
 }
 
 /// Ollama's `done_reason` in OpenAI's words.
@@ -497,7 +519,7 @@ mod tests {
             };
             assert_eq!(
                 refusal(&request).map(|(field, _)| field),
-                refused.then_some("tool_choice"),
+                refused.then(|| "tool_choice".to_owned()),
                 "{choice:?}"
             );
         }

@@ -79,6 +79,18 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
 /// the `tool_call_id` it answers.
 pub fn message(m: &ChatMessage) -> Value {
     let mut out = json!({"role": m.role.as_str(), "content": m.content});
+    if !m.images.is_empty() {
+        let mut parts = Vec::new();
+        if !m.content.is_empty() {
+            parts.push(json!({"type": "text", "text": m.content}));
+        }
+        parts.extend(
+            m.images
+                .iter()
+                .map(|i| json!({"type": "image_url", "image_url": {"url": i.to_url()}})),
+        );
+        out["content"] = Value::Array(parts);
+    }
     if !m.tool_calls.is_empty() {
         if m.content.is_empty() {
             out["content"] = Value::Null;

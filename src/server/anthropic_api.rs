@@ -109,7 +109,11 @@ async fn serve(state: AppState, request: MessagesRequest) -> Response {
     if let Some((field, why)) =
         exchange.refusal(&request.messages, &request.tools, &request.options)
     {
-        return (headers, AnthropicError(super::request::invalid(field, why))).into_response();
+        return (
+            headers,
+            AnthropicError(super::request::invalid(&field, why)),
+        )
+            .into_response();
     }
     if let Err(e) = exchange.record_pending(&state).await {
         return (headers, AnthropicError(e)).into_response();

@@ -8,8 +8,10 @@
 //!   blocks are `tool` messages answering their `tool_use_id`, before it.
 //! - An `assistant` turn's text blocks are its text, its `tool_use` blocks
 //!   its tool calls (the input serialized as the arguments).
-//! - Blocks the gateway does not carry yet (images, documents, thinking) and
-//!   server tools are refused with `400` naming the field, never dropped.
+//! - A `user` turn's `image` blocks (`base64` or an `https` `url`) are its
+//!   message's images.
+//! - Blocks the gateway does not carry yet (documents, thinking) and server
+//!   tools are refused with `400` naming the field, never dropped.
 //!   Unknown fields are ignored, as Anthropic does.
 
 use axum::extract::{FromRequest, Request};
@@ -19,7 +21,7 @@ use utoipa::ToSchema;
 
 use super::error::{AnthropicError, ApiError};
 use super::request::{Object, body_bytes, invalid, messages, read};
-use crate::chat::{ChatMessage, ToolCall, ToolChoice, ToolDefinition};
+use crate::chat::{ChatMessage, Image, ToolCall, ToolChoice, ToolDefinition};
 use crate::names::Role;
 use crate::providers::GenerationOptions;
 
@@ -228,6 +230,7 @@ impl TurnBody {
         let mut text = String::new();
         let mut calls = Vec::new();
         let mut results = Vec::new();
+        let mut images = Vec::new();
         for (j, block) in blocks.iter().enumerate() {
             let at = format!("messages[{i}].content[{j}]");
             let kind = string_at(block, "type", &format!("{at}.type"))?;
@@ -252,6 +255,7 @@ impl TurnBody {
                         ..ChatMessage::new(Role::Tool, content)
                     });
                 }
+                ("image", Role::User) => images.push(image(block, &at)?),
                 ("tool_use", _) | ("tool_result", _) => {
                     return Err(invalid(
                         &format!("{at}.type"),
@@ -262,14 +266,51 @@ impl TurnBody {
             }
         }
         out.append(&mut results);
-        if !text.is_empty() || !calls.is_empty() || out.last().is_none_or(|m| m.role != Role::Tool)
+        if !text.is_empty()
+            || !calls.is_empty()
+            || !images.is_empty()
+            || out.last().is_none_or(|m| m.role != Role::Tool)
         {
             out.push(ChatMessage {
                 tool_calls: calls,
+                images,
                 ..ChatMessage::new(role, text)
             });
         }
         Ok(())
+    }
+}
+
+/// An `image` block: its `base64` or `url` source.
+fn image(block: &Value, at: &str) -> Result<Image, ApiError> {
+    let source = block
+        .get("source")
+        .ok_or_else(|| invalid(&format!("{at}.source"), "missing"))?;
+    let field = |name: &str| format!("{at}.source.{name}");
+    match string_at(source, "type", &field("type"))? {
+        "base64" => {
+            let media_type = string_at(source, "media_type", &field("media_type"))?;
+            if !media_type.starts_with("image/") {
+                return Err(invalid(
+                    &field("media_type"),
+                    "expected an image/… media type",
+                ));
+            }
+            Ok(Image::Base64 {
+                media_type: media_type.to_owned(),
+                data: string_at(source, "data", &field("data"))?.to_owned(),
+            })
+        }
+        "url" => {
+            let url = string_at(source, "url", &field("url"))?;
+            if !url.starts_with("https://") {
+                return Err(invalid(&field("url"), "expected an `https://` URL"));
+            }
+            Ok(Image::Url {
+                url: url.to_owned(),
+            })
+        }
+        _ => Err(invalid(&field("type"), "expected `base64` or `url`")),
     }
 }
 
@@ -474,9 +515,15 @@ mod tests {
             ),
             (
                 serde_json::json!({"model": "m", "max_tokens": 1, "messages": [
-                    {"role": "user", "content": [{"type": "image", "source": {
-                        "type": "base64", "media_type": "image/png", "data": "iVBOR"}}]}]}),
+                    {"role": "user", "content": [{"type": "document", "source": {
+                        "type": "base64", "media_type": "application/pdf", "data": "JVBER"}}]}]}),
                 "messages[0].content[0].type: not supported by the gateway yet; the request is refused rather than answered without it",
+            ),
+            (
+                serde_json::json!({"model": "m", "max_tokens": 1, "messages": [
+                    {"role": "user", "content": [{"type": "image", "source": {
+                        "type": "url", "url": "http://example.com/a.png"}}]}]}),
+                "messages[0].content[0].source.url: expected an `https://` URL",
             ),
             (
                 serde_json::json!({"model": "m", "max_tokens": 1, "messages": [

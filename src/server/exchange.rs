@@ -179,7 +179,7 @@ impl Exchange {
         messages: &[ChatMessage],
         tools: &[ToolDefinition],
         options: &GenerationOptions,
-    ) -> Option<(&'static str, &'static str)> {
+    ) -> Option<(String, &'static str)> {
         match self.called_provider() {
             Provider::Local => providers::ollama::refusal(&self.request(messages, tools, options)),
             Provider::Openai | Provider::Anthropic => None,

@@ -129,7 +129,7 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
     if let Some((field, why)) =
         exchange.refusal(&request.messages, &request.tools, &request.options)
     {
-        return (headers, OpenAiError(super::request::invalid(field, why))).into_response();
+        return (headers, OpenAiError(super::request::invalid(&field, why))).into_response();
     }
     if let Err(e) = exchange.record_pending(&state).await {
         return (headers, OpenAiError(e)).into_response();

@@ -21,7 +21,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::error::{ApiError, OpenAiError};
 use super::request::{Object, Words, body_bytes, invalid, messages, present, read, word};
-use crate::chat::{ChatMessage, ToolCall, ToolChoice, ToolDefinition};
+use crate::chat::{ChatMessage, Image, ToolCall, ToolChoice, ToolDefinition};
 use crate::names::Role;
 use crate::providers::GenerationOptions;
 
@@ -470,6 +470,7 @@ impl CompletionMessage {
             }
             (_, _) => None,
         };
+        let mut images = Vec::new();
         let content = match self.content {
             Some(Some(CompletionContent::Text(text))) => text,
             Some(Some(CompletionContent::Parts(parts))) => {
@@ -481,10 +482,26 @@ impl CompletionMessage {
                         (PartKind::Text, None) => {
                             return Err(invalid(&format!("{at}.text"), "missing"));
                         }
+                        (PartKind::ImageUrl, _) if role == Role::User => {
+                            let Some(Object(image)) = part.image_url else {
+                                return Err(invalid(&format!("{at}.image_url"), "missing"));
+                            };
+                            let _ = image.detail;
+                            images.push(
+                                Image::from_url(&image.url)
+                                    .map_err(|why| invalid(&format!("{at}.image_url.url"), why))?,
+                            );
+                        }
+                        (PartKind::ImageUrl, _) => {
+                            return Err(invalid(
+                                &format!("{at}.type"),
+                                "only a user message carries images",
+                            ));
+                        }
                         (PartKind::Other, _) => {
                             return Err(invalid(
                                 &format!("{at}.type"),
-                                "only text parts are supported",
+                                "only text and image_url parts are supported",
                             ));
                         }
                     }
@@ -503,6 +520,7 @@ impl CompletionMessage {
         Ok(ChatMessage {
             tool_calls,
             tool_call_id,
+            images,
             ..ChatMessage::new(role, content)
         })
     }
@@ -583,6 +601,7 @@ impl PartialSchema for CompletionContent {
 impl ToSchema for CompletionContent {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         schemas.push((ContentPart::name().into(), ContentPart::schema()));
+        schemas.push((ImageUrl::name().into(), ImageUrl::schema()));
     }
 }
 
@@ -622,19 +641,33 @@ impl<'de> Deserialize<'de> for CompletionContent {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = TextPart)]
 struct ContentPart {
-    /// Always `text`.
+    /// `text` or `image_url`.
     #[serde(rename = "type")]
-    #[schema(value_type = String, pattern = "^text$")]
+    #[schema(value_type = String, pattern = "^(text|image_url)$")]
     kind: PartKind,
-    /// The text.
+    /// The text of a `text` part.
     #[schema(value_type = String)]
     text: Option<String>,
+    /// The image of an `image_url` part.
+    #[schema(value_type = Option<ImageUrl>)]
+    image_url: Option<Object<ImageUrl>>,
+}
+
+/// An `image_url` part's image.
+#[derive(Debug, Deserialize, ToSchema)]
+struct ImageUrl {
+    /// A `data:<type>;base64,<data>` URL, or an `https` URL the provider
+    /// fetches (the gateway never does).
+    url: String,
+    /// OpenAI's `detail` (`auto`, `low`, `high`): read, not forwarded.
+    detail: Option<String>,
 }
 
 /// A part's `type`: text, or a kind the gateway does not relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PartKind {
     Text,
+    ImageUrl,
     Other,
 }
 
@@ -650,10 +683,10 @@ impl<'de> Deserialize<'de> for PartKind {
             }
 
             fn visit_str<E: de::Error>(self, s: &str) -> Result<PartKind, E> {
-                Ok(if s == "text" {
-                    PartKind::Text
-                } else {
-                    PartKind::Other
+                Ok(match s {
+                    "text" => PartKind::Text,
+                    "image_url" => PartKind::ImageUrl,
+                    _ => PartKind::Other,
                 })
             }
         }
@@ -836,7 +869,22 @@ mod tests {
                 serde_json::json!({"messages": [{"role": "user", "content": [
                     {"type": "text", "text": "a"},
                     {"type": "image_url", "image_url": {"url": "data:,"}}]}]}),
-                "messages[0].content[1].type: only text parts are supported",
+                "messages[0].content[1].image_url.url: a data URL must be `data:<media type>;base64,<data>`",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": [
+                    {"type": "input_audio", "input_audio": {"data": "UklGR", "format": "wav"}}]}]}),
+                "messages[0].content[0].type: only text and image_url parts are supported",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "assistant", "content": [
+                    {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]}),
+                "messages[0].content[0].type: only a user message carries images",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}]}]}),
+                "messages[0].content[0].image_url.url: expected a `data:` URL or an `https://` URL",
             ),
             (
                 serde_json::json!({"messages": [{"role": "user", "content": [{"text": "a"}]}]}),

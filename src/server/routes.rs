@@ -151,6 +151,10 @@ struct ConditionsView<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(min_items = 1)]
     model: Vec<&'a str>,
+    /// Whether the request must (`true`) or must not (`false`) have an
+    /// image; left out when the rule has no such condition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    has_images: Option<bool>,
 }
 
 /// The state of hot reload.
@@ -260,6 +264,7 @@ fn rule(r: &RuleSpec, public: Provider) -> RuleView<'_> {
             input_chars: r.input_chars,
             estimated_usd: r.estimated_usd,
             model: r.model.iter().map(|g| g.value.as_str()).collect(),
+            has_images: r.has_images,
         },
     }
 }
@@ -320,6 +325,7 @@ mod tests {
                     }),
                     estimated_usd: None,
                     model: Vec::new(),
+                    has_images: None,
                 },
                 RuleSpec {
                     id: "big".into(),
@@ -350,6 +356,7 @@ mod tests {
                             at: at(14),
                         })
                         .collect(),
+                    has_images: Some(false),
                 },
             ],
             defaults,
@@ -399,7 +406,7 @@ mod tests {
                  "file": "policies/10-sensitive.yaml", "line": 12,
                  "conditions": {"keywords": 0, "keyword_match": "substring", "patterns": 1,
                                 "scope": "all", "estimated_usd": {"min": 0.09},
-                                "model": ["gpt-4o*", "*/gpt-4o"]}}
+                                "model": ["gpt-4o*", "*/gpt-4o"], "has_images": false}}
             ],
             "public_provider": "anthropic",
             "reload": {"status": "error", "last_attempt_at": "2026-11-24T10:00:00.123Z",

@@ -436,7 +436,7 @@ async fn bad_requests_get_openai_errors_naming_the_field_and_reach_no_provider()
         ),
         (
             json!({"messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": "data:,"}}]}]})
+                {"type": "input_audio", "input_audio": {"data": "UklGR", "format": "wav"}}]}]})
             .to_string(),
             400,
             json!("messages[0].content[0].type"),
@@ -1269,6 +1269,109 @@ async fn the_messages_api_keeps_a_confidential_tool_result_local_and_answers_in_
         (&e["type"], &e["error"]["type"]),
         (&json!("error"), &json!("invalid_request_error")),
         "{e}"
+    );
+    g.finish().await;
+}
+
+/// A 1×1 PNG, base64.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+#[tokio::test]
+async fn an_image_reaches_each_provider_in_its_own_form() {
+    let data_url = format!("data:image/png;base64,{PNG}");
+    let with_image = |question: &str, url: &str| {
+        json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": question},
+            {"type": "image_url", "image_url": {"url": url, "detail": "low"}}]}]})
+    };
+    for flavor in [Flavor::OpenAi, Flavor::Anthropic] {
+        let g = Gateway::start(flavor, &[]).await;
+        let a = g.post(&with_image("what is this?", &data_url)).await;
+        assert_eq!(a.status, 200, "{flavor:?}: {}", a.text);
+        let sent = g.public.single_request().json();
+        match flavor {
+            Flavor::OpenAi => assert_eq!(
+                sent["messages"][0]["content"],
+                json!([{"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": data_url}}]),
+                "{sent}"
+            ),
+            _ => assert_eq!(
+                sent["messages"][0]["content"],
+                json!([{"type": "text", "text": "what is this?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                        "data": PNG}}]),
+                "{sent}"
+            ),
+        }
+        // To the local model: base64 in `images`; a URL cannot go there.
+        let a = g.post(&with_image(SENSITIVE, &data_url)).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        let sent = g.local.single_request().json();
+        assert_eq!(sent["messages"][0]["images"], json!([PNG]), "{sent}");
+        assert_eq!(sent["messages"][0]["content"], SENSITIVE);
+        let a = g
+            .post(&with_image(SENSITIVE, "https://example.com/cat.png"))
+            .await;
+        assert_eq!(a.status, 400, "{}", a.text);
+        assert_eq!(
+            a.json()["error"]["param"],
+            "messages[0].content",
+            "{}",
+            a.text
+        );
+        assert_eq!(g.local.request_count(), 1, "nothing sent, nothing fetched");
+        g.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn has_images_keeps_pictures_local_and_the_public_fake_sees_none() {
+    let policy = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: pictures\n    sensitive: true\n    when:\n      has_images: true\n    route: local\n";
+    let g = Gateway::start_with(policy, Flavor::Anthropic, &[]).await;
+    let picture = json!({"type": "image_url",
+        "image_url": {"url": format!("data:image/png;base64,{PNG}")}});
+    // The image is in an earlier turn; the last one is plain text.
+    let a = g
+        .post(&json!({"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"}, picture]},
+            {"role": "assistant", "content": "a cat"},
+            {"role": "user", "content": "and now?"}]}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.header("x-policy-mesh-rule"), Some("pictures"));
+    assert_eq!(a.header("x-policy-mesh-sensitive"), Some("true"));
+    // Through the Messages API too.
+    let a = g
+        .messages(
+            &json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+            {"role": "user", "content": [{"type": "image", "source": {"type": "base64",
+                "media_type": "image/png", "data": PNG}}, {"type": "text", "text": "what?"}]}]}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.header("x-policy-mesh-provider"), Some("local"));
+    assert_eq!(
+        g.local.requests()[1].json()["messages"][0]["images"],
+        json!([PNG])
+    );
+    assert_eq!(
+        g.public.request_count(),
+        0,
+        "the public fake received an image"
+    );
+    // Without an image the same conversation goes public.
+    let a = g.post(&json!({"messages": user("and now?")})).await;
+    assert_eq!(
+        a.header("x-policy-mesh-provider"),
+        Some("anthropic"),
+        "{}",
+        a.text
+    );
+    let routes = g.t.routes().await;
+    assert_eq!(
+        routes["rules"][0]["conditions"]["has_images"], true,
+        "{routes}"
     );
     g.finish().await;
 }

@@ -50,6 +50,7 @@ pub fn rule(id: &str, route: Route) -> RuleSpec {
         input_chars: None,
         estimated_usd: None,
         model: Vec::new(),
+        has_images: None,
     }
 }
 
