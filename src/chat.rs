@@ -143,6 +143,38 @@ impl ToolDefinition {
     }
 }
 
+/// The form of the reply, OpenAI's `response_format`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON following a schema.
+    JsonSchema {
+        /// The schema's name.
+        name: String,
+        /// The JSON Schema.
+        schema: serde_json::Value,
+        /// Whether the reply must follow it exactly.
+        strict: Option<bool>,
+    },
+}
+
+impl ResponseFormat {
+    /// The schema as the policy reads it: a unit like a tool definition (its
+    /// name and schema), `None` for a plain JSON object.
+    pub fn as_tool(&self) -> Option<ToolDefinition> {
+        match self {
+            ResponseFormat::JsonObject => None,
+            ResponseFormat::JsonSchema { name, schema, .. } => Some(ToolDefinition {
+                name: name.clone(),
+                description: None,
+                parameters: Some(schema.clone()),
+                strict: None,
+            }),
+        }
+    }
+}
+
 /// Which tool the model must call, OpenAI's `tool_choice`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolChoice {

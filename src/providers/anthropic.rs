@@ -12,7 +12,7 @@ use super::http::{
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
-use crate::chat::{ChatMessage, Image, ToolCall, ToolChoice, ToolDefinition};
+use crate::chat::{ChatMessage, Image, ResponseFormat, ToolCall, ToolChoice, ToolDefinition};
 use crate::env::ConfigError;
 use crate::names::Role;
 
@@ -33,11 +33,14 @@ pub const MAX_TOKENS: u32 = 4096;
 pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     let messages = request.messages;
     let o = request.options;
-    let system: Vec<&str> = messages
+    let mut system: Vec<&str> = messages
         .iter()
         .filter(|m| m.role == Role::System)
         .map(|m| m.content.as_str())
         .collect();
+    // Anthropic has no response format: the instruction goes in `system`.
+    let instruction = o.response_format.as_ref().map(format_instruction);
+    system.extend(instruction.as_deref());
     let mut body = Map::new();
     body.insert("model".into(), json!(request.model));
     body.insert(
@@ -127,6 +130,36 @@ pub fn conversation(messages: &[ChatMessage]) -> Vec<Value> {
         }
     }
     turns
+}
+
+/// The instruction that asks for `format`, for a provider without the setting.
+pub fn format_instruction(format: &ResponseFormat) -> String {
+    match format {
+        ResponseFormat::JsonObject => {
+            "Respond with a single JSON object and nothing else.".to_owned()
+        }
+        ResponseFormat::JsonSchema { schema, .. } => format!(
+            "Respond with a single JSON object that follows this JSON Schema, and nothing else: {schema}"
+        ),
+    }
+}
+
+/// Whether Anthropic can carry `request`: a strict schema cannot be
+/// enforced by an instruction. `Some` names the field and says why.
+pub fn refusal(request: &ChatRequest<'_>) -> Option<(String, &'static str)> {
+    matches!(
+        request.options.response_format,
+        Some(ResponseFormat::JsonSchema {
+            strict: Some(true),
+            ..
+        })
+    )
+    .then(|| {
+        (
+            "response_format".to_owned(),
+            "Anthropic cannot enforce a strict JSON schema: send `strict: false`",
+        )
+    })
 }
 
 /// An image as Anthropic's `image` block: `base64` or `url` source.
@@ -449,6 +482,7 @@ mod tests {
             logit_bias: serde_json::Map::new().into(),
             tool_choice: None,
             parallel_tool_calls: None,
+            response_format: None,
         };
         let mut b = body_with("m", &[msg(Role::User, "hi")], &options);
         for dropped in [

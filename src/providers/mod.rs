@@ -37,7 +37,7 @@ pub use self::ollama::Ollama;
 pub use self::openai::OpenAi;
 pub use self::stream::{MAX_REPLY_BYTES, ReplyStream, StreamEvent, Usage};
 
-use crate::chat::{ChatMessage, ToolCall, ToolChoice, ToolDefinition};
+use crate::chat::{ChatMessage, ResponseFormat, ToolCall, ToolChoice, ToolDefinition};
 use crate::env::ConfigError;
 use crate::env::Env;
 use crate::names::Provider;
@@ -80,6 +80,8 @@ pub struct GenerationOptions {
     /// Whether the model may call several tools at once; `None` leaves the
     /// provider's default.
     pub parallel_tool_calls: Option<bool>,
+    /// The form of the reply; `None`: text.
+    pub response_format: Option<ResponseFormat>,
 }
 
 impl GenerationOptions {

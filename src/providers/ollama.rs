@@ -10,7 +10,7 @@ use super::http::{
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
-use crate::chat::{ChatMessage, Image, ToolCall, ToolChoice};
+use crate::chat::{ChatMessage, Image, ResponseFormat, ToolCall, ToolChoice};
 use crate::env::ConfigError;
 
 /// The JSON body of a chat call: the messages (tool calls and results in
@@ -42,6 +42,11 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     let mut body = json!({"model": request.model, "messages": messages, "stream": stream});
     if !options.is_empty() {
         body["options"] = Value::Object(options);
+    }
+    match &o.response_format {
+        None => {}
+        Some(ResponseFormat::JsonObject) => body["format"] = json!("json"),
+        Some(ResponseFormat::JsonSchema { schema, .. }) => body["format"] = schema.clone(),
     }
     // Ollama has no `tool_choice`: `none` is honoured by offering no tools.
     if !request.tools.is_empty() && o.tool_choice != Some(ToolChoice::None) {
@@ -326,6 +331,7 @@ mod tests {
             logit_bias: serde_json::Map::new().into(),
             tool_choice: None,
             parallel_tool_calls: None,
+            response_format: None,
         };
         let body = body(&[ChatMessage::user("hi")], &options, false);
         assert_eq!(

@@ -10,7 +10,7 @@ use super::http::{
 };
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
-use crate::chat::{ChatMessage, ToolCall, ToolChoice, ToolDefinition};
+use crate::chat::{ChatMessage, ResponseFormat, ToolCall, ToolChoice, ToolDefinition};
 use crate::env::ConfigError;
 
 /// The JSON body of a chat call: the messages as received (tool calls and
@@ -54,6 +54,24 @@ pub fn request_body(request: &ChatRequest<'_>, stream: bool) -> Value {
     }
     if let Some(bias) = &o.logit_bias {
         set("logit_bias", Value::Object(bias.clone()));
+    }
+    match &o.response_format {
+        None => {}
+        Some(ResponseFormat::JsonObject) => set("response_format", json!({"type": "json_object"})),
+        Some(ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        }) => {
+            let mut spec = json!({"name": name, "schema": schema});
+            if let Some(strict) = strict {
+                spec["strict"] = json!(strict);
+            }
+            set(
+                "response_format",
+                json!({"type": "json_schema", "json_schema": spec}),
+            );
+        }
     }
     // The tool settings only with tools: OpenAI refuses them alone.
     if !request.tools.is_empty() {
@@ -368,6 +386,7 @@ mod tests {
             logit_bias: json!({"50256": -100}).as_object().cloned(),
             tool_choice: None,
             parallel_tool_calls: None,
+            response_format: None,
         };
         let b = body(&[ChatMessage::user("hi")], &options, true);
         assert_eq!(b["seed"], json!(7));

@@ -182,7 +182,10 @@ impl Exchange {
     ) -> Option<(String, &'static str)> {
         match self.called_provider() {
             Provider::Local => providers::ollama::refusal(&self.request(messages, tools, options)),
-            Provider::Openai | Provider::Anthropic => None,
+            Provider::Anthropic => {
+                providers::anthropic::refusal(&self.request(messages, tools, options))
+            }
+            Provider::Openai => None,
         }
     }
 

@@ -113,11 +113,21 @@ pub async fn chat_completions(
 
 async fn serve(state: AppState, request: CompletionRequest) -> Response {
     let requested = request.model.as_deref();
+    // A `json_schema` format's schema leaves with the request: the policy
+    // reads it like a tool definition.
+    let mut decided_tools = request.tools.clone();
+    decided_tools.extend(
+        request
+            .options
+            .response_format
+            .as_ref()
+            .and_then(crate::chat::ResponseFormat::as_tool),
+    );
     let exchange = Exchange::begin(
         &state,
         ClientApi::Openai,
         &request.messages,
-        &request.tools,
+        &decided_tools,
         requested,
         &request.options,
         |provider| resolve_model(&state, provider, requested),

@@ -2,7 +2,7 @@
 //! reader ([`read`]) and validated into a [`CompletionRequest`].
 //!
 //! Fields OpenAI defines that the gateway does not carry yet (`n` other than
-//! 1, tools and functions, `response_format`, log probabilities, audio,
+//! 1, functions, log probabilities, audio,
 //! predictions, web search, reasoning effort, verbosity, tool and function
 //! messages, non-text content parts) are refused, naming the field, rather than dropped: a client must
 //! never get an answer made without a setting it sent. A value that asks for
@@ -21,7 +21,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::error::{ApiError, OpenAiError};
 use super::request::{Object, Words, body_bytes, invalid, messages, present, read, word};
-use crate::chat::{ChatMessage, Image, ToolCall, ToolChoice, ToolDefinition};
+use crate::chat::{ChatMessage, Image, ResponseFormat, ToolCall, ToolChoice, ToolDefinition};
 use crate::names::Role;
 use crate::providers::GenerationOptions;
 
@@ -109,7 +109,8 @@ pub(crate) struct CompletionRequestBody {
     /// Not supported: refused unless `none` or `auto`.
     #[schema(value_type = Option<Object>)]
     function_call: Option<serde_json::Value>,
-    /// Not supported yet: refused unless `{"type": "text"}`.
+    /// `text`, `json_object`, or `json_schema` (its schema is read by the
+    /// policy, like a tool definition).
     #[schema(value_type = Option<Object>)]
     response_format: Option<serde_json::Value>,
     /// Not supported yet: refused unless `false`.
@@ -157,9 +158,6 @@ fn refused_field(body: &CompletionRequestBody) -> Option<(&'static str, &'static
                 .and_then(Value::as_str)
                 .is_some_and(|w| words.contains(&w))
     };
-    let text_format = |v: &Option<Value>| {
-        absent(v) || v.as_ref().and_then(|f| f.get("type")) == Some(&Value::from("text"))
-    };
     let text_only =
         |v: &Option<Value>| absent(v) || v.as_ref() == Some(&serde_json::json!(["text"]));
     [
@@ -168,7 +166,6 @@ fn refused_field(body: &CompletionRequestBody) -> Option<(&'static str, &'static
             "function_call",
             one_of(&body.function_call, &["none", "auto"]),
         ),
-        ("response_format", text_format(&body.response_format)),
         ("logprobs", body.logprobs != Some(true)),
         ("top_logprobs", body.top_logprobs.is_none()),
         ("audio", absent(&body.audio)),
@@ -201,6 +198,10 @@ impl CompletionRequestBody {
             .map(|(i, Object(t))| t.validate(i))
             .collect::<Result<Vec<_>, _>>()?;
         let tool_choice = self.tool_choice.map(tool_choice).transpose()?;
+        let response_format = match self.response_format {
+            None | Some(serde_json::Value::Null) => None,
+            Some(format) => response_format(&format)?,
+        };
         let messages = self
             .messages
             .into_iter()
@@ -225,6 +226,7 @@ impl CompletionRequestBody {
             logit_bias: self.logit_bias,
             tool_choice,
             parallel_tool_calls: self.parallel_tool_calls,
+            response_format,
         };
         Ok(CompletionRequest {
             messages,
@@ -285,6 +287,44 @@ impl ToolBody {
             parameters: f.parameters,
             strict: f.strict,
         })
+    }
+}
+
+/// `response_format`: `text` (nothing asked), `json_object` or
+/// `json_schema` with its `name` and `schema`.
+fn response_format(value: &serde_json::Value) -> Result<Option<ResponseFormat>, ApiError> {
+    use serde_json::Value;
+    match value.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(ResponseFormat::JsonObject)),
+        Some("json_schema") => {
+            let spec = value
+                .get("json_schema")
+                .filter(|s| s.is_object())
+                .ok_or_else(|| invalid("response_format.json_schema", "missing"))?;
+            let name = spec
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid("response_format.json_schema.name", "missing"))?;
+            let schema = spec
+                .get("schema")
+                .filter(|s| s.is_object())
+                .ok_or_else(|| {
+                    invalid(
+                        "response_format.json_schema.schema",
+                        "expected a JSON Schema object",
+                    )
+                })?;
+            Ok(Some(ResponseFormat::JsonSchema {
+                name: name.to_owned(),
+                schema: schema.clone(),
+                strict: spec.get("strict").and_then(Value::as_bool),
+            }))
+        }
+        _ => Err(invalid(
+            "response_format.type",
+            "expected `text`, `json_object` or `json_schema`",
+        )),
     }
 }
 
@@ -953,14 +993,6 @@ mod tests {
         for (field, value) in [
             ("functions", serde_json::json!([{"name": "f"}])),
             ("function_call", serde_json::json!({"name": "f"})),
-            (
-                "response_format",
-                serde_json::json!({"type": "json_object"}),
-            ),
-            (
-                "response_format",
-                serde_json::json!({"type": "json_schema", "json_schema": {}}),
-            ),
             ("logprobs", serde_json::json!(true)),
             ("top_logprobs", serde_json::json!(3)),
             (
@@ -1047,6 +1079,50 @@ mod tests {
                 "messages": [{"role": "user", "content": "hi"}], "tool_choice": word}))
             .unwrap();
             assert_eq!(request.options.tool_choice, Some(choice));
+        }
+    }
+
+    #[test]
+    fn response_formats_are_read_and_a_bad_one_named() {
+        let user = serde_json::json!([{"role": "user", "content": "hi"}]);
+        let read = |format: serde_json::Value| {
+            parse(serde_json::json!({"messages": user, "response_format": format}))
+                .map(|r| r.options.response_format)
+        };
+        assert_eq!(read(serde_json::json!({"type": "text"})).unwrap(), None);
+        assert_eq!(
+            read(serde_json::json!({"type": "json_object"})).unwrap(),
+            Some(ResponseFormat::JsonObject)
+        );
+        let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        assert_eq!(
+            read(serde_json::json!({"type": "json_schema", "json_schema": {
+                "name": "answer", "schema": schema, "strict": true}}))
+            .unwrap(),
+            Some(ResponseFormat::JsonSchema {
+                name: "answer".into(),
+                schema: schema.clone(),
+                strict: Some(true),
+            })
+        );
+        for (format, message) in [
+            (
+                serde_json::json!({"type": "yaml"}),
+                "response_format.type: expected `text`, `json_object` or `json_schema`",
+            ),
+            (
+                serde_json::json!({"type": "json_schema"}),
+                "response_format.json_schema: missing",
+            ),
+            (
+                serde_json::json!({"type": "json_schema", "json_schema": {"name": "a", "schema": 1}}),
+                "response_format.json_schema.schema: expected a JSON Schema object",
+            ),
+        ] {
+            assert_eq!(
+                shape(serde_json::json!({"messages": user, "response_format": format})),
+                message
+            );
         }
     }
 

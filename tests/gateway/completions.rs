@@ -1375,3 +1375,72 @@ async fn has_images_keeps_pictures_local_and_the_public_fake_sees_none() {
     );
     g.finish().await;
 }
+
+#[tokio::test]
+async fn structured_output_reaches_each_provider_in_its_own_terms() {
+    let schema = json!({"type": "object", "properties": {"answer": {"type": "string"}},
+        "required": ["answer"]});
+    let format = |strict: bool| {
+        json!({"type": "json_schema", "json_schema": {"name": "reply", "schema": schema,
+            "strict": strict}})
+    };
+    let g = Gateway::start(Flavor::OpenAi, &[]).await;
+    // OpenAI: as it is.
+    let a = g
+        .post(&json!({"messages": user("hi"), "response_format": format(true)}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(
+        g.public.single_request().json()["response_format"],
+        format(true)
+    );
+    // Ollama: `format`, the schema or "json".
+    let a = g
+        .post(&json!({"messages": user(SENSITIVE), "response_format": format(true)}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(g.local.requests()[0].json()["format"], schema);
+    let a = g
+        .post(&json!({"messages": user(SENSITIVE), "response_format": {"type": "json_object"}}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(g.local.requests()[1].json()["format"], "json");
+    // A confidential word in the schema keeps the request local.
+    let secret_schema = json!({"type": "json_schema", "json_schema": {"name": "reply",
+        "schema": {"type": "object", "description": "the project-nightingale budget"}}});
+    let a = g
+        .post(&json!({"messages": user("hi"), "response_format": secret_schema}))
+        .await;
+    assert_eq!(
+        a.header("x-policy-mesh-provider"),
+        Some("local"),
+        "{}",
+        a.text
+    );
+    assert_eq!(g.public.request_count(), 1);
+    g.finish().await;
+
+    let g = Gateway::start(Flavor::Anthropic, &[]).await;
+    // Anthropic: the instruction in `system`; a strict schema cannot be kept.
+    let a = g
+        .post(&json!({"messages": user("hi"), "response_format": format(false)}))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let sent = g.public.single_request().json();
+    let system = sent["system"].as_str().unwrap();
+    assert!(
+        system.contains("JSON Schema") && system.contains("\"answer\""),
+        "{sent}"
+    );
+    let a = g
+        .post(&json!({"messages": user("hi"), "response_format": format(true)}))
+        .await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert_eq!(a.json()["error"]["param"], "response_format");
+    assert_eq!(
+        g.public.request_count(),
+        1,
+        "nothing sent for the strict schema"
+    );
+    g.finish().await;
+}
