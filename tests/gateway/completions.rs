@@ -1444,3 +1444,57 @@ async fn structured_output_reaches_each_provider_in_its_own_terms() {
     );
     g.finish().await;
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_tool_call_stream_stops_the_upstream_and_is_audited_cancelled() {
+    for (api, flavor) in [("openai", Flavor::Anthropic), ("anthropic", Flavor::OpenAi)] {
+        let g = Gateway::start(flavor, &[]).await;
+        g.public.set_mode(Mode::ToolCallsThenStall(vec![(
+            "get_weather".into(),
+            r#"{"city":"a long name for the city, so that the stream stalls inside it"}"#.into(),
+        )]));
+        let (path, body) = if api == "openai" {
+            (
+                "/v1/chat/completions",
+                json!({"messages": user("weather?"), "tools": [weather_tool()], "stream": true}),
+            )
+        } else {
+            (
+                "/v1/messages",
+                json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
+                "stream": true, "messages": [{"role": "user", "content": "weather?"}],
+                "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]}),
+            )
+        };
+        let mut response =
+            g.t.client
+                .post(format!("{}{path}", g.t.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(response.status(), 200, "{api}");
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        // Read until the tool call has begun, then hang up.
+        let mut read = String::new();
+        while !read.contains("get_weather") {
+            let chunk = response.chunk().await.unwrap().expect("more of the stream");
+            read.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        drop(response);
+        assert!(
+            g.public
+                .wait_for_disconnect(crate::support::server::DEADLINE)
+                .await,
+            "{api}: the upstream call went on"
+        );
+        let event = g.wait_audit(&id).await;
+        assert_eq!(event["status"], "failure", "{api}: {event}");
+        assert_eq!(event["failure_category"], "cancelled", "{api}: {event}");
+        assert_eq!(event["client_api"], api, "{api}: {event}");
+        g.finish().await;
+    }
+}

@@ -93,6 +93,11 @@ pub enum Mode {
     /// brings tool results is answered as in [`Mode::Normal`], as a model
     /// answers once it has them.
     ToolCalls(Vec<(String, String)>),
+    /// For a streaming request: the stream of [`Mode::ToolCalls`] up to the
+    /// middle of its body, then a wait of [`SLOW_DELAY`] while watching the
+    /// connection, then the rest; a peer that closes before the end is
+    /// counted in [`FakeProvider::disconnects`].
+    ToolCallsThenStall(Vec<(String, String)>),
     /// For a streaming request: `200`, the headers and the events up to and
     /// including the first reply part, then the connection is closed without
     /// the rest or the chunked body's end, as when an upstream crashes. Not
@@ -393,7 +398,7 @@ async fn respond(
         other => other,
     };
     match mode {
-        Mode::ToolCalls(calls) if streaming => {
+        Mode::ToolCalls(calls) | Mode::ToolCallsThenStall(calls) if streaming => {
             let content_type = match flavor {
                 Flavor::Ollama => "application/x-ndjson",
                 Flavor::OpenAi | Flavor::Anthropic => "text/event-stream",
@@ -406,17 +411,34 @@ async fn respond(
             let body = tool_call_stream(flavor, &model, calls)
                 .concat()
                 .into_bytes();
-            for piece in body.chunks(5) {
-                stream
-                    .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
-                    .await?;
-                stream.write_all(piece).await?;
-                stream.write_all(b"\r\n").await?;
-                stream.flush().await?;
+            let stall_at = match mode {
+                Mode::ToolCallsThenStall(_) => body.len() / 2 / 5,
+                _ => usize::MAX,
+            };
+            // A peer that goes away while the stream is written is counted.
+            let peer_gone = |e: std::io::Error| {
+                shared.disconnects.send_modify(|n| *n += 1);
+                e
+            };
+            for (i, piece) in body.chunks(5).enumerate() {
+                if i == stall_at {
+                    shared.streams_started.send_modify(|n| *n += 1);
+                    if !stall_watching(stream).await {
+                        shared.disconnects.send_modify(|n| *n += 1);
+                        return Ok(false);
+                    }
+                }
+                let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+                chunk.extend_from_slice(piece);
+                chunk.extend_from_slice(b"\r\n");
+                stream.write_all(&chunk).await.map_err(peer_gone)?;
+                stream.flush().await.map_err(peer_gone)?;
             }
             stream.write_all(b"0\r\n\r\n").await?;
             stream.flush().await?;
-            shared.streams_started.send_modify(|n| *n += 1);
+            if stall_at == usize::MAX {
+                shared.streams_started.send_modify(|n| *n += 1);
+            }
             Ok(true)
         }
         Mode::Normal | Mode::StreamThenFail | Mode::StreamThenStall if streaming => {
@@ -456,7 +478,7 @@ async fn respond(
             write_response(stream, 200, &[], &success_body(flavor, &model, reply)).await?;
             Ok(true)
         }
-        Mode::ToolCalls(calls) => {
+        Mode::ToolCalls(calls) | Mode::ToolCallsThenStall(calls) => {
             write_response(stream, 200, &[], &tool_call_body(flavor, &model, calls)).await?;
             Ok(true)
         }
