@@ -19,13 +19,20 @@
 //! - `streaming_throughput/<flavour>/<path>`: one reply of [`LONG`] parts,
 //!   from sending the request to the end of the stream; criterion reports
 //!   elements (text chunks) per second.
+//! - The `openai_tools` flavour streams one tool call whose arguments come in
+//!   that many pieces (OpenAI's chunk form), relayed through the OpenAI API;
+//!   the first "token" is the chunk that starts the call.
+//! - `gateway_messages_audit_off` is the same OpenAI stream through the
+//!   Anthropic Messages API (`POST /v1/messages`), as Anthropic's events.
 //!
 //! The upstream renders every event once, at start-up, and writes each as
 //! one chunk of a chunked body with its own `write` on a `TCP_NODELAY`
 //! socket (as Ollama and hosted APIs send tokens), with nothing in between:
 //! it is as fast as it can be, so the figures are the cost of relaying, not
 //! of generating. The number of parts is asked for in the `model` name
-//! (`parts-16`), which the gateway passes on unchanged.
+//! (`parts-16`, `tools-16`), which the gateway passes on unchanged; the
+//! Messages API sends OpenAI its configured model, so there the number is
+//! asked for in `max_tokens`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,6 +64,8 @@ const POLICY: &str = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id:
 enum Flavor {
     OpenAi,
     Ollama,
+    /// OpenAI's stream of one tool call.
+    OpenAiTools,
 }
 
 impl Flavor {
@@ -64,13 +73,22 @@ impl Flavor {
         match self {
             Flavor::OpenAi => "openai",
             Flavor::Ollama => "ollama",
+            Flavor::OpenAiTools => "openai_tools",
+        }
+    }
+
+    /// The `model` asking the upstream for `parts` parts of this flavour.
+    fn model(self, parts: usize) -> String {
+        match self {
+            Flavor::OpenAiTools => format!("tools-{parts}"),
+            Flavor::OpenAi | Flavor::Ollama => format!("parts-{parts}"),
         }
     }
 
     /// The upstream's own streaming endpoint.
     fn path(self) -> &'static str {
         match self {
-            Flavor::OpenAi => "/v1/chat/completions",
+            Flavor::OpenAi | Flavor::OpenAiTools => "/v1/chat/completions",
             Flavor::Ollama => "/api/chat",
         }
     }
@@ -78,7 +96,7 @@ impl Flavor {
     /// A prompt the policy routes to this flavour's provider.
     fn prompt(self) -> &'static str {
         match self {
-            Flavor::OpenAi => "Tell me a story about a cat.",
+            Flavor::OpenAi | Flavor::OpenAiTools => "Tell me a story about a cat.",
             Flavor::Ollama => "Tell me a story about nightingale.",
         }
     }
@@ -87,9 +105,36 @@ impl Flavor {
 /// The wire events of a reply of `parts` parts, each framed as one chunk of
 /// a chunked body.
 fn events(flavor: Flavor, parts: usize) -> Vec<Vec<u8>> {
-    let model = format!("parts-{parts}");
+    let model = flavor.model(parts);
     let token = |i: usize| format!(" tok{}", i % 10);
     let events: Vec<String> = match flavor {
+        Flavor::OpenAiTools => {
+            let chunk = |delta: Value, finish: Value| {
+                let data = json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                    "created": 1_795_600_800_u64, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+                format!("data: {data}\n\n")
+            };
+            let mut events = vec![chunk(
+                json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0,
+                    "id": "call_bench", "type": "function",
+                    "function": {"name": "search", "arguments": ""}}]}),
+                Value::Null,
+            )];
+            events.push(chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"q\":\""}}]}),
+                Value::Null,
+            ));
+            events.extend((1..parts).map(|i| {
+                chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": token(i)}}]}),
+                    Value::Null,
+                )
+            }));
+            events.push(chunk(json!({}), json!("tool_calls")));
+            events.push("data: [DONE]\n\n".to_owned());
+            events
+        }
         Flavor::OpenAi => {
             let chunk = |delta: Value, finish: Value| {
                 let data = json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk",
@@ -136,7 +181,7 @@ type Replies = Arc<HashMap<(Flavor, usize), Vec<Vec<u8>>>>;
 /// Starts the upstream on `127.0.0.1:0`.
 async fn start_upstream() -> SocketAddr {
     let mut replies = HashMap::new();
-    for flavor in [Flavor::OpenAi, Flavor::Ollama] {
+    for flavor in [Flavor::OpenAi, Flavor::Ollama, Flavor::OpenAiTools] {
         for parts in [SHORT, LONG] {
             replies.insert((flavor, parts), events(flavor, parts));
         }
@@ -161,15 +206,19 @@ async fn connection(mut stream: TcpStream, replies: Replies) -> std::io::Result<
     let mut buf = Vec::new();
     while let Some(request) = http::read_request(&mut stream, &mut buf).await? {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let model = body["model"].as_str().unwrap_or_default();
         let flavor = match request.path.as_str() {
+            "/v1/chat/completions" if model.starts_with("tools-") => Some(Flavor::OpenAiTools),
             "/v1/chat/completions" => Some(Flavor::OpenAi),
             "/api/chat" => Some(Flavor::Ollama),
             _ => None,
         };
-        let parts = body["model"]
-            .as_str()
-            .and_then(|m| m.strip_prefix("parts-"))
-            .and_then(|n| n.parse::<usize>().ok());
+        // The configured model (the Messages API's): the parts are in max_tokens.
+        let parts = model
+            .strip_prefix("parts-")
+            .or_else(|| model.strip_prefix("tools-"))
+            .and_then(|n| n.parse::<usize>().ok())
+            .or_else(|| body["max_tokens"].as_u64().map(|n| n as usize));
         let reply = match (flavor, parts) {
             (Some(flavor), Some(parts)) if body["stream"] == true => replies.get(&(flavor, parts)),
             _ => None,
@@ -194,12 +243,20 @@ async fn connection(mut stream: TcpStream, replies: Replies) -> std::io::Result<
 }
 
 /// Whether one line of a stream (an SSE `data:` line or an NDJSON line) is
-/// a chunk carrying reply text: a non-empty `content`, in either format.
+/// a chunk carrying reply text: a non-empty `content` (OpenAI, Ollama) or
+/// `text` (Anthropic's `text_delta`), a tool call starting (`"name":`), or
+/// a non-empty piece of its arguments.
 fn carries_text(line: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"content\":\"";
-    line.windows(KEY.len())
-        .position(|w| w == KEY)
-        .is_some_and(|i| line.get(i + KEY.len()).is_some_and(|&b| b != b'"'))
+    let non_empty = |key: &[u8]| {
+        line.windows(key.len())
+            .position(|w| w == key)
+            .is_some_and(|i| line.get(i + key.len()).is_some_and(|&b| b != b'"'))
+    };
+    let has = |key: &[u8]| line.windows(key.len()).any(|w| w == key);
+    non_empty(b"\"content\":\"")
+        || non_empty(b"\"text\":\"")
+        || non_empty(b"\"arguments\":\"")
+        || has(b"\"name\":\"search\"")
 }
 
 /// What the client saw of one streamed answer.
@@ -296,14 +353,18 @@ impl Setup {
 
     /// The paths compared: (name, URL, request body) for `parts` parts.
     fn paths(&self, flavor: Flavor, parts: usize) -> Vec<(&'static str, String, String)> {
-        let body = json!({
-            "model": format!("parts-{parts}"),
+        let mut body = json!({
+            "model": flavor.model(parts),
             "messages": [{"role": "user", "content": flavor.prompt()}],
             "stream": true,
-        })
-        .to_string();
+        });
+        if flavor == Flavor::OpenAiTools {
+            body["tools"] = json!([{"type": "function", "function": {"name": "search",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]);
+        }
+        let body = body.to_string();
         let gateway = |server: &Server| format!("http://{}/v1/chat/completions", server.addr());
-        vec![
+        let mut paths = vec![
             (
                 "direct",
                 format!("http://{}{}", self.upstream, flavor.path()),
@@ -311,7 +372,30 @@ impl Setup {
             ),
             ("gateway_audit_on", gateway(&self.audit_on), body.clone()),
             ("gateway_audit_off", gateway(&self.audit_off), body),
-        ]
+        ];
+        if flavor == Flavor::OpenAi {
+            let messages = json!({
+                "model": "claude-sonnet-4-5",
+                "max_tokens": parts,
+                "messages": [{"role": "user", "content": flavor.prompt()}],
+                "stream": true,
+            });
+            paths.push((
+                "gateway_messages_audit_off",
+                format!("http://{}/v1/messages", self.audit_off.addr()),
+                messages.to_string(),
+            ));
+        }
+        paths
+    }
+}
+
+/// The chunks a reply of `parts` parts carries: a tool call's start comes
+/// before its pieces.
+fn expected(flavor: Flavor, parts: usize) -> usize {
+    match flavor {
+        Flavor::OpenAiTools => parts + 1,
+        Flavor::OpenAi | Flavor::Ollama => parts,
     }
 }
 
@@ -320,7 +404,7 @@ fn streaming(c: &mut Criterion) {
     let setup = runtime.block_on(Setup::start());
     let client = reqwest::Client::new();
 
-    for flavor in [Flavor::OpenAi, Flavor::Ollama] {
+    for flavor in [Flavor::OpenAi, Flavor::Ollama, Flavor::OpenAiTools] {
         let mut group = c.benchmark_group(format!("streaming_ttft/{}", flavor.name()));
         group
             .sample_size(30)
@@ -333,7 +417,7 @@ fn streaming(c: &mut Criterion) {
                         let mut sum = Duration::ZERO;
                         for _ in 0..iters {
                             let seen = stream_once(&client, &url, &body).await;
-                            assert_eq!(seen.text_chunks, SHORT, "{name}");
+                            assert_eq!(seen.text_chunks, expected(flavor, SHORT), "{name}");
                             sum += seen.first_token;
                         }
                         sum
@@ -344,7 +428,7 @@ fn streaming(c: &mut Criterion) {
         group.finish();
     }
 
-    for flavor in [Flavor::OpenAi, Flavor::Ollama] {
+    for flavor in [Flavor::OpenAi, Flavor::Ollama, Flavor::OpenAiTools] {
         let mut group = c.benchmark_group(format!("streaming_throughput/{}", flavor.name()));
         group
             .sample_size(10)
@@ -359,7 +443,7 @@ fn streaming(c: &mut Criterion) {
                         let mut sum = Duration::ZERO;
                         for _ in 0..iters {
                             let seen = stream_once(&client, &url, &body).await;
-                            assert_eq!(seen.text_chunks, LONG, "{name}");
+                            assert_eq!(seen.text_chunks, expected(flavor, LONG), "{name}");
                             sum += seen.total;
                         }
                         sum
