@@ -17,6 +17,7 @@ Scenarios:
     tools         a two-turn tool loop: create with tools, run the tools the
                   model uses, send their results, read the final answer
     tools_stream  the same loop with messages.stream
+    image         create with a base64 image block and a text block
     bad_request   create with messages=[]: the status error and its body
 """
 
@@ -133,6 +134,23 @@ def tools_stream(base_url, model, prompt):
     return tool_loop(base_url, model, prompt, streamed=True)
 
 
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def image(base_url, model, prompt):
+    message = client(base_url).messages.create(
+        model=model,
+        max_tokens=256,
+        messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+            {"type": "text", "text": prompt},
+        ]}],
+    )
+    return {"content": blocks(message), "stop_reason": message.stop_reason}
+
+
 def bad_request(base_url, model, prompt):
     try:
         client(base_url).messages.create(model=model, max_tokens=16, messages=[])
@@ -150,6 +168,7 @@ SCENARIOS = {
     "stream": stream,
     "tools": tools,
     "tools_stream": tools_stream,
+    "image": image,
     "bad_request": bad_request,
 }
 

@@ -877,3 +877,84 @@ async fn anthropic_sdk_bad_request_raises_with_anthropics_error_body() {
     );
     assert_eq!(g.local.request_count() + g.public.request_count(), 0);
 }
+
+/// What the provider behind `route` got as the image of the last message.
+fn sent_image(fake: &FakeProvider, route: Route) -> Value {
+    let sent = fake.requests().last().expect("a request").json();
+    let last = sent["messages"].as_array().unwrap().last().unwrap().clone();
+    match route {
+        Route::Local => last["images"][0].clone(),
+        Route::OpenAi => last["content"][1]["image_url"]["url"].clone(),
+        Route::Anthropic => last["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "image")
+            .map(|b| b["source"]["data"].clone())
+            .unwrap_or(Value::Null),
+    }
+}
+
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the OpenAI SDK: OPENAI_SDK_PYTHON (eval \"$(scripts/openai-sdk-venv.sh)\" installs it)"]
+async fn sdk_image_and_json_schema_through_each_provider() {
+    let python = sdk_python();
+    for route in Route::ALL {
+        let case = format!("{route:?}");
+        let g = Gateway::for_route(route).await;
+        let (fake, other) = g.fakes(route);
+        let r = run_scenario(
+            &python,
+            "image",
+            &g.openai_base(),
+            CHOSEN_MODEL,
+            route.prompt(),
+        )
+        .await;
+        assert_eq!(r["status"], 200, "{case}: {r}");
+        let expected = match route {
+            Route::OpenAi => json!(format!("data:image/png;base64,{PNG}")),
+            Route::Local | Route::Anthropic => json!(PNG),
+        };
+        assert_eq!(sent_image(fake, route), expected, "{case}");
+        let r = run_scenario(
+            &python,
+            "json_schema",
+            &g.openai_base(),
+            CHOSEN_MODEL,
+            route.prompt(),
+        )
+        .await;
+        assert_eq!(r["content"], fake.reply_text(), "{case}: {r}");
+        let sent = fake.requests().last().unwrap().json();
+        match route {
+            Route::OpenAi => assert_eq!(sent["response_format"]["type"], "json_schema", "{sent}"),
+            Route::Local => assert_eq!(sent["format"]["type"], "object", "{sent}"),
+            Route::Anthropic => assert!(
+                sent["system"].as_str().unwrap().contains("JSON Schema"),
+                "{sent}"
+            ),
+        }
+        assert_eq!(other.request_count(), 0, "{case}: the other provider");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the Anthropic SDK: ANTHROPIC_SDK_PYTHON (eval \"$(scripts/openai-sdk-venv.sh)\" installs it)"]
+async fn anthropic_sdk_image_through_each_provider() {
+    for route in Route::ALL {
+        let case = format!("{route:?}");
+        let g = Gateway::for_route(route).await;
+        let (fake, other) = g.fakes(route);
+        let r = run_anthropic(&g, "image", route.prompt()).await;
+        assert_eq!(r["stop_reason"], "end_turn", "{case}: {r}");
+        let expected = match route {
+            Route::OpenAi => json!(format!("data:image/png;base64,{PNG}")),
+            Route::Local | Route::Anthropic => json!(PNG),
+        };
+        assert_eq!(sent_image(fake, route), expected, "{case}");
+        assert_eq!(other.request_count(), 0, "{case}: the other provider");
+    }
+}

@@ -20,6 +20,8 @@ Scenarios:
     tools        a two-turn tool loop: create with tools, run the calls the
                  model makes, send their results, and read the final answer
     tools_stream the same loop streamed, the calls gathered from the deltas
+    image        create with a text part and a base64 image_url part
+    json_schema  create with response_format json_schema
 """
 
 import json
@@ -263,6 +265,34 @@ def tools_stream(base_url, model, prompt):
     }
 
 
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def image(base_url, model, prompt):
+    content = [
+        {"type": "text", "text": prompt},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+    ]
+    return create(base_url, model, prompt, [{"role": "user", "content": content}])
+
+
+def json_schema(base_url, model, prompt):
+    completion = client(base_url).chat.completions.create(
+        model=model,
+        messages=messages(prompt),
+        response_format={
+            "type": "json_schema",
+            "json_schema": {
+                "name": "answer",
+                "schema": {"type": "object", "properties": {"answer": {"type": "string"}}},
+            },
+        },
+    )
+    return {"content": completion.choices[0].message.content}
+
+
 def models(base_url, model, prompt):
     page = client(base_url).models.list()
     return {"data": [dump(m) for m in page.data]}
@@ -277,6 +307,8 @@ SCENARIOS = {
     "models": models,
     "tools": tools,
     "tools_stream": tools_stream,
+    "image": image,
+    "json_schema": json_schema,
 }
 
 
