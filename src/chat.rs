@@ -231,13 +231,16 @@ pub fn text_units<'a>(
         }))
 }
 
+/// Requests for the translation tests of every provider.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
+    use crate::providers::{ChatRequest, GenerationOptions};
 
-    #[test]
-    fn units_come_per_message_text_then_calls_then_the_tool_definitions() {
-        let messages = [
+    /// A two-turn tool loop as the OpenAI API carries it: the system prompt,
+    /// the question, the model's call, the tool's result.
+    pub(crate) fn tool_loop() -> Vec<ChatMessage> {
+        vec![
             ChatMessage::new(Role::System, "be brief"),
             ChatMessage::user("weather in Paris?"),
             ChatMessage {
@@ -252,13 +255,47 @@ mod tests {
                 tool_call_id: Some("call_1".into()),
                 ..ChatMessage::new(Role::Tool, "18 °C")
             },
-        ];
-        let tools = [ToolDefinition {
+        ]
+    }
+
+    /// The tool of [`tool_loop`].
+    pub(crate) fn weather_tool() -> ToolDefinition {
+        ToolDefinition {
             name: "get_weather".into(),
             description: Some("Weather now".into()),
-            parameters: Some(serde_json::json!({"type": "object", "properties": {}})),
-            strict: Some(true),
-        }];
+            parameters: Some(serde_json::json!({"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]})),
+            strict: None,
+        }
+    }
+
+    /// `request_body` (a provider's) of the tool loop with `options`.
+    pub(crate) fn tool_loop_body(
+        request_body: fn(&ChatRequest<'_>, bool) -> serde_json::Value,
+        options: &GenerationOptions,
+    ) -> serde_json::Value {
+        let messages = tool_loop();
+        let tools = [weather_tool()];
+        request_body(
+            &ChatRequest {
+                model: "m",
+                messages: &messages,
+                tools: &tools,
+                options,
+            },
+            false,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_come_per_message_text_then_calls_then_the_tool_definitions() {
+        let messages = fixtures::tool_loop();
+        let tools = [fixtures::weather_tool()];
         let units: Vec<(String, bool)> = text_units(&messages, &tools)
             .map(|u| (u.text.into_owned(), u.last_user))
             .collect();
@@ -270,7 +307,7 @@ mod tests {
             (r#"{"city":"Paris"}"#, false),
             ("18 °C", false),
             (
-                r#"{"description":"Weather now","name":"get_weather","parameters":{"properties":{},"type":"object"}}"#,
+                r#"{"description":"Weather now","name":"get_weather","parameters":{"properties":{"city":{"type":"string"}},"required":["city"],"type":"object"}}"#,
                 false,
             ),
         ]

@@ -624,49 +624,8 @@ mod tests {
         );
     }
 
-    /// A two-turn tool loop as the OpenAI API carries it: the question, the
-    /// model's call, the tool's result.
-    fn tool_loop() -> Vec<ChatMessage> {
-        vec![
-            ChatMessage::new(Role::System, "be brief"),
-            ChatMessage::user("weather in Paris?"),
-            ChatMessage {
-                tool_calls: vec![crate::chat::ToolCall {
-                    id: "call_1".into(),
-                    name: "get_weather".into(),
-                    arguments: r#"{"city":"Paris"}"#.into(),
-                }],
-                ..ChatMessage::new(Role::Assistant, "")
-            },
-            ChatMessage {
-                tool_call_id: Some("call_1".into()),
-                ..ChatMessage::new(Role::Tool, "18 °C")
-            },
-        ]
-    }
-
-    fn weather_tool() -> crate::chat::ToolDefinition {
-        crate::chat::ToolDefinition {
-            name: "get_weather".into(),
-            description: Some("Weather now".into()),
-            parameters: Some(json!({"type": "object",
-                "properties": {"city": {"type": "string"}}, "required": ["city"]})),
-            strict: None,
-        }
-    }
-
     fn tool_request_body(options: &GenerationOptions) -> Value {
-        let messages = tool_loop();
-        let tools = [weather_tool()];
-        request_body(
-            &ChatRequest {
-                model: "m",
-                messages: &messages,
-                tools: &tools,
-                options,
-            },
-            false,
-        )
+        crate::chat::fixtures::tool_loop_body(request_body, options)
     }
 
     #[test]
@@ -702,7 +661,7 @@ mod tests {
 
     #[test]
     fn consecutive_tool_results_share_one_user_turn() {
-        let mut messages = tool_loop();
+        let mut messages = crate::chat::fixtures::tool_loop();
         messages[2].tool_calls.push(crate::chat::ToolCall {
             id: "call_2".into(),
             name: "get_weather".into(),

@@ -36,7 +36,7 @@ use super::AppState;
 use super::anthropic_request::{MessagesBody, MessagesRequest};
 use super::error::{AnthropicError, AnthropicErrorBody, ApiError};
 use super::exchange::Exchange;
-use super::openai_api::{decision_headers, resolve_model};
+use super::openai_api::{decision_headers, events_of, resolve_model};
 use crate::names::{ClientApi, FailureCategory, Provider};
 use crate::providers::{ProviderError, Reply, ReplyStream, StreamEvent, Usage};
 
@@ -106,16 +106,10 @@ async fn serve(state: AppState, request: MessagesRequest) -> Response {
     if let Ok(id) = HeaderValue::from_str(&exchange.request_id.hyphenated().to_string()) {
         headers.insert(ANTHROPIC_REQUEST_ID_HEADER, id);
     }
-    if let Some((field, why)) =
-        exchange.refusal(&request.messages, &request.tools, &request.options)
+    if let Err(e) = exchange
+        .admit(&state, &request.messages, &request.tools, &request.options)
+        .await
     {
-        return (
-            headers,
-            AnthropicError(super::request::invalid(&field, why)),
-        )
-            .into_response();
-    }
-    if let Err(e) = exchange.record_pending(&state).await {
         return (headers, AnthropicError(e)).into_response();
     }
     if !request.stream {
@@ -141,15 +135,10 @@ async fn serve(state: AppState, request: MessagesRequest) -> Response {
         Ok(upstream) => {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
             tokio::spawn(relay(state, exchange, upstream, tx));
-            let events = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv()
-                    .await
-                    .map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
-            });
             let ping = KeepAlive::new()
                 .interval(PING_INTERVAL)
                 .event(Event::default().event("ping").data(r#"{"type":"ping"}"#));
-            (headers, Sse::new(events).keep_alive(ping)).into_response()
+            (headers, Sse::new(events_of(rx)).keep_alive(ping)).into_response()
         }
     }
 }

@@ -172,9 +172,27 @@ impl Exchange {
         state.providers.provider(self.called_provider())
     }
 
+    /// Lets the request go on to its provider, or says why not: the chosen
+    /// provider cannot carry it ([`Self::refusal`]: `400`, nothing written),
+    /// or its pending audit event cannot be committed
+    /// ([`Self::record_pending`]). Validation comes first, so a refused
+    /// request leaves no trace.
+    pub(crate) async fn admit(
+        &self,
+        state: &AppState,
+        messages: &[ChatMessage],
+        tools: &[ToolDefinition],
+        options: &GenerationOptions,
+    ) -> Result<(), ApiError> {
+        if let Some((field, why)) = self.refusal(messages, tools, options) {
+            return Err(super::request::invalid(&field, why));
+        }
+        self.record_pending(state).await
+    }
+
     /// Why the chosen provider cannot carry this request, when it cannot:
     /// the field at fault and why.
-    pub(crate) fn refusal(
+    fn refusal(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolDefinition],

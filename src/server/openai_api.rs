@@ -134,14 +134,10 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
     )
     .await;
     let headers = decision_headers(&exchange);
-    // Validation first: a request the chosen provider cannot carry is
-    // refused before anything is written or sent.
-    if let Some((field, why)) =
-        exchange.refusal(&request.messages, &request.tools, &request.options)
+    if let Err(e) = exchange
+        .admit(&state, &request.messages, &request.tools, &request.options)
+        .await
     {
-        return (headers, OpenAiError(super::request::invalid(&field, why))).into_response();
-    }
-    if let Err(e) = exchange.record_pending(&state).await {
         return (headers, OpenAiError(e)).into_response();
     }
     if !request.stream {
@@ -174,14 +170,22 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
                 request.options.include_usage,
                 tx,
             ));
-            let events = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv()
-                    .await
-                    .map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
-            });
-            (headers, Sse::new(events).keep_alive(KeepAlive::default())).into_response()
+            (
+                headers,
+                Sse::new(events_of(rx)).keep_alive(KeepAlive::default()),
+            )
+                .into_response()
         }
     }
+}
+
+/// The events a relay sends on `rx`, as the body of an SSE answer.
+pub(crate) fn events_of(
+    rx: mpsc::Receiver<Event>,
+) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok(event), rx))
+    })
 }
 
 /// The decision, in the response headers of every completion answer.
@@ -528,36 +532,34 @@ async fn relay(
             }
             next = upstream.next() => next,
         };
+        // The first piece of the answer, text or a tool call, is its first token.
+        if first_token
+            && matches!(
+                next,
+                Some(Ok(StreamEvent::Text(_) | StreamEvent::ToolCallStart { .. }))
+            )
+        {
+            first_token = false;
+            state
+                .metrics
+                .time_to_first_token(provider, exchange.elapsed().as_secs_f64());
+        }
         let event = match next {
             None => break,
             Some(Err(e)) => {
                 outcome = Err(e);
                 break;
             }
-            Some(Ok(StreamEvent::Text(text))) => {
-                if first_token {
-                    first_token = false;
-                    state
-                        .metrics
-                        .time_to_first_token(provider, exchange.elapsed().as_secs_f64());
-                }
-                chunks.delta(
-                    ChunkDelta {
-                        role: None,
-                        content: Some(&text),
-                        tool_calls: Vec::new(),
-                    },
-                    None,
-                )
-            }
+            Some(Ok(StreamEvent::Text(text))) => chunks.delta(
+                ChunkDelta {
+                    role: None,
+                    content: Some(&text),
+                    tool_calls: Vec::new(),
+                },
+                None,
+            ),
             Some(Ok(StreamEvent::ToolCallStart { index, id, name })) => {
                 called_tools = true;
-                if first_token {
-                    first_token = false;
-                    state
-                        .metrics
-                        .time_to_first_token(provider, exchange.elapsed().as_secs_f64());
-                }
                 chunks.delta(
                     ChunkDelta {
                         tool_calls: vec![ChunkToolCall {

@@ -476,9 +476,10 @@ async fn bad_requests_get_openai_errors_naming_the_field_and_reach_no_provider()
             "invalid_request",
         ),
         (
-            json!({"messages": user("hi"), "response_format": {"type": "json_object"}}).to_string(),
+            json!({"messages": user("hi"), "audio": {"voice": "alloy", "format": "mp3"}})
+                .to_string(),
             400,
-            json!("response_format"),
+            json!("audio"),
             "invalid_request",
         ),
     ] {
