@@ -13,7 +13,7 @@ use crate::audit::{self, Attempt, AuditEvent};
 use crate::chat::{ChatMessage, ToolDefinition};
 use crate::decision::Decision;
 use crate::names::{AuditFailureMode, AuditStatus, ClientApi, FailureCategory, Provider};
-use crate::providers::{self, ChatProvider, GenerationOptions, ProviderError, Reply};
+use crate::providers::{self, ChatProvider, GenerationOptions, ProviderError, Reply, ReplyStream};
 
 /// Requests whose text (messages and metadata) is larger than this are
 /// decided on the blocking pool: a long prompt against many patterns must not
@@ -149,7 +149,7 @@ impl Exchange {
     }
 
     /// The request for the chosen provider.
-    pub(crate) fn request<'a>(
+    fn request<'a>(
         &'a self,
         messages: &'a [ChatMessage],
         tools: &'a [ToolDefinition],
@@ -168,7 +168,7 @@ impl Exchange {
     /// whatever else it names: the policy language already refuses a
     /// sensitive rule with another route, and this keeps it so for any path
     /// added later.
-    pub(crate) fn provider<'s>(&self, state: &'s AppState) -> &'s Arc<dyn ChatProvider> {
+    fn provider<'s>(&self, state: &'s AppState) -> &'s Arc<dyn ChatProvider> {
         state.providers.provider(self.called_provider())
     }
 
@@ -216,7 +216,8 @@ impl Exchange {
         }
     }
 
-    /// Calls the chosen provider once for a whole reply.
+    /// Calls the chosen provider once for a whole reply, and records the
+    /// outcome ([`Self::finish`]) before returning it.
     pub(crate) async fn call(
         &self,
         state: &AppState,
@@ -224,9 +225,32 @@ impl Exchange {
         tools: &[ToolDefinition],
         options: &GenerationOptions,
     ) -> Result<Reply, ProviderError> {
-        self.provider(state)
+        let result = self
+            .provider(state)
             .chat(self.request(messages, tools, options))
-            .await
+            .await;
+        self.finish(state, result.as_ref().err()).await;
+        result
+    }
+
+    /// Asks the chosen provider for a streamed reply. A failure before the
+    /// stream began is recorded here; a stream's outcome is recorded by the
+    /// relay that reads it, when it ends.
+    pub(crate) async fn open_stream(
+        &self,
+        state: &AppState,
+        messages: &[ChatMessage],
+        tools: &[ToolDefinition],
+        options: &GenerationOptions,
+    ) -> Result<ReplyStream, ProviderError> {
+        let upstream = self
+            .provider(state)
+            .chat_stream(self.request(messages, tools, options))
+            .await;
+        if let Err(e) = &upstream {
+            self.finish(state, Some(e)).await;
+        }
+        upstream
     }
 
     /// Time since the decision.

@@ -100,7 +100,6 @@ async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
     let result = exchange
         .call(&state, &request.messages, &[], &options)
         .await;
-    exchange.finish(&state, result.as_ref().err()).await;
     respond(exchange.request_id, &exchange.decision, result)
 }
 

@@ -144,7 +144,6 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
         let result = exchange
             .call(&state, &request.messages, &request.tools, &request.options)
             .await;
-        exchange.finish(&state, result.as_ref().err()).await;
         let response = match result {
             Ok(reply) => Json(completion(&exchange, reply)).into_response(),
             Err(e) => provider_error(&e),
@@ -152,15 +151,11 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
         return (headers, response).into_response();
     }
     let upstream = exchange
-        .provider(&state)
-        .chat_stream(exchange.request(&request.messages, &request.tools, &request.options))
+        .open_stream(&state, &request.messages, &request.tools, &request.options)
         .await;
     match upstream {
         // Nothing was streamed yet: a plain error answer.
-        Err(e) => {
-            exchange.finish(&state, Some(&e)).await;
-            (headers, provider_error(&e)).into_response()
-        }
+        Err(e) => (headers, provider_error(&e)).into_response(),
         Ok(upstream) => {
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
             tokio::spawn(relay(
