@@ -852,6 +852,25 @@ async fn a_prompt_over_64_kib_is_decided_off_the_workers_as_any_other() {
     g.finish().await;
 }
 
+/// The routes the tool tests go through: the local model, OpenAI and
+/// Anthropic (the public fake's flavour).
+const TOOL_ROUTES: [(&str, Flavor); 3] = [
+    ("local", Flavor::OpenAi),
+    ("public", Flavor::OpenAi),
+    ("public", Flavor::Anthropic),
+];
+
+impl Gateway {
+    /// The fake `route` (`local` or `public`) reaches, and the one it must not.
+    fn fakes_for(&self, route: &str) -> (&FakeProvider, &FakeProvider) {
+        if route == "local" {
+            (&self.local, &self.public)
+        } else {
+            (&self.public, &self.local)
+        }
+    }
+}
+
 /// The weather tool of the tool-loop tests, in OpenAI's shape.
 fn weather_tool() -> Value {
     json!({"type": "function", "function": {"name": "get_weather",
@@ -862,22 +881,14 @@ fn weather_tool() -> Value {
 
 #[tokio::test]
 async fn a_two_turn_tool_loop_works_through_each_provider() {
-    for (route, flavor) in [
-        ("local", Flavor::OpenAi),
-        ("public", Flavor::OpenAi),
-        ("public", Flavor::Anthropic),
-    ] {
+    for (route, flavor) in TOOL_ROUTES {
         let g = Gateway::start(flavor, &[]).await;
         let question = if route == "local" {
             SENSITIVE
         } else {
             "weather in Paris?"
         };
-        let fake = if route == "local" {
-            &g.local
-        } else {
-            &g.public
-        };
+        let (fake, other) = g.fakes_for(route);
         // Turn 1: the model calls two tools at once.
         fake.set_mode(Mode::ToolCalls(vec![
             ("get_weather".into(), r#"{"city":"Paris"}"#.into()),
@@ -951,11 +962,6 @@ async fn a_two_turn_tool_loop_works_through_each_provider() {
                 );
             }
         }
-        let other = if route == "local" {
-            &g.public
-        } else {
-            &g.local
-        };
         assert_eq!(other.request_count(), 0, "{route} {flavor:?}");
         g.finish().await;
     }
@@ -1068,11 +1074,7 @@ async fn streamed_tool_calls_take_openais_chunk_form_from_each_provider() {
     // cut across events and across the body's chunks.
     let paris = r#"{"city":"Orléans \"centre\"","unit":"c"}"#;
     let lyon = r#"{"city":"Lyon"}"#;
-    for (route, flavor) in [
-        ("local", Flavor::OpenAi),
-        ("public", Flavor::OpenAi),
-        ("public", Flavor::Anthropic),
-    ] {
+    for (route, flavor) in TOOL_ROUTES {
         let case = format!("{route} {flavor:?}");
         let g = Gateway::start(flavor, &[]).await;
         let question = if route == "local" {
@@ -1080,11 +1082,7 @@ async fn streamed_tool_calls_take_openais_chunk_form_from_each_provider() {
         } else {
             "weather?"
         };
-        let fake = if route == "local" {
-            &g.local
-        } else {
-            &g.public
-        };
+        let (fake, other) = g.fakes_for(route);
         fake.set_mode(Mode::ToolCalls(vec![
             ("get_weather".into(), paris.into()),
             ("get_weather".into(), lyon.into()),
@@ -1142,11 +1140,6 @@ async fn streamed_tool_calls_take_openais_chunk_form_from_each_provider() {
         }
         let sent = fake.single_request().json();
         assert_eq!(sent["stream"], true, "{case}");
-        let other = if route == "local" {
-            &g.public
-        } else {
-            &g.local
-        };
         assert_eq!(other.request_count(), 0, "{case}");
         g.finish().await;
     }
