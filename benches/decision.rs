@@ -13,7 +13,6 @@ use std::time::Duration;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use policy_mesh::chat::ChatMessage;
 use policy_mesh::compiler::CompiledPolicy;
-use policy_mesh::names::{Provider, Route};
 use policy_mesh::normalize::normalize;
 use policy_mesh::policy::{
     EffectiveDefaults, KeywordMatch, Located, Location, PolicySet, Position, RuleSpec, Scope,
@@ -96,7 +95,8 @@ fn policy(keyword_count: usize, rule_count: usize) -> PolicySet {
             RuleSpec {
                 id: format!("rule-{i}"),
                 description: None,
-                route: Route::Local,
+                route: Located::unplaced("local".to_owned()),
+                fallback: Vec::new(),
                 reason: format!("reason-{i}"),
                 sensitive: false,
                 at: at(i + 1),
@@ -122,6 +122,8 @@ fn policy(keyword_count: usize, rule_count: usize) -> PolicySet {
         sources: Vec::new(),
         rules,
         defaults: EffectiveDefaults::default(),
+        providers: Vec::new(),
+        default_fallback: Vec::new(),
         version: "0".repeat(64),
     }
 }
@@ -170,8 +172,11 @@ fn bench_decision(c: &mut Criterion) {
     let mut group = config(c);
     for rules in RULE_COUNTS {
         for count in KEYWORD_COUNTS {
-            let compiled =
-                CompiledPolicy::compile(policy(count, rules), Provider::Openai).expect("compiles");
+            let compiled = CompiledPolicy::compile(
+                policy(count, rules),
+                &policy_mesh::providers::Builtins::defaults(),
+            )
+            .expect("compiles");
             for (name, input) in &inputs {
                 let messages = [ChatMessage::user(input.clone())];
                 // Keep the comparison honest: the input must reach the default.
@@ -219,7 +224,9 @@ fn bench_detect(c: &mut Criterion) {
             guard.sensitive = true;
             guard.detectors = policy_mesh::names::Detector::ALL.into_iter().collect();
             set.rules.insert(0, guard);
-            let compiled = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
+            let compiled =
+                CompiledPolicy::compile(set, &policy_mesh::providers::Builtins::defaults())
+                    .expect("compiles");
             for (name, input) in &inputs {
                 let messages = [ChatMessage::user(input.clone())];
                 assert!(
@@ -296,7 +303,10 @@ fn bench_compile(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new(format!("{rules}-rules"), 100_000), |b| {
             b.iter_batched(
                 || set.clone(),
-                |set| CompiledPolicy::compile(set, Provider::Openai).expect("compiles"),
+                |set| {
+                    CompiledPolicy::compile(set, &policy_mesh::providers::Builtins::defaults())
+                        .expect("compiles")
+                },
                 BatchSize::PerIteration,
             )
         });

@@ -2,7 +2,7 @@
 //! resolves to, read from the [`Env`] snapshot.
 
 use crate::env::{ConfigError, Env};
-use crate::names::Provider;
+use crate::names::Api;
 
 /// Default base URL of the public provider.
 pub const DEFAULT_PUBLIC_LLM_URL: &str = "https://api.openai.com";
@@ -11,10 +11,10 @@ pub const DEFAULT_PUBLIC_LLM_URL: &str = "https://api.openai.com";
 /// set, else `anthropic` when the host of `PUBLIC_LLM_URL` contains
 /// `anthropic` (any case), else `openai`. The URL is checked only when the
 /// provider is guessed from it.
-pub fn public_provider(env: &Env) -> Result<Provider, ConfigError> {
+pub fn public_provider(env: &Env) -> Result<Api, ConfigError> {
     if let Some(v) = env.get("PUBLIC_LLM_PROVIDER") {
-        return match v.to_ascii_lowercase().parse::<Provider>() {
-            Ok(provider) if provider != Provider::Local => Ok(provider),
+        return match v.to_ascii_lowercase().parse::<Api>() {
+            Ok(provider) if provider != Api::Ollama => Ok(provider),
             _ => Err(ConfigError::new(
                 "PUBLIC_LLM_PROVIDER",
                 format!("invalid value {v:?}: expected `openai` or `anthropic`"),
@@ -27,9 +27,9 @@ pub fn public_provider(env: &Env) -> Result<Provider, ConfigError> {
     match parsed.host_str() {
         Some(host) if matches!(parsed.scheme(), "http" | "https") => {
             Ok(if host.to_ascii_lowercase().contains("anthropic") {
-                Provider::Anthropic
+                Api::Anthropic
             } else {
-                Provider::Openai
+                Api::Openai
             })
         }
         _ => Err(ConfigError::new(
@@ -43,23 +43,23 @@ pub fn public_provider(env: &Env) -> Result<Provider, ConfigError> {
 mod tests {
     use super::*;
 
-    fn provider(pairs: &[(&str, &str)]) -> Result<Provider, ConfigError> {
+    fn provider(pairs: &[(&str, &str)]) -> Result<Api, ConfigError> {
         public_provider(&Env::from_pairs(pairs.iter().copied()))
     }
 
     #[test]
     fn public_provider_is_guessed_from_the_host_only() {
-        assert_eq!(provider(&[]), Ok(Provider::Openai));
+        assert_eq!(provider(&[]), Ok(Api::Openai));
         assert_eq!(
             provider(&[("PUBLIC_LLM_URL", "https://API.Anthropic.com")]),
-            Ok(Provider::Anthropic)
+            Ok(Api::Anthropic)
         );
         assert_eq!(
             provider(&[(
                 "PUBLIC_LLM_URL",
                 "https://proxy.example/anthropic?x=anthropic"
             )]),
-            Ok(Provider::Openai)
+            Ok(Api::Openai)
         );
     }
 
@@ -70,7 +70,7 @@ mod tests {
                 ("PUBLIC_LLM_URL", "https://api.anthropic.com"),
                 ("PUBLIC_LLM_PROVIDER", "openai")
             ]),
-            Ok(Provider::Openai)
+            Ok(Api::Openai)
         );
         let err = provider(&[("PUBLIC_LLM_PROVIDER", "azure")]).unwrap_err();
         assert_eq!(err.variable, "PUBLIC_LLM_PROVIDER");
@@ -82,7 +82,7 @@ mod tests {
     fn empty_values_count_as_unset() {
         assert_eq!(
             provider(&[("PUBLIC_LLM_PROVIDER", ""), ("PUBLIC_LLM_URL", "")]),
-            Ok(Provider::Openai)
+            Ok(Api::Openai)
         );
     }
 }

@@ -41,17 +41,17 @@ pub mod server;
 
 use compiler::CompiledPolicy;
 use env::Env;
-use names::Provider;
 use policy::{LoadErrors, PolicySource, Refused, SourceFile};
+use providers::Builtins;
 
 /// Reads, validates and compiles the policy at `source`, with the overlay from
-/// `env`; `route: public` goes to `public`.
+/// `env`; `builtins` are the providers from the environment.
 pub fn load_compiled(
     source: &PolicySource,
     env: &Env,
-    public: Provider,
+    builtins: &Builtins,
 ) -> Result<CompiledPolicy, LoadErrors> {
-    compile_files(&policy::read_sources(source)?, env, public)
+    compile_files(&policy::read_sources(source)?, env, builtins)
 }
 
 /// Validates and compiles policy files already read, in load order, as
@@ -64,10 +64,10 @@ pub fn load_compiled(
 pub fn compile_files(
     files: &[SourceFile],
     env: &Env,
-    public: Provider,
+    builtins: &Builtins,
 ) -> Result<CompiledPolicy, LoadErrors> {
     match policy::parse_policy(files, env) {
-        Ok(set) => CompiledPolicy::compile(set, public),
+        Ok(set) => CompiledPolicy::compile(set, builtins),
         Err(Refused { errors, rules }) => {
             let mut errors = errors.0;
             errors.extend(compiler::rule_errors(&rules));

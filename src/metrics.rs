@@ -13,7 +13,7 @@ use prometheus::{
     Opts, Registry,
 };
 
-use crate::names::{AuditStatus, Detector, Provider};
+use crate::names::{AuditStatus, Detector, FailureCategory};
 
 /// The content type of the text exposition format served on `/v1/metrics`.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -35,7 +35,13 @@ pub struct Metrics {
     chat_latency: HistogramVec,
     time_to_first_token: HistogramVec,
     audit_write_failures: IntCounter,
+    provider_attempts: IntCounterVec,
+    circuit_open: IntGaugeVec,
+    fallbacks: IntCounterVec,
 }
+
+/// The providers that exist whatever the policy says; their series start at 0.
+const BUILTIN_PROVIDERS: [&str; 3] = ["local", "openai", "anthropic"];
 
 /// Latency buckets of `chat_request_latency_seconds`: the seed's 0.01, 0.05,
 /// 0.1, 0.5, 1 and 5 seconds, with finer steps below (a small local model on
@@ -127,8 +133,35 @@ impl Metrics {
             "Audit events that could not be written.",
         )
         .expect("valid metric definition");
+        let provider_attempts = IntCounterVec::new(
+            Opts::new(
+                "provider_attempts_total",
+                "Provider attempts (calls, retries, fallbacks, and skips by an open circuit: `unavailable`), by provider and outcome.",
+            ),
+            &["provider", "outcome"],
+        )
+        .expect("valid metric definition");
+        let circuit_open = IntGaugeVec::new(
+            Opts::new(
+                "provider_circuit_open",
+                "1 while the provider's circuit is open and it is skipped, else 0.",
+            ),
+            &["provider"],
+        )
+        .expect("valid metric definition");
+        let fallbacks = IntCounterVec::new(
+            Opts::new(
+                "chat_fallbacks_total",
+                "Chat requests served by a provider other than their first: from the first, to the one that answered.",
+            ),
+            &["from", "to"],
+        )
+        .expect("valid metric definition");
         for collector in [
             Box::new(reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(provider_attempts.clone()),
+            Box::new(circuit_open.clone()),
+            Box::new(fallbacks.clone()),
             Box::new(last_reload_success.clone()),
             Box::new(last_reload_success_timestamp.clone()),
             Box::new(info.clone()),
@@ -149,15 +182,7 @@ impl Metrics {
         for detector in Detector::WORDS {
             detections.with_label_values(&[detector]);
         }
-        for provider in Provider::WORDS {
-            for status in AuditStatus::OUTCOMES {
-                chat_requests.with_label_values(&[provider, status.as_str()]);
-            }
-            // The histograms too, so a dashboard's rate() has a series from start.
-            chat_latency.with_label_values(&[provider]);
-            time_to_first_token.with_label_values(&[provider]);
-        }
-        Metrics {
+        let metrics = Metrics {
             registry,
             reloads,
             last_reload_success,
@@ -170,7 +195,51 @@ impl Metrics {
             chat_latency,
             time_to_first_token,
             audit_write_failures,
+            provider_attempts,
+            circuit_open,
+            fallbacks,
+        };
+        metrics.providers_known(BUILTIN_PROVIDERS);
+        metrics
+    }
+
+    /// Starts the per-provider series of `providers` at 0 (the providers of
+    /// a policy that goes live), so dashboards see them before the first
+    /// request.
+    pub fn providers_known<'a>(&self, providers: impl IntoIterator<Item = &'a str>) {
+        for provider in providers {
+            for status in AuditStatus::OUTCOMES {
+                self.chat_requests
+                    .with_label_values(&[provider, status.as_str()]);
+            }
+            // The histograms too, so a dashboard's rate() has a series from start.
+            self.chat_latency.with_label_values(&[provider]);
+            self.time_to_first_token.with_label_values(&[provider]);
+            self.provider_attempts
+                .with_label_values(&[provider, AuditStatus::Success.as_str()]);
+            self.circuit_open.with_label_values(&[provider]);
         }
+    }
+
+    /// One attempt on `provider`: `None` when it answered, else how it
+    /// failed (`unavailable`: skipped by its open circuit).
+    pub fn provider_attempt(&self, provider: &str, outcome: Option<FailureCategory>) {
+        let outcome = outcome.map_or(AuditStatus::Success.as_str(), FailureCategory::as_str);
+        self.provider_attempts
+            .with_label_values(&[provider, outcome])
+            .inc();
+    }
+
+    /// Whether `provider`'s circuit is open now.
+    pub fn circuit(&self, provider: &str, open: bool) {
+        self.circuit_open
+            .with_label_values(&[provider])
+            .set(i64::from(open));
+    }
+
+    /// A request whose first provider was `from` was served by `to`.
+    pub fn fallback(&self, from: &str, to: &str) {
+        self.fallbacks.with_label_values(&[from, to]).inc();
     }
 
     /// The policy `version` is serving since `at` (unix seconds), after the
@@ -230,20 +299,20 @@ impl Metrics {
     /// One accepted `/v1/chat` request: its provider (`local`, `openai`,
     /// `anthropic`), whether the provider answered, and the seconds from the
     /// decision to the answer or failure.
-    pub fn chat_request(&self, provider: Provider, status: AuditStatus, latency_seconds: f64) {
+    pub fn chat_request(&self, provider: &str, status: AuditStatus, latency_seconds: f64) {
         self.chat_requests
-            .with_label_values(&[provider.as_str(), status.as_str()])
+            .with_label_values(&[provider, status.as_str()])
             .inc();
         self.chat_latency
-            .with_label_values(&[provider.as_str()])
+            .with_label_values(&[provider])
             .observe(latency_seconds);
     }
 
     /// A streamed chat to `provider` sent its first piece of text
     /// `seconds` after the decision.
-    pub fn time_to_first_token(&self, provider: Provider, seconds: f64) {
+    pub fn time_to_first_token(&self, provider: &str, seconds: f64) {
         self.time_to_first_token
-            .with_label_values(&[provider.as_str()])
+            .with_label_values(&[provider])
             .observe(seconds);
     }
 
@@ -319,7 +388,7 @@ mod tests {
             ),
             Some(0.0)
         );
-        m.chat_request(Provider::Local, AuditStatus::Success, 0.07);
+        m.chat_request("local", AuditStatus::Success, 0.07);
         m.audit_write_failed();
         let text = m.render();
         assert_eq!(
@@ -355,6 +424,44 @@ mod tests {
             ),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn provider_families_follow_attempts_circuits_and_fallbacks() {
+        let m = Metrics::new();
+        m.providers_known(["gpu-box"]);
+        let text = m.render();
+        for series in [
+            "provider_attempts_total{outcome=\"success\",provider=\"gpu-box\"}",
+            "provider_circuit_open{provider=\"gpu-box\"}",
+            "chat_requests_total{provider=\"gpu-box\",status=\"failure\"}",
+        ] {
+            assert_eq!(line_value(&text, series), Some(0.0), "{series}: {text}");
+        }
+        m.provider_attempt("gpu-box", Some(FailureCategory::ConnectError));
+        m.provider_attempt("gpu-box", Some(FailureCategory::Unavailable));
+        m.provider_attempt("local", None);
+        m.circuit("gpu-box", true);
+        m.fallback("gpu-box", "local");
+        let text = m.render();
+        for (series, value) in [
+            (
+                "provider_attempts_total{outcome=\"connect_error\",provider=\"gpu-box\"}",
+                1.0,
+            ),
+            (
+                "provider_attempts_total{outcome=\"unavailable\",provider=\"gpu-box\"}",
+                1.0,
+            ),
+            (
+                "provider_attempts_total{outcome=\"success\",provider=\"local\"}",
+                1.0,
+            ),
+            ("provider_circuit_open{provider=\"gpu-box\"}", 1.0),
+            ("chat_fallbacks_total{from=\"gpu-box\",to=\"local\"}", 1.0),
+        ] {
+            assert_eq!(line_value(&text, series), Some(value), "{series}: {text}");
+        }
     }
 
     #[test]

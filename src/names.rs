@@ -98,36 +98,112 @@ macro_rules! names {
 }
 
 names! {
-    /// Where a request is sent, as a policy writes it.
+    /// A provider's trust, and so a decision's route: whether the provider
+    /// is on premises.
     pub enum Route ("route") {
-        /// The local, Ollama-compatible model server (`LOCAL_LLM_URL`).
+        /// On premises: may serve sensitive requests (the built-in `local`
+        /// at `LOCAL_LLM_URL`, or a policy provider with `trust: local`).
         Local = "local",
-        /// The cloud provider (`PUBLIC_LLM_URL`): OpenAI or Anthropic.
+        /// A cloud provider (the built-in one at `PUBLIC_LLM_URL`, or a
+        /// policy provider with `trust: public`): never sent a sensitive request.
         Public = "public",
     }
 }
 
-impl Route {
-    /// The provider this route resolves to when `route: public` means `public`.
-    pub const fn provider(self, public: Provider) -> Provider {
-        match self {
-            Route::Local => Provider::Local,
-            Route::Public => public,
-        }
-    }
-}
-
 names! {
-    /// A concrete provider a request is sent to.
-    pub enum Provider ("provider") {
-        /// The Ollama-compatible server at `LOCAL_LLM_URL`.
-        Local = "local",
-        /// OpenAI's chat completions API (or a compatible server) at `PUBLIC_LLM_URL`.
+    /// The wire format a provider speaks.
+    pub enum Api ("api") {
+        /// Ollama's `/api/chat` (or a compatible server).
+        Ollama = "ollama",
+        /// OpenAI's `/v1/chat/completions` (or a compatible server: vLLM,
+        /// llama.cpp's server).
         Openai = "openai",
-        /// Anthropic's messages API at `PUBLIC_LLM_URL`.
+        /// Anthropic's `/v1/messages`.
         Anthropic = "anthropic",
     }
 }
+
+/// A provider's id, as policies, decisions, the audit, headers and metric
+/// labels name it: `local`, the public one (`openai` or `anthropic`), or an
+/// id of the policy's `providers`. Cloning is cheap (it is shared).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ProviderId(std::sync::Arc<str>);
+
+impl ProviderId {
+    /// The built-in local provider's id.
+    pub const LOCAL: &'static str = "local";
+    /// The ids no policy provider may take: the built-ins' and `public`.
+    pub const RESERVED: [&'static str; 4] = ["local", "public", "openai", "anthropic"];
+
+    /// The id `id`.
+    pub fn new(id: &str) -> Self {
+        ProviderId(std::sync::Arc::from(id))
+    }
+
+    /// The built-in local provider's id.
+    pub fn local() -> Self {
+        ProviderId::new(Self::LOCAL)
+    }
+
+    /// The id as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for ProviderId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ProviderId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ProviderId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl schemars::JsonSchema for ProviderId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ProviderId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string"})
+    }
+}
+
+impl utoipa::PartialSchema for ProviderId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A provider id: `local`, `openai`, `anthropic` or one of the policy's `providers`",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ProviderId {}
 
 names! {
     /// Who wrote a chat message.
@@ -148,14 +224,18 @@ names! {
     /// response's `error`, the audit's `failure_category` and a bounded metric
     /// label.
     pub enum FailureCategory ("failure category") {
-        /// No complete answer within `PROVIDER_TIMEOUT_SECONDS`.
+        /// No answer within one of the provider's timeouts (`connect`,
+        /// `first_byte`, `idle`, `total`).
         Timeout = "timeout",
         /// No HTTP response: refused, DNS, TLS, closed or reset before a status line.
         ConnectError = "connect_error",
         /// HTTP 401 or 403, or a public call with no `PUBLIC_LLM_API_KEY`.
         AuthError = "auth_error",
-        /// Any other 4xx, 429 included.
+        /// Any other 4xx but 429: the request itself is at fault, so it is
+        /// neither retried nor sent elsewhere.
         ClientError = "client_error",
+        /// HTTP 429: the provider is busy or over a quota.
+        RateLimited = "rate_limited",
         /// Any 5xx.
         ServerError = "server_error",
         /// Any other status, or a 2xx whose body is empty, cut short, not JSON or
@@ -164,6 +244,33 @@ names! {
         /// The client closed the connection before a streamed reply ended; the
         /// upstream request was dropped. Only a stream ends this way.
         Cancelled = "cancelled",
+        /// No call was made: the provider's circuit is open after repeated
+        /// failures (or, for a whole chain, every provider's was).
+        Unavailable = "unavailable",
+    }
+}
+
+impl FailureCategory {
+    /// Whether an attempt that failed so is tried again on the same
+    /// provider (and counts toward its circuit).
+    pub const fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            FailureCategory::ConnectError
+                | FailureCategory::Timeout
+                | FailureCategory::ServerError
+                | FailureCategory::RateLimited
+        )
+    }
+
+    /// Whether the request goes on to the next provider of its chain after
+    /// failing so: not for a `client_error` (another provider would refuse
+    /// it too) nor a cancelled stream.
+    pub const fn falls_back(self) -> bool {
+        !matches!(
+            self,
+            FailureCategory::ClientError | FailureCategory::Cancelled
+        )
     }
 }
 
@@ -289,7 +396,7 @@ mod tests {
     #[test]
     fn words_are_serde_names_and_parse_back() {
         round_trips(&Route::ALL);
-        round_trips(&Provider::ALL);
+        round_trips(&Api::ALL);
         round_trips(&Role::ALL);
         round_trips(&FailureCategory::ALL);
         round_trips(&AuditStatus::ALL);
@@ -298,8 +405,8 @@ mod tests {
         round_trips(&Detector::ALL);
         assert_eq!(Detector::ALL.len(), 14);
         assert!(Detector::PII.iter().all(|d| d.is_pii()));
-        assert_eq!(Provider::WORDS, ["local", "openai", "anthropic"]);
-        assert_eq!(FailureCategory::ALL.len(), 7);
+        assert_eq!(Api::WORDS, ["ollama", "openai", "anthropic"]);
+        assert_eq!(FailureCategory::ALL.len(), 9);
     }
 
     #[test]
@@ -309,21 +416,31 @@ mod tests {
             err.to_string(),
             "invalid route \"remote\": expected `local` or `public`"
         );
-        let err = "Local"
-            .parse::<Provider>()
-            .expect_err("words are lowercase");
+        let err = "Ollama".parse::<Api>().expect_err("words are lowercase");
         assert_eq!(
             err.to_string(),
-            "invalid provider \"Local\": expected `local`, `openai` or `anthropic`"
+            "invalid api \"Ollama\": expected `ollama`, `openai` or `anthropic`"
         );
     }
 
     #[test]
-    fn a_route_resolves_to_a_provider() {
-        assert_eq!(Route::Local.provider(Provider::Anthropic), Provider::Local);
+    fn failure_categories_say_what_follows_them() {
+        use FailureCategory as F;
+        let retried: Vec<F> = F::ALL.into_iter().filter(|c| c.is_retryable()).collect();
         assert_eq!(
-            Route::Public.provider(Provider::Anthropic),
-            Provider::Anthropic
+            retried,
+            [F::Timeout, F::ConnectError, F::RateLimited, F::ServerError]
         );
+        let stays: Vec<F> = F::ALL.into_iter().filter(|c| !c.falls_back()).collect();
+        assert_eq!(stays, [F::ClientError, F::Cancelled]);
+    }
+
+    #[test]
+    fn a_provider_id_is_its_string() {
+        let id = ProviderId::new("gpu-box");
+        assert_eq!(serde_json::to_value(&id).ok(), Some("gpu-box".into()));
+        assert_eq!(id.to_string(), "gpu-box");
+        assert_eq!(id, "gpu-box");
+        assert_eq!(format!("{id:?}"), "\"gpu-box\"");
     }
 }

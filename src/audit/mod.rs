@@ -30,7 +30,7 @@
 //! # async fn chat(messages: Vec<policy_mesh::chat::ChatMessage>) -> Result<(), Box<dyn std::error::Error>> {
 //! use policy_mesh::audit::{self, Attempt, AuditConfig, AuditEvent, AuditStore};
 //! use policy_mesh::env::Env;
-//! use policy_mesh::names::{AuditStatus, ClientApi, Provider};
+//! use policy_mesh::names::{AuditStatus, ClientApi, ProviderId};
 //!
 //! // At start-up: an error here names each bad variable (and never the password).
 //! let config = AuditConfig::from_env(&Env::from_process())
@@ -42,8 +42,8 @@
 //!     let reason_codes = vec!["default".to_owned()];
 //!     let mut event = AuditEvent {
 //!         request_id: uuid::Uuid::new_v4(),
-//!         decision: audit::decision_string(Provider::Local, &reason_codes),
-//!         provider: Provider::Local,
+//!         decision: audit::decision_string("local", &reason_codes),
+//!         provider: ProviderId::local(),
 //!         rule: None,
 //!         reason_codes,
 //!         policy_version: "…".to_owned(),
@@ -66,7 +66,7 @@
 //!     // … the provider answers in 12.5 ms:
 //!     event.status = AuditStatus::Success;
 //!     event.latency_ms = 12.5;
-//!     event.attempts = vec![Attempt::of(Provider::Local, None, 12.5)];
+//!     event.attempts = vec![Attempt::of(ProviderId::local(), None, 12.5)];
 //!     if let Err(error) = store.record(event).await {
 //!         // Log it with the request id and count it; the chat response stands.
 //!         tracing::error!(%error, "The audit event could not be updated.");
@@ -88,7 +88,7 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::names::{AuditStatus, ClientApi, FailureCategory, Provider};
+use crate::names::{AuditStatus, ClientApi, FailureCategory, ProviderId};
 
 pub use config::{AuditConfig, AuditDatabase, DEFAULT_DATABASE_URL, redact_url};
 pub use hash::{prompt_hash, prompt_length};
@@ -101,10 +101,12 @@ pub struct AuditEvent {
     /// The chat's request id.
     #[schema(value_type = String, format = "uuid")]
     pub request_id: Uuid,
-    /// `provider=<provider>,reason_codes=<code>`.
+    /// `provider=<provider>,reason_codes=<code>`: the decision's first
+    /// provider.
     pub decision: String,
-    /// The provider the request went to.
-    pub provider: Provider,
+    /// The provider that answered, or the last one tried.
+    #[schema(value_type = String)]
+    pub provider: ProviderId,
     /// The rule that decided; `null` on a default decision.
     pub rule: Option<String>,
     /// The decision's reason codes (exactly one in practice).
@@ -137,7 +139,9 @@ pub struct AuditEvent {
     /// name; never what they found.
     #[schema(value_type = Vec<crate::names::Detector>)]
     pub detections: Vec<String>,
-    /// The provider calls made, in order (empty while pending).
+    /// The provider attempts, in order (empty while pending): each call,
+    /// retry and fallback, and each provider skipped by an open circuit
+    /// (`unavailable`).
     pub attempts: Vec<Attempt>,
     /// The gateway process that wrote the event: a random id each process
     /// makes at start-up, so that replicas sharing one database tell their
@@ -152,8 +156,9 @@ pub struct AuditEvent {
 /// One provider call of a chat request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
-    /// The provider called.
-    pub provider: Provider,
+    /// The provider called (or skipped).
+    #[schema(value_type = String)]
+    pub provider: ProviderId,
     /// `success`, or the failure category (`timeout`, `server_error`, …).
     pub outcome: String,
     /// Milliseconds the call took.
@@ -162,7 +167,7 @@ pub struct Attempt {
 
 impl Attempt {
     /// A call to `provider` that failed with `failure` (`None`: it answered).
-    pub fn of(provider: Provider, failure: Option<FailureCategory>, latency_ms: f64) -> Attempt {
+    pub fn of(provider: ProviderId, failure: Option<FailureCategory>, latency_ms: f64) -> Attempt {
         let outcome = match failure {
             None => AuditStatus::Success.as_str(),
             Some(category) => category.as_str(),
@@ -177,13 +182,9 @@ impl Attempt {
 
 /// The audit `decision` string: `provider=<provider>,reason_codes=<codes>`,
 /// the codes joined by `,`.
-pub fn decision_string(provider: Provider, reason_codes: &[impl AsRef<str>]) -> String {
+pub fn decision_string(provider: &str, reason_codes: &[impl AsRef<str>]) -> String {
     let codes: Vec<&str> = reason_codes.iter().map(AsRef::as_ref).collect();
-    format!(
-        "provider={},reason_codes={}",
-        provider.as_str(),
-        codes.join(",")
-    )
+    format!("provider={provider},reason_codes={}", codes.join(","))
 }
 
 /// The current time at the precision the store keeps (milliseconds), so an
@@ -253,11 +254,11 @@ mod tests {
     #[test]
     fn decision_string_is_the_seeds_format() {
         assert_eq!(
-            decision_string(Provider::Local, &["sensitive_keyword_match"]),
+            decision_string("local", &["sensitive_keyword_match"]),
             "provider=local,reason_codes=sensitive_keyword_match"
         );
         assert_eq!(
-            decision_string(Provider::Openai, &["default".to_owned()]),
+            decision_string("openai", &["default".to_owned()]),
             "provider=openai,reason_codes=default"
         );
     }
@@ -266,8 +267,8 @@ mod tests {
     fn created_at_serializes_as_rfc3339_utc_with_milliseconds() {
         let event = AuditEvent {
             request_id: Uuid::nil(),
-            decision: decision_string(Provider::Anthropic, &["default"]),
-            provider: Provider::Anthropic,
+            decision: decision_string("anthropic", &["default"]),
+            provider: ProviderId::new("anthropic"),
             rule: None,
             reason_codes: vec!["default".to_owned()],
             policy_version: "v".to_owned(),
@@ -282,7 +283,7 @@ mod tests {
             sensitive: false,
             detections: Vec::new(),
             attempts: vec![Attempt::of(
-                Provider::Anthropic,
+                ProviderId::new("anthropic"),
                 Some(FailureCategory::Timeout),
                 1.5,
             )],

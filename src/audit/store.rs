@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{AuditConfig, AuditDatabase, AuditError, AuditEvent};
-use crate::names::{AuditStatus, ClientApi, FailureCategory, Provider, UnknownName};
+use crate::names::{AuditStatus, ClientApi, FailureCategory, ProviderId, UnknownName};
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -588,7 +588,7 @@ impl Backend {
         let probe = AuditEvent {
             request_id: Uuid::new_v4(),
             decision: String::new(),
-            provider: Provider::Local,
+            provider: ProviderId::local(),
             rule: None,
             reason_codes: Vec::new(),
             policy_version: String::new(),
@@ -740,10 +740,7 @@ impl EventRow {
             request_id,
             message,
         };
-        let provider: Provider = self
-            .provider
-            .parse()
-            .map_err(|e: UnknownName| malformed(e.to_string()))?;
+        let provider = ProviderId::new(&self.provider);
         let status: AuditStatus = self
             .status
             .parse()

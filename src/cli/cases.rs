@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 use crate::chat::ChatMessage;
 use crate::compiler::CompiledPolicy;
 use crate::detect::DetectorSet;
-use crate::names::{Detector, Provider, Route};
+use crate::names::{Detector, ProviderId, Route};
 use crate::policy::source::is_policy_file_name;
 use crate::policy::{LoadError, Provenance, schema, yaml};
 
@@ -58,10 +58,11 @@ pub struct Expect {
     #[serde(default)]
     #[schemars(with = "Route")]
     pub route: Option<Route>,
-    /// `local`, `openai` or `anthropic`.
+    /// The first provider's id: `local`, `openai`, `anthropic` or one of the
+    /// policy's `providers`.
     #[serde(default)]
-    #[schemars(with = "Provider")]
-    pub provider: Option<Provider>,
+    #[schemars(with = "String", regex(pattern = crate::policy::ID_PATTERN))]
+    pub provider: Option<ProviderId>,
     /// The id of the rule that must decide; `null`: no rule holds (the default decision).
     #[serde(default, deserialize_with = "present")]
     #[schemars(with = "Option<String>")]
@@ -237,13 +238,13 @@ impl Case {
     pub fn run(&self, policy: &CompiledPolicy) -> CaseResult {
         let decision = policy.decide(&self.messages, self.model.as_deref());
         let decided_route = decision.route.as_str();
-        let decided_provider = decision.provider;
+        let decided_provider = &decision.provider;
         let decided_rule = decision.rule.as_deref();
         let decided_reason: &str = &decision.reason;
 
         let e = &self.expect;
         let matches = e.route.is_none_or(|r| r.as_str() == decided_route)
-            && e.provider.is_none_or(|p| p == decided_provider)
+            && e.provider.as_ref().is_none_or(|p| p == decided_provider)
             && e.rule.as_ref().is_none_or(|r| r.as_deref() == decided_rule)
             && e.reason.as_deref().is_none_or(|r| r == decided_reason)
             && e.sensitive.is_none_or(|s| s == decision.sensitive)
@@ -255,8 +256,8 @@ impl Case {
             if let Some(r) = e.route {
                 expected.push(format!("route={}", r.as_str()));
             }
-            if let Some(p) = e.provider {
-                expected.push(format!("provider={}", p.as_str()));
+            if let Some(p) = &e.provider {
+                expected.push(format!("provider={p}"));
             }
             if let Some(r) = &e.rule {
                 expected.push(format!("rule={}", rule_word(r.as_deref())));
@@ -385,9 +386,7 @@ mod tests {
     #[test]
     fn unknown_keys_and_values_are_refused() {
         assert!(serde_json::from_value::<Expect>(serde_json::json!({"rout": "local"})).is_err());
-        assert!(
-            serde_json::from_value::<Expect>(serde_json::json!({"provider": "azure"})).is_err()
-        );
+        assert!(serde_json::from_value::<Expect>(serde_json::json!({"provider": 3})).is_err());
     }
 
     #[test]
@@ -444,7 +443,8 @@ mod tests {
             &crate::env::Env::from_pairs(Vec::<(&str, &str)>::new()),
         )
         .expect("valid policy");
-        let policy = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
+        let policy = CompiledPolicy::compile(set, &crate::providers::Builtins::defaults())
+            .expect("compiles");
         assert!(cases[0].run(&policy).passed(), "{}", cases[0].run(&policy));
         assert!(cases[1].run(&policy).passed(), "{}", cases[1].run(&policy));
         let mut wrong = cases[0].clone();

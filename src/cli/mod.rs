@@ -20,8 +20,8 @@ use clap::{Parser, Subcommand};
 use crate::chat::ChatMessage;
 use crate::compiler::CompiledPolicy;
 use crate::env::Env;
-use crate::names::Provider;
 use crate::policy::{LoadErrors, PolicySource, schema};
+use crate::providers::{Builtins, ProviderConfig};
 use crate::server::request::ChatRequest;
 
 /// Exit status of a command-line usage error, as clap exits on one.
@@ -112,14 +112,14 @@ pub fn run(command: Command, env: Env) -> ExitCode {
 /// `env` names. An invalid provider is reported after the policy's own
 /// errors, which are still looked for.
 fn load(source: &PolicySource, env: &Env) -> Result<CompiledPolicy, LoadErrors> {
-    match crate::config::public_provider(env) {
-        Ok(public) => crate::load_compiled(source, env, public),
-        Err(e) => {
-            let mut errors = crate::load_compiled(source, env, Provider::Openai)
+    match ProviderConfig::from_env(env) {
+        Ok(config) => crate::load_compiled(source, env, &config.builtins()),
+        Err(bad) => {
+            let mut errors = crate::load_compiled(source, env, &Builtins::defaults())
                 .err()
                 .map(|errors| errors.0)
                 .unwrap_or_default();
-            errors.push(e.into());
+            errors.extend(bad.into_iter().map(Into::into));
             Err(LoadErrors(errors))
         }
     }
@@ -302,10 +302,10 @@ mod tests {
             ["PUBLIC_LLM_URL"]
         );
         let compiled = load(&source, &Env::default()).expect("valid");
-        assert_eq!(compiled.public_provider(), Provider::Openai);
+        assert_eq!(compiled.public_provider().id, "openai");
         let env = Env::from_pairs([("PUBLIC_LLM_URL", "https://api.anthropic.com")]);
         let compiled = load(&source, &env).expect("valid");
-        assert_eq!(compiled.public_provider(), Provider::Anthropic);
+        assert_eq!(compiled.public_provider().id, "anthropic");
     }
 
     #[test]

@@ -19,12 +19,14 @@ mod patterns;
 use std::sync::Arc;
 
 use crate::detect::DetectorSet;
-use crate::names::{Provider, Route};
+use crate::names::{ProviderId, Route};
 use crate::normalize::{normalize, strict_keyword};
 use crate::policy::{
     CharBounds, KeywordNormalization, LoadError, LoadErrors, Located, PolicySet, RuleSpec, Scope,
     UsdBounds,
 };
+use crate::providers::spec::{CircuitSettings, ModelGlobs, Timeouts};
+use crate::providers::{Builtins, ProviderSpec};
 
 pub(crate) use bits::RuleBits;
 pub(crate) use keywords::KeywordMatcher;
@@ -39,7 +41,10 @@ pub use patterns::check_pattern;
 #[derive(Debug)]
 pub struct CompiledPolicy {
     set: PolicySet,
-    public_provider: Provider,
+    /// Every provider: `local`, the public one, then the policy's own.
+    providers: Vec<Arc<ProviderSpec>>,
+    /// Names that always mean the chosen provider's own model.
+    model_aliases: Vec<String>,
     pub(crate) version: Arc<str>,
     pub(crate) rules: Vec<CompiledRule>,
     /// The keywords of `keyword_normalization: standard` rules.
@@ -68,10 +73,93 @@ pub struct CompiledPolicy {
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     pub(crate) route: Route,
-    pub(crate) provider: Provider,
+    pub(crate) provider: ProviderId,
+    /// The providers tried in order: the first, then the fallbacks.
+    pub(crate) chain: Arc<[Arc<ProviderSpec>]>,
     pub(crate) reason: Arc<str>,
     /// Made by a sensitive rule: the request must stay local.
     pub(crate) sensitive: bool,
+}
+
+impl Outcome {
+    fn new(chain: Arc<[Arc<ProviderSpec>]>, reason: Arc<str>, sensitive: bool) -> Self {
+        let first = &chain[0];
+        Outcome {
+            route: first.trust,
+            provider: first.id.clone(),
+            chain: Arc::clone(&chain),
+            reason,
+            sensitive,
+        }
+    }
+}
+
+/// The provider `name` names among `providers` (`local`, the public one,
+/// then the policy's): `public` is the public one.
+fn resolve<'a>(providers: &'a [Arc<ProviderSpec>], name: &str) -> Option<&'a Arc<ProviderSpec>> {
+    if name == "public" {
+        return providers.get(1);
+    }
+    providers.iter().find(|p| p.id == name)
+}
+
+/// The built-ins and the policy's providers, resolved: each unset timeout
+/// is the built-ins' (`PROVIDER_TIMEOUT_SECONDS`).
+fn provider_specs(
+    set: &PolicySet,
+    builtins: &Builtins,
+    errors: &mut Vec<LoadError>,
+) -> Vec<Arc<ProviderSpec>> {
+    let mut out = vec![
+        Arc::new(builtins.local.clone()),
+        Arc::new(builtins.public.clone()),
+    ];
+    let seconds = |value: Option<f64>, default: std::time::Duration| {
+        value
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(default)
+    };
+    for decl in &set.providers {
+        let entry = &decl.entry;
+        let models = match ModelGlobs::new(entry.models.clone().unwrap_or_default()) {
+            Ok(models) => models,
+            Err(message) => {
+                errors.push(LoadError::at_location(&decl.at, message));
+                continue;
+            }
+        };
+        let base = Timeouts::all(builtins.timeout);
+        let t = entry.timeouts.unwrap_or_default();
+        let c = entry.circuit.unwrap_or_default();
+        let circuit = CircuitSettings::default();
+        out.push(Arc::new(ProviderSpec {
+            id: ProviderId::new(&entry.id),
+            api: entry.api,
+            url: entry.url.clone(),
+            trust: entry.trust,
+            model: entry.model.clone(),
+            models,
+            api_key_env: entry.api_key_env.clone(),
+            proxy: entry.proxy.clone(),
+            retries: entry.retries.unwrap_or(0),
+            timeouts: Timeouts {
+                connect: seconds(t.connect, base.connect),
+                first_byte: seconds(t.first_byte, base.first_byte),
+                idle: seconds(t.idle, base.idle),
+                total: seconds(t.total, base.total),
+            },
+            circuit: CircuitSettings {
+                failures: c.failures.unwrap_or(circuit.failures).max(1),
+                cooldown: c
+                    .cooldown_seconds
+                    .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                    .unwrap_or(circuit.cooldown),
+            },
+            builtin: false,
+        }));
+    }
+    out
 }
 
 /// One rule of the chain, as a decision reads it.
@@ -225,13 +313,11 @@ pub(crate) fn over_bound<'a>(
 }
 
 impl CompiledPolicy {
-    /// Compiles a validated policy. `public_provider` is what `route: public`
-    /// resolves to. Every problem is reported, each at the keyword, pattern,
-    /// glob or rule it comes from.
-    pub fn compile(
-        mut set: PolicySet,
-        public_provider: Provider,
-    ) -> Result<CompiledPolicy, LoadErrors> {
+    /// Compiles a validated policy; `builtins` are the providers from the
+    /// environment (`route: public` is the public one). Every problem is
+    /// reported, each at the keyword, pattern, glob, provider or rule it
+    /// comes from.
+    pub fn compile(mut set: PolicySet, builtins: &Builtins) -> Result<CompiledPolicy, LoadErrors> {
         // The evaluation order: sensitive rules first, each group in load
         // order (the sort is stable). `set.rules` keeps it, so `/v1/routes`
         // and every trace list the rules as they are tried.
@@ -256,20 +342,53 @@ impl CompiledPolicy {
             return Err(LoadErrors(bounds));
         }
         let mut errors = Vec::new();
+        let providers = provider_specs(&set, builtins, &mut errors);
+        let chain_of = |route: &Located<String>,
+                        fallback: &[Located<String>],
+                        sensitive: Option<&str>,
+                        errors: &mut Vec<LoadError>|
+         -> Option<Arc<[Arc<ProviderSpec>]>> {
+            let mut chain: Vec<Arc<ProviderSpec>> = Vec::new();
+            for name in std::iter::once(route).chain(fallback) {
+                let Some(spec) = resolve(&providers, &name.value) else {
+                    errors.push(LoadError::at_location(
+                        &name.at,
+                        format!("unknown provider `{}`", name.value),
+                    ));
+                    return None;
+                };
+                if let Some(rule) = sensitive
+                    && spec.trust != Route::Local
+                {
+                    // The language refuses this at the value; a policy built
+                    // in code is held to it here.
+                    errors.push(LoadError::at_location(
+                        &name.at,
+                        format!(
+                            "rule `{rule}` is sensitive: `{}` is a public provider; a sensitive \
+                             rule may list only `trust: local` providers",
+                            name.value
+                        ),
+                    ));
+                }
+                if !chain.iter().any(|c| c.id == spec.id) {
+                    chain.push(Arc::clone(spec));
+                }
+            }
+            Some(chain.into())
+        };
         let mut keywords = Interner::new();
         let mut strict_keywords = Interner::new();
         let mut patterns = Interner::new();
         let mut models = Interner::new();
         let mut rules = Vec::with_capacity(set.rules.len());
         for (index, spec) in set.rules.iter().enumerate() {
-            if spec.sensitive && spec.route != Route::Local {
-                // The language refuses this at the `route` value; a policy
-                // built in code is held to it here.
-                errors.push(LoadError::at_location(
-                    &spec.at,
-                    format!("rule `{}` is sensitive: it must route `local`", spec.id),
-                ));
-            }
+            let chain = chain_of(
+                &spec.route,
+                &spec.fallback,
+                spec.sensitive.then_some(spec.id.as_str()),
+                &mut errors,
+            );
             let last_user_only = spec.scope == Scope::LastUser;
             for keyword in &spec.keywords {
                 let normalized =
@@ -313,14 +432,12 @@ impl CompiledPolicy {
                     },
                 );
             }
+            // An unknown provider is already an error; the rule keeps its
+            // place in the chain so that the matchers' rule indices hold.
+            let chain = chain.unwrap_or_else(|| Arc::from([Arc::clone(&providers[0])]));
             rules.push(CompiledRule {
                 id: Arc::from(spec.id.as_str()),
-                outcome: Outcome {
-                    route: spec.route,
-                    provider: spec.route.provider(public_provider),
-                    reason: Arc::from(spec.reason.as_str()),
-                    sensitive: spec.sensitive,
-                },
+                outcome: Outcome::new(chain, Arc::from(spec.reason.as_str()), spec.sensitive),
                 keywords: !spec.keywords.is_empty(),
                 patterns: !spec.patterns.is_empty(),
                 input_chars: spec.input_chars,
@@ -385,11 +502,27 @@ impl CompiledPolicy {
                 None
             }
         };
-        if !errors.is_empty() {
-            return Err(LoadErrors(errors));
-        }
         let defaults = &set.defaults;
-        let default_route = defaults.provider.value;
+        let default_route = Located {
+            value: defaults.provider.value.as_str().to_owned(),
+            at: set.rules.first().map_or_else(
+                || crate::policy::Location {
+                    path: Arc::from("defaults"),
+                    position: crate::policy::Position { line: 0, column: 0 },
+                },
+                |r| r.at.clone(),
+            ),
+        };
+        let default_chain = chain_of(&default_route, &set.default_fallback, None, &mut errors);
+        let (Some(default_chain), true) = (default_chain, errors.is_empty()) else {
+            return Err(LoadErrors(errors));
+        };
+        let mut model_aliases: Vec<String> = Vec::new();
+        for spec in &providers {
+            if !model_aliases.contains(&spec.model) {
+                model_aliases.push(spec.model.clone());
+            }
+        }
         Ok(CompiledPolicy {
             version: Arc::from(set.version.as_str()),
             needs_keywords: RuleBits::from_fn(rules.len(), |i| rules[i].keywords),
@@ -408,16 +541,12 @@ impl CompiledPolicy {
             strict_keywords: strict_matcher,
             patterns: pattern_matcher,
             models: model_matcher,
-            default: Outcome {
-                route: default_route,
-                provider: default_route.provider(public_provider),
-                reason: Arc::from("default"),
-                sensitive: false,
-            },
+            default: Outcome::new(default_chain, Arc::from("default"), false),
             price: defaults.input_usd_per_1m_tokens.value,
             chars_per_token: defaults.chars_per_token.value,
             set,
-            public_provider,
+            providers,
+            model_aliases,
         })
     }
 
@@ -458,8 +587,25 @@ impl CompiledPolicy {
     }
 
     /// What `route: public` resolves to.
-    pub fn public_provider(&self) -> Provider {
-        self.public_provider
+    pub fn public_provider(&self) -> &Arc<ProviderSpec> {
+        &self.providers[1]
+    }
+
+    /// Every provider: `local`, the public one, then the policy's own, in
+    /// load order.
+    pub fn providers(&self) -> &[Arc<ProviderSpec>] {
+        &self.providers
+    }
+
+    /// The provider `id` (`public` names the public one).
+    pub fn provider(&self, id: &str) -> Option<&Arc<ProviderSpec>> {
+        resolve(&self.providers, id)
+    }
+
+    /// Names that always mean the chosen provider's own model:
+    /// `policy-mesh` (implied) and every provider's own `model`.
+    pub fn model_aliases(&self) -> &[String] {
+        &self.model_aliases
     }
 
     /// Number of rules in the chain.

@@ -31,9 +31,10 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::chat::{ChatMessage, ToolDefinition, text_units};
 use crate::compiler::{CompiledPolicy, CompiledRule, KeywordMatcher, Outcome, RuleBits};
 use crate::detect::{self, DetectorSet};
-use crate::names::{Detector, Provider, Route};
+use crate::names::{Detector, ProviderId, Route};
 use crate::normalize::{self, normalize_general, normalize_into};
 use crate::policy::{CharBounds, UsdBounds};
+use crate::providers::ProviderSpec;
 
 /// Where a chat request goes and why. Strings are shared with the compiled policy,
 /// so making or cloning a decision does not copy them.
@@ -44,10 +45,12 @@ use crate::policy::{CharBounds, UsdBounds};
 /// are not part of that object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
-    /// `local` or `public`.
+    /// The trust of the first provider: `local` or `public`.
     pub route: Route,
-    /// The provider the route resolves to.
-    pub provider: Provider,
+    /// The first provider's id.
+    pub provider: ProviderId,
+    /// The providers tried in order: the first, then the fallbacks.
+    pub chain: Arc<[Arc<ProviderSpec>]>,
     /// The id of the rule that held; `None` for the default decision.
     pub rule: Option<Arc<str>>,
     /// The reason code: the rule's reason, or `default`.
@@ -82,9 +85,15 @@ impl Decision {
         self.rule.is_none()
     }
 
+    /// The ids of the providers tried after the first, in order.
+    pub fn fallback(&self) -> impl Iterator<Item = &str> {
+        self.chain.iter().skip(1).map(|p| p.id.as_str())
+    }
+
     fn serialize_fields<S: SerializeStruct>(&self, s: &mut S) -> Result<(), S::Error> {
         s.serialize_field("provider", &self.provider)?;
         s.serialize_field("route", &self.route)?;
+        s.serialize_field("fallback", &self.fallback().collect::<Vec<_>>())?;
         s.serialize_field("rule", &self.rule.as_deref())?;
         s.serialize_field("sensitive", &self.sensitive)?;
         s.serialize_field("detections", &self.detections.names())?;
@@ -98,14 +107,23 @@ impl Decision {
         object
             .property(
                 "provider",
-                reference::<Provider>("The provider the request would go to."),
+                reference::<ProviderId>("The provider the request would go to first."),
             )
             .required("provider")
             .property(
                 "route",
-                reference::<Route>("The route: `local` or `public`."),
+                reference::<Route>("The first provider's trust: `local` or `public`."),
             )
             .required("route")
+            .property(
+                "fallback",
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name(ProviderId::name()))
+                    .description(Some(
+                        "The providers tried, in order, when the first fails (empty: none).",
+                    )),
+            )
+            .required("fallback")
             .property(
                 "rule",
                 ObjectBuilder::new()
@@ -160,7 +178,7 @@ fn reference<T: ToSchema>(description: &str) -> RefOr<Schema> {
 
 impl Serialize for Decision {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Decision", 7)?;
+        let mut s = serializer.serialize_struct("Decision", 9)?;
         self.serialize_fields(&mut s)?;
         s.end()
     }
@@ -258,7 +276,7 @@ impl ToSchema for Explanation {
     }
 
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        schemas.push((Provider::name().into(), Provider::schema()));
+        schemas.push((ProviderId::name().into(), ProviderId::schema()));
         schemas.push((Route::name().into(), Route::schema()));
         schemas.push((TraceEntry::name().into(), TraceEntry::schema()));
         TraceEntry::schemas(schemas);
@@ -589,7 +607,8 @@ impl CompiledPolicy {
         Decision {
             detections,
             route: outcome.route,
-            provider: outcome.provider,
+            provider: outcome.provider.clone(),
+            chain: Arc::clone(&outcome.chain),
             rule: rule.cloned(),
             reason: outcome.reason.clone(),
             policy_version: self.version.clone(),

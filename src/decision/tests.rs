@@ -28,7 +28,8 @@ fn rule(id: &str, keywords: &[&str], word: bool, patterns: &[&str], scope: Scope
     RuleSpec {
         id: id.to_owned(),
         description: None,
-        route: Route::Local,
+        route: Located::unplaced("local".to_owned()),
+        fallback: Vec::new(),
         reason: id.to_owned(),
         sensitive: false,
         at: Location {
@@ -59,6 +60,8 @@ fn policy_of(rules: Vec<RuleSpec>) -> PolicySet {
         sources: Vec::new(),
         rules,
         defaults: EffectiveDefaults::default(),
+        providers: Vec::new(),
+        default_fallback: Vec::new(),
         version: "v".to_owned(),
     }
 }
@@ -86,9 +89,11 @@ fn build_unicode_policy() -> CompiledPolicy {
         sources: Vec::new(),
         rules,
         defaults: EffectiveDefaults::default(),
+        providers: Vec::new(),
+        default_fallback: Vec::new(),
         version: "v".to_owned(),
     };
-    CompiledPolicy::compile(set, Provider::Openai).expect("compiles")
+    CompiledPolicy::compile(set, &crate::providers::Builtins::defaults()).expect("compiles")
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -389,9 +394,11 @@ proptest! {
             sources: Vec::new(),
             rules: specs.clone(),
             defaults,
+            providers: Vec::new(),
+            default_fallback: Vec::new(),
             version: "v".to_owned(),
         };
-        let policy = CompiledPolicy::compile(set, Provider::Openai).expect("compiles");
+        let policy = CompiledPolicy::compile(set, &crate::providers::Builtins::defaults()).expect("compiles");
         let expected = oracle::trace(&specs, price, &m, model.as_deref());
         let explained = policy.explain(&m, model.as_deref());
         let trace: Vec<_> = explained
@@ -457,7 +464,8 @@ fn common_words_policy(normalization: crate::policy::KeywordNormalization) -> Co
             })
         })
         .collect();
-    CompiledPolicy::compile(policy_of(rules), Provider::Openai).expect("compiles")
+    CompiledPolicy::compile(policy_of(rules), &crate::providers::Builtins::defaults())
+        .expect("compiles")
 }
 
 /// `strict` adds matches only for disguised text: long ordinary English
@@ -547,7 +555,8 @@ fn a_policy_over_its_bounds_is_refused_naming_the_count() {
         .collect();
     let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
     let set = policy_of(vec![rule("many", &[], false, &refs, Scope::All)]);
-    let errors = CompiledPolicy::compile(set, Provider::Openai).expect_err("over the bound");
+    let errors = CompiledPolicy::compile(set, &crate::providers::Builtins::defaults())
+        .expect_err("over the bound");
     let text = errors.to_string();
     assert!(
         text.contains("the policy holds 10001 patterns, more than the 10000 allowed"),
@@ -576,7 +585,8 @@ fn metadata_is_read_by_scope_all_keywords_and_patterns_only() {
         rule("pattern", &[], false, &["^beta-\\d+$"], Scope::All),
         rule("keyword", &["gamma"], true, &[], Scope::All),
     ];
-    let policy = CompiledPolicy::compile(policy_of(rules), Provider::Openai).expect("compiles");
+    let policy = CompiledPolicy::compile(policy_of(rules), &crate::providers::Builtins::defaults())
+        .expect("compiles");
     let m = [ChatMessage::user("hello")];
     let rule_of = |metadata: &[&str]| {
         let d = policy.decide_with_metadata(&m, &[], metadata, None);
@@ -601,7 +611,7 @@ fn the_approximate_memory_grows_with_the_keywords_and_patterns() {
         let words: Vec<String> = (0..keywords).map(|i| format!("keyword{i}")).collect();
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         let set = policy_of(vec![rule("r", &words, false, patterns, Scope::All)]);
-        CompiledPolicy::compile(set, Provider::Openai)
+        CompiledPolicy::compile(set, &crate::providers::Builtins::defaults())
             .expect("compiles")
             .approximate_memory_bytes()
     };
@@ -622,9 +632,11 @@ fn has_images_looks_at_every_message_whatever_the_scope() {
     images_local.has_images = Some(true);
     let mut text_only = rule("text-only", &[], false, &[], Scope::All);
     text_only.has_images = Some(false);
-    let policy =
-        CompiledPolicy::compile(policy_of(vec![images_local, text_only]), Provider::Openai)
-            .expect("compiles");
+    let policy = CompiledPolicy::compile(
+        policy_of(vec![images_local, text_only]),
+        &crate::providers::Builtins::defaults(),
+    )
+    .expect("compiles");
     let picture = crate::chat::Image::Base64 {
         media_type: "image/png".into(),
         data: "iVBORw0KGgo=".into(),

@@ -38,6 +38,19 @@ pub struct Located<T> {
     pub at: Location,
 }
 
+impl<T> Located<T> {
+    /// `value` written nowhere: for policies built in code.
+    pub fn unplaced(value: T) -> Self {
+        Located {
+            value,
+            at: Location {
+                path: std::sync::Arc::from(""),
+                position: Position { line: 0, column: 0 },
+            },
+        }
+    }
+}
+
 /// One thing wrong with a policy, a policy test file or an overlay variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {

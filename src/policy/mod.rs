@@ -20,12 +20,11 @@ pub use error::{LoadError, LoadErrors, Located, Location, Position};
 pub use overlay::{EffectiveDefaults, Provenance, Sourced};
 pub use source::{PolicySource, SourceFile, read_sources};
 pub use types::{
-    CharBounds, Defaults, ID_PATTERN, KeywordMatch, KeywordNormalization, PolicyFile, Pricing,
-    Rule, Scope, UsdBounds, When,
+    CharBounds, CircuitEntry, Defaults, ID_PATTERN, KeywordMatch, KeywordNormalization, PolicyFile,
+    Pricing, ProviderEntry, Rule, Scope, TimeoutsEntry, UsdBounds, When,
 };
 
 use crate::env::Env;
-use crate::names::Route;
 
 /// A validated policy: every file parsed and checked, the defaults overlaid.
 #[derive(Debug, Clone)]
@@ -36,6 +35,11 @@ pub struct PolicySet {
     pub rules: Vec<RuleSpec>,
     /// The effective defaults, with where each value came from.
     pub defaults: EffectiveDefaults,
+    /// The providers of the policy's files, in load order, their URLs
+    /// without a trailing `/` or API suffix.
+    pub providers: Vec<ProviderDecl>,
+    /// `defaults.fallback` as written (empty: none).
+    pub default_fallback: Vec<Located<String>>,
     /// Lowercase hex SHA-256 over file names, bytes and effective defaults.
     pub version: String,
 }
@@ -64,11 +68,14 @@ pub struct RuleSpec {
     pub id: String,
     /// Optional description.
     pub description: Option<String>,
-    /// Where the rule sends a request.
-    pub route: Route,
+    /// The provider the rule sends a request to, as written: `local`,
+    /// `public` or a provider id.
+    pub route: Located<String>,
+    /// The providers tried after it, as written.
+    pub fallback: Vec<Located<String>>,
     /// The reason code (the id when not written).
     pub reason: String,
-    /// A guard: tried before the other rules, routes `local`.
+    /// A guard: tried before the other rules, served by local providers only.
     pub sensitive: bool,
     /// Where the rule starts.
     pub at: Location,
@@ -95,6 +102,17 @@ pub struct RuleSpec {
     pub model: Vec<Located<String>>,
     /// Whether the request must (`true`) or must not (`false`) have an image.
     pub has_images: Option<bool>,
+}
+
+/// A provider of the policy, with where it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderDecl {
+    /// The entry, its URL normalized.
+    pub entry: ProviderEntry,
+    /// Where it starts.
+    pub at: Location,
+    /// Each `models` glob's position, in order.
+    pub models_at: Vec<Location>,
 }
 
 impl fmt::Display for RuleSpec {

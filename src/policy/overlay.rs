@@ -163,6 +163,7 @@ mod tests {
     #[test]
     fn builtin_then_file_then_env() {
         let defaults = Defaults {
+            fallback: None,
             provider: Some(Route::Public),
             pricing: Some(Pricing {
                 input_usd_per_1m_tokens: Some(0.15),

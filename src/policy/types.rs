@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::names::{Detector, Route};
+use crate::names::{Api, Detector, Route};
 
 /// The detector groups `when.detect` accepts beside the detectors' names.
 pub const DETECTOR_GROUPS: [&str; 2] = ["pii", "secrets"];
@@ -46,10 +46,108 @@ pub struct PolicyFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Defaults")]
     pub defaults: Option<Defaults>,
+    /// Providers besides the built-in `local` and public one: a second
+    /// Ollama box, an OpenAI-compatible server, another cloud. Ids are unique
+    /// across files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderEntry>,
     /// Rules, tried in order (files in load order, then rules in file order). The first rule
     /// whose conditions all hold decides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+}
+
+/// Pattern of a provider id (as rule ids).
+pub const PROVIDER_ID_PATTERN: &str = ID_PATTERN;
+
+/// Pattern of an environment variable's name.
+pub const VARIABLE_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
+/// One provider of the policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    /// Unique across files: lowercase letters, digits, `_` and `-`, at most
+    /// 64; not `local`, `public`, `openai` or `anthropic`.
+    #[schemars(regex(pattern = PROVIDER_ID_PATTERN))]
+    pub id: String,
+    /// The wire format it speaks.
+    pub api: Api,
+    /// Its base URL (`http://10.0.0.7:11434`); a trailing `/`, and `/v1`
+    /// (openai, anthropic) or `/api` (ollama), are stripped.
+    #[schemars(regex(pattern = "^https?://"))]
+    pub url: String,
+    /// `local`: on premises, may serve sensitive requests. `public`: never
+    /// sent one.
+    pub trust: Route,
+    /// The model it is sent when the request names none it serves.
+    #[schemars(length(min = 1))]
+    pub model: String,
+    /// The model names it serves, as globs (`llama3.1*`); a request naming
+    /// another gets `model`. Absent: it always gets `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>", length(min = 1), inner(length(min = 1)))]
+    pub models: Option<Vec<String>>,
+    /// The environment variable that holds its key (never the key itself).
+    /// Required for `openai` and `anthropic`; optional for `ollama`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", regex(pattern = VARIABLE_PATTERN))]
+    pub api_key_env: Option<String>,
+    /// The proxy a `trust: public` provider is reached through; a local one
+    /// never uses a proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", regex(pattern = "^https?://"))]
+    pub proxy: Option<String>,
+    /// Extra attempts on it after a `connect_error`, `timeout`,
+    /// `server_error` or `rate_limited`. Default `0`; at most 2 are made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32")]
+    pub retries: Option<u32>,
+    /// Its timeouts in seconds; each defaults to `PROVIDER_TIMEOUT_SECONDS`
+    /// (`connect`: at most 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "TimeoutsEntry")]
+    pub timeouts: Option<TimeoutsEntry>,
+    /// When it is skipped after failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "CircuitEntry")]
+    pub circuit: Option<CircuitEntry>,
+}
+
+/// A provider's timeouts, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsEntry {
+    /// TCP and TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", extend("exclusiveMinimum" = 0))]
+    pub connect: Option<f64>,
+    /// From the request sent to the response headers, and for a stream to its first chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", extend("exclusiveMinimum" = 0))]
+    pub first_byte: Option<f64>,
+    /// Between two chunks of a stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", extend("exclusiveMinimum" = 0))]
+    pub idle: Option<f64>,
+    /// A whole, non-streamed call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", extend("exclusiveMinimum" = 0))]
+    pub total: Option<f64>,
+}
+
+/// A provider's circuit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitEntry {
+    /// Consecutive retryable failures that open it. Default `5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32", range(min = 1))]
+    pub failures: Option<u32>,
+    /// Seconds an open circuit skips the provider. Default `30`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", range(min = 0))]
+    pub cooldown_seconds: Option<f64>,
 }
 
 /// The language version: the integer `1`.
@@ -73,6 +171,11 @@ pub struct Defaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Route")]
     pub provider: Option<Route>,
+    /// Providers tried in order when the default decision's provider fails:
+    /// `local`, `public` or a provider id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>", inner(regex(pattern = PROVIDER_ID_PATTERN)))]
+    pub fallback: Option<Vec<String>>,
     /// Price of the public provider, used by `estimated_usd` conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Pricing")]
@@ -110,14 +213,22 @@ pub struct Rule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "When")]
     pub when: Option<When>,
-    /// Where a request goes when the rule holds.
-    pub route: Route,
+    /// The provider a request goes to when the rule holds: `local`, `public`
+    /// or a provider id.
+    #[schemars(regex(pattern = PROVIDER_ID_PATTERN))]
+    pub route: String,
+    /// Providers tried in order after the first fails: `local`, `public` or
+    /// provider ids. A sensitive rule may list only `trust: local` ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>", inner(regex(pattern = PROVIDER_ID_PATTERN)))]
+    pub fallback: Option<Vec<String>>,
     /// Reason code reported with the decision. Default: the rule's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String", regex(pattern = ID_PATTERN))]
     pub reason: Option<String>,
-    /// A guard: tried before every other rule, it must route `local`, and a
-    /// decision it makes is marked sensitive. Default `false`.
+    /// A guard: tried before every other rule, its `route` and `fallback`
+    /// may name only `trust: local` providers, and a decision it makes is
+    /// marked sensitive. Default `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sensitive: bool,
 }

@@ -11,11 +11,11 @@ use sha2::{Digest, Sha256};
 use super::yaml::{DocumentSchema, Positions, parse_value, schema_violations, validator_for};
 use super::{
     Defaults, EffectiveDefaults, LoadError, LoadErrors, Located, Location, PolicyFile, PolicySet,
-    Position, Refused, Rule, RuleSpec, SourceFile, SourceInfo,
+    Position, ProviderDecl, ProviderEntry, Refused, Rule, RuleSpec, SourceFile, SourceInfo,
 };
 use crate::detect::DetectorSet;
 use crate::env::Env;
-use crate::names::{Detector, Route};
+use crate::names::{Api, Detector, ProviderId, Route};
 use serde_json::Value;
 
 static POLICY_SCHEMA: LazyLock<DocumentSchema> = LazyLock::new(validator_for::<PolicyFile>);
@@ -40,6 +40,7 @@ struct ParsedFile<'a> {
     file: &'a SourceFile,
     positions: Positions,
     defaults: Option<Defaults>,
+    providers: Vec<(usize, ProviderEntry)>,
     rules: Vec<(usize, Rule)>,
 }
 
@@ -78,6 +79,19 @@ fn parse_file<'a>(
             .collect(),
         _ => Vec::new(),
     };
+    let providers = match value.get("providers").and_then(Value::as_array) {
+        Some(items) => items
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| clean(&format!("/providers/{k}")))
+            .filter_map(|(k, v)| {
+                serde_json::from_value::<ProviderEntry>(v.clone())
+                    .ok()
+                    .map(|p| (k, p))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     for (_, e) in violations {
         report(e);
     }
@@ -85,6 +99,7 @@ fn parse_file<'a>(
         file,
         positions,
         defaults,
+        providers,
         rules,
     })
 }
@@ -139,6 +154,38 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Ref
         Some(d) => d.input_usd_per_1m_tokens.value.is_some(),
         None => true,
     };
+
+    let providers = providers(&docs, &mut errors);
+    let public_id = crate::config::public_provider(env).unwrap_or(Api::Openai);
+    let targets = Targets {
+        public_id: public_id.as_str(),
+        providers: &providers,
+    };
+    let default_fallback: Vec<Located<String>> = defaults_file
+        .as_ref()
+        .and_then(|(path, d, _)| {
+            let doc = docs.iter().find(|doc| &*doc.file.path == *path)?;
+            Some(
+                d.fallback
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(k, name)| Located {
+                        value: name.clone(),
+                        at: Location {
+                            path: doc.file.path.clone(),
+                            position: doc.positions.value(&format!("/defaults/fallback/{k}")),
+                        },
+                    })
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    for name in &default_fallback {
+        if let Err(e) = targets.resolve(name) {
+            errors.push(e);
+        }
+    }
 
     let mut first_ids: HashMap<&str, Location> = HashMap::new();
     let mut rules = Vec::new();
@@ -225,20 +272,40 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Ref
                 }
             }
 
-            if rule.sensitive && rule.route != Route::Local {
-                errors.push(LoadError::at_location(
-                    &located(&format!("{ptr}/route")),
-                    format!(
-                        "rule `{}` is sensitive: it must route `local`, not `{}`",
-                        rule.id, rule.route
-                    ),
-                ));
+            let route = Located {
+                value: rule.route.clone(),
+                at: located(&format!("{ptr}/route")),
+            };
+            let fallback: Vec<Located<String>> = listed(&rule.fallback, "fallback")
+                .into_iter()
+                .enumerate()
+                .map(|(k, mut name)| {
+                    name.at = located(&format!("{ptr}/fallback/{k}"));
+                    name
+                })
+                .collect();
+            for (what, name) in
+                std::iter::once(("route", &route)).chain(fallback.iter().map(|f| ("fallback", f)))
+            {
+                match targets.resolve(name) {
+                    Err(e) => errors.push(e),
+                    Ok(Route::Public) if rule.sensitive => errors.push(LoadError::at_location(
+                        &name.at,
+                        format!(
+                            "rule `{}` is sensitive: {what} `{}` is a public provider; a \
+                                 sensitive rule may list only `trust: local` providers",
+                            rule.id, name.value
+                        ),
+                    )),
+                    Ok(_) => {}
+                }
             }
 
             rules.push(RuleSpec {
                 id: rule.id.clone(),
                 description: rule.description.clone(),
-                route: rule.route,
+                route,
+                fallback,
                 reason: rule.reason.clone().unwrap_or_else(|| rule.id.clone()),
                 sensitive: rule.sensitive,
                 at: located(&ptr),
@@ -274,7 +341,172 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Ref
         rules,
         version: version(files, &defaults),
         defaults,
+        providers,
+        default_fallback,
     })
+}
+
+/// What `route` and `fallback` may name: `local`, `public` (or the public
+/// provider's own id) and the policy's providers.
+struct Targets<'a> {
+    public_id: &'a str,
+    providers: &'a [ProviderDecl],
+}
+
+impl Targets<'_> {
+    /// The trust of the provider `name` names, or the error at it.
+    fn resolve(&self, name: &Located<String>) -> Result<Route, LoadError> {
+        let value = name.value.as_str();
+        if value == ProviderId::LOCAL {
+            return Ok(Route::Local);
+        }
+        if value == "public" || value == self.public_id {
+            return Ok(Route::Public);
+        }
+        if let Some(p) = self.providers.iter().find(|p| p.entry.id == value) {
+            return Ok(p.entry.trust);
+        }
+        let mut known: Vec<String> = vec![ProviderId::LOCAL.to_owned(), "public".to_owned()];
+        known.extend(self.providers.iter().map(|p| p.entry.id.clone()));
+        let suggestion = known
+            .iter()
+            .map(|k| (strsim::jaro_winkler(value, k), k))
+            .filter(|(score, _)| *score >= 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, k)| format!(": did you mean `{k}`?"));
+        Err(LoadError::at_location(
+            &name.at,
+            match suggestion {
+                Some(s) => format!("unknown provider `{value}`{s}"),
+                None => format!(
+                    "unknown provider `{value}`: expected `local`, `public` or an id of `providers` ({})",
+                    known[2..]
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        ))
+    }
+}
+
+/// The providers of every file, checked: ids unique and not reserved, URLs
+/// usable (normalized), globs valid, a proxy only for a public provider.
+fn providers(docs: &[ParsedFile<'_>], errors: &mut Vec<LoadError>) -> Vec<ProviderDecl> {
+    let mut first: HashMap<String, Location> = HashMap::new();
+    let mut out = Vec::new();
+    for doc in docs {
+        let at = |pointer: &str| Location {
+            path: doc.file.path.clone(),
+            position: doc.positions.value(pointer),
+        };
+        for (k, entry) in &doc.providers {
+            let ptr = format!("/providers/{k}");
+            let id_at = at(&format!("{ptr}/id"));
+            let mut ok = true;
+            let mut fail = |at: &Location, message: String| {
+                errors.push(LoadError::at_location(at, message));
+                ok = false;
+            };
+            if ProviderId::RESERVED.contains(&entry.id.as_str()) {
+                fail(
+                    &id_at,
+                    format!(
+                        "provider id `{}` is reserved: `local`, `public`, `openai` and `anthropic` \
+                         name the built-in providers",
+                        entry.id
+                    ),
+                );
+            } else if let Some(earlier) = first.get(&entry.id) {
+                fail(
+                    &id_at,
+                    format!(
+                        "duplicate provider id `{}`: first defined at {earlier}",
+                        entry.id
+                    ),
+                );
+            } else {
+                first.insert(entry.id.clone(), id_at.clone());
+            }
+            let url = match provider_url(&entry.url, entry.api) {
+                Ok(url) => url,
+                Err(why) => {
+                    fail(&at(&format!("{ptr}/url")), why);
+                    String::new()
+                }
+            };
+            if let Some(proxy) = &entry.proxy {
+                if entry.trust == Route::Local {
+                    fail(
+                        &at(&format!("{ptr}/proxy")),
+                        format!(
+                            "provider `{}` is `trust: local`: a local provider is never reached \
+                             through a proxy",
+                            entry.id
+                        ),
+                    );
+                } else if let Err(why) = provider_url(proxy, entry.api) {
+                    fail(
+                        &at(&format!("{ptr}/proxy")),
+                        why.replace("URL", "proxy URL"),
+                    );
+                }
+            }
+            let models_at: Vec<Location> = entry
+                .models
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(g, _)| at(&format!("{ptr}/models/{g}")))
+                .collect();
+            for (glob, glob_at) in entry.models.iter().flatten().zip(&models_at) {
+                if let Err(why) = crate::providers::spec::model_glob(glob) {
+                    fail(glob_at, format!("invalid glob {glob:?}: {why}"));
+                }
+            }
+            if ok {
+                let mut entry = entry.clone();
+                if url != entry.url.trim_end_matches('/') {
+                    tracing::info!(
+                        provider = entry.id.as_str(),
+                        url = %crate::providers::spec::shown_url(&url),
+                        "the provider's URL ends with its API's path prefix; it was removed \
+                         (the gateway adds the whole path)"
+                    );
+                }
+                entry.url = url;
+                out.push(ProviderDecl {
+                    entry,
+                    at: at(&ptr),
+                    models_at,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A provider's base URL: `http(s)://host…`, no query or fragment, without
+/// a trailing `/` or API suffix. Errors never quote user info.
+fn provider_url(raw: &str, api: Api) -> Result<String, String> {
+    let shown = crate::providers::spec::shown_url(raw);
+    let parsed = url::Url::parse(raw).map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "invalid URL {shown:?}: expected an http:// or https:// URL with a host"
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!(
+            "invalid URL {shown:?}: a base URL takes no query or fragment"
+        ));
+    }
+    let trimmed = raw.trim_end_matches('/');
+    Ok(
+        crate::providers::spec::strip_api_suffix(trimmed, api)
+            .unwrap_or_else(|| trimmed.to_owned()),
+    )
 }
 
 /// The version: SHA-256 over each file's name and bytes in load order, then the

@@ -10,6 +10,7 @@ use super::config::Secret;
 use super::http::{
     Endpoint, Framing, HttpProvider, ParseReply, RequestBody, WireFormat, parse_json,
 };
+use super::spec::ProviderSpec;
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
 use crate::chat::{ChatMessage, Image, ResponseFormat, ToolCall, ToolChoice, ToolDefinition};
@@ -387,24 +388,26 @@ impl Anthropic {
     /// Sends `x-api-key: <key>` and `anthropic-version`.
     pub(crate) fn new(
         client: reqwest::Client,
-        base_url: &str,
+        spec: &ProviderSpec,
         api_key: Option<&Secret>,
-        timeout: std::time::Duration,
     ) -> Result<Self, ConfigError> {
+        let variable = spec.api_key_env.as_deref().unwrap_or("api_key_env");
         let endpoint = match api_key {
-            None => None,
-            Some(key) => Some(
-                Endpoint::new(client, base_url, "/v1/messages", timeout)
-                    .with_header(
-                        HeaderName::from_static("anthropic-version"),
-                        HeaderValue::from_static(ANTHROPIC_VERSION),
-                    )
-                    .with_secret_header(
-                        HeaderName::from_static("x-api-key"),
-                        key.expose(),
-                        "PUBLIC_LLM_API_KEY",
-                    )?,
-            ),
+            None => Err(ProviderError::missing_key(variable, &spec.id)),
+            Some(key) => {
+                Ok(
+                    Endpoint::new(client, &spec.id, &spec.url, spec.chat_path(), spec.timeouts)
+                        .with_header(
+                            HeaderName::from_static("anthropic-version"),
+                            HeaderValue::from_static(ANTHROPIC_VERSION),
+                        )
+                        .with_secret_header(
+                            HeaderName::from_static("x-api-key"),
+                            key.expose(),
+                            variable,
+                        )?,
+                )
+            }
         };
         Ok(HttpProvider::from_endpoint(endpoint))
     }

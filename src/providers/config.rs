@@ -6,9 +6,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::spec::{self, CircuitSettings, ModelGlobs, ProviderSpec, Timeouts};
 use crate::config;
 use crate::env::{ConfigError, ConfigErrors, Env};
-use crate::names::Provider;
+use crate::names::{Api, ProviderId, Route};
 
 /// Default base URL of the local (Ollama-compatible) provider.
 pub const DEFAULT_LOCAL_LLM_URL: &str = "http://localhost:11434";
@@ -54,16 +55,25 @@ pub struct ProviderConfig {
     pub local_api_key: Option<Secret>,
     /// `LOCAL_LLM_MODEL`.
     pub local_model: String,
+    /// `LOCAL_LLM_MODELS`: the model names the local provider serves, as
+    /// globs (default: `LOCAL_LLM_MODEL` alone).
+    pub local_models: Vec<String>,
     /// `PUBLIC_LLM_URL` without a trailing `/`.
     pub public_url: String,
     /// Which API `PUBLIC_LLM_URL` speaks (`PUBLIC_LLM_PROVIDER` or the guess
     /// from the host).
-    pub public_provider: Provider,
+    pub public_provider: Api,
     /// `PUBLIC_LLM_API_KEY`: without it, every public call fails with
     /// `auth_error` before any network traffic.
     pub public_api_key: Option<Secret>,
     /// `PUBLIC_LLM_MODEL`, or the public provider's default.
     pub public_model: String,
+    /// `PUBLIC_LLM_MODELS`: the model names the public provider serves, as
+    /// globs (default `*`: any).
+    pub public_models: Vec<String>,
+    /// The variables whose URL lost an API suffix (`/v1`, `/api`), with the
+    /// URL kept; logged at start-up.
+    pub stripped_urls: Vec<(&'static str, String)>,
     /// `PROVIDER_TIMEOUT_SECONDS`: bounds each whole call (connect, headers,
     /// body).
     pub timeout: Duration,
@@ -124,6 +134,16 @@ impl ProviderConfig {
     /// invalid one.
     pub fn from_env(env: &Env) -> Result<Self, Vec<ConfigError>> {
         let mut errors = ConfigErrors::default();
+        let mut stripped_urls = Vec::new();
+        let mut api_url =
+            |variable: &'static str, url: String, api: Api| match spec::strip_api_suffix(&url, api)
+            {
+                Some(base) => {
+                    stripped_urls.push((variable, spec::shown_url(&base)));
+                    base
+                }
+                None => url,
+            };
         let local_url = errors.or(
             base_url(
                 "LOCAL_LLM_URL",
@@ -131,6 +151,7 @@ impl ProviderConfig {
             ),
             String::new(),
         );
+        let local_url = api_url("LOCAL_LLM_URL", local_url, Api::Ollama);
         let public_url = base_url(
             "PUBLIC_LLM_URL",
             env.get("PUBLIC_LLM_URL")
@@ -138,11 +159,12 @@ impl ProviderConfig {
         );
         // When the provider is guessed from the URL, a bad URL is reported once.
         let public_provider = if public_url.is_err() && env.get("PUBLIC_LLM_PROVIDER").is_none() {
-            Provider::Openai
+            Api::Openai
         } else {
-            errors.or(config::public_provider(env), Provider::Openai)
+            errors.or(config::public_provider(env), Api::Openai)
         };
         let public_url = errors.or(public_url, String::new());
+        let public_url = api_url("PUBLIC_LLM_URL", public_url, public_provider);
         let local_api_key = errors.or(api_key(env, "LOCAL_LLM_API_KEY"), None);
         let public_api_key = errors.or(api_key(env, "PUBLIC_LLM_API_KEY"), None);
         let timeout = errors.or(
@@ -154,16 +176,23 @@ impl ProviderConfig {
             None => None,
         };
         let default_public_model = match public_provider {
-            Provider::Anthropic => DEFAULT_ANTHROPIC_MODEL,
-            Provider::Openai | Provider::Local => DEFAULT_OPENAI_MODEL,
+            Api::Anthropic => DEFAULT_ANTHROPIC_MODEL,
+            Api::Openai | Api::Ollama => DEFAULT_OPENAI_MODEL,
         };
+        let local_model = env
+            .get("LOCAL_LLM_MODEL")
+            .unwrap_or(DEFAULT_LOCAL_LLM_MODEL)
+            .to_owned();
+        let local_models = errors.or(
+            model_list(env, "LOCAL_LLM_MODELS", &local_model),
+            Vec::new(),
+        );
+        let public_models = errors.or(model_list(env, "PUBLIC_LLM_MODELS", "*"), Vec::new());
         errors.into_result(ProviderConfig {
             local_url,
             local_api_key,
-            local_model: env
-                .get("LOCAL_LLM_MODEL")
-                .unwrap_or(DEFAULT_LOCAL_LLM_MODEL)
-                .to_owned(),
+            local_model,
+            local_models,
             public_url,
             public_provider,
             public_api_key,
@@ -171,6 +200,8 @@ impl ProviderConfig {
                 .get("PUBLIC_LLM_MODEL")
                 .unwrap_or(default_public_model)
                 .to_owned(),
+            public_models,
+            stripped_urls,
             timeout,
             public_proxy,
             ignored_proxy_variables: PROXY_VARIABLES
@@ -180,17 +211,92 @@ impl ProviderConfig {
         })
     }
 
-    /// The model sent to `provider`: the request's own when it names one, else
-    /// the provider's configured default. This is also the audit's `model`.
-    pub fn model_for(&self, provider: Provider, requested: Option<&str>) -> String {
-        match requested {
-            Some(model) => model.to_owned(),
-            None => match provider {
-                Provider::Local => self.local_model.clone(),
-                Provider::Openai | Provider::Anthropic => self.public_model.clone(),
+    /// The public provider's id: `openai` or `anthropic`.
+    pub fn public_id(&self) -> ProviderId {
+        ProviderId::new(self.public_provider.as_str())
+    }
+
+    /// The two built-in providers, `local` and the public one, as the
+    /// policy's providers see them.
+    pub fn builtins(&self) -> Builtins {
+        let globs = |list: &[String]| {
+            // Each glob was checked when the list was read.
+            ModelGlobs::new(list.to_vec()).unwrap_or_else(|_| {
+                ModelGlobs::new(Vec::new()).unwrap_or_else(|_| unreachable!("no globs"))
+            })
+        };
+        let timeouts = Timeouts::all(self.timeout);
+        Builtins {
+            local: ProviderSpec {
+                id: ProviderId::local(),
+                api: Api::Ollama,
+                url: self.local_url.clone(),
+                trust: Route::Local,
+                model: self.local_model.clone(),
+                models: globs(&self.local_models),
+                api_key_env: Some("LOCAL_LLM_API_KEY".to_owned()),
+                proxy: None,
+                retries: 0,
+                timeouts,
+                circuit: CircuitSettings::default(),
+                builtin: true,
             },
+            public: ProviderSpec {
+                id: self.public_id(),
+                api: self.public_provider,
+                url: self.public_url.clone(),
+                trust: Route::Public,
+                model: self.public_model.clone(),
+                models: globs(&self.public_models),
+                api_key_env: Some("PUBLIC_LLM_API_KEY".to_owned()),
+                proxy: self.public_proxy.clone(),
+                retries: 0,
+                timeouts,
+                circuit: CircuitSettings::default(),
+                builtin: true,
+            },
+            timeout: self.timeout,
         }
     }
+}
+
+/// The built-in providers, from the environment, and the timeout every
+/// provider's phases default to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Builtins {
+    /// `local`: `LOCAL_LLM_*`.
+    pub local: ProviderSpec,
+    /// `openai` or `anthropic`: `PUBLIC_LLM_*`.
+    pub public: ProviderSpec,
+    /// `PROVIDER_TIMEOUT_SECONDS`.
+    pub timeout: Duration,
+}
+
+impl Builtins {
+    /// The built-ins of an environment with no provider variable set.
+    pub fn defaults() -> Self {
+        ProviderConfig::from_env(&Env::default())
+            .map(|c| c.builtins())
+            .unwrap_or_else(|_| unreachable!("the defaults are valid"))
+    }
+}
+
+/// A comma-separated list of model globs; unset: `default` alone.
+fn model_list(env: &Env, variable: &str, default: &str) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = env.get(variable) else {
+        return Ok(vec![default.to_owned()]);
+    };
+    let globs: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if globs.is_empty() {
+        return Ok(vec![default.to_owned()]);
+    }
+    ModelGlobs::new(globs.clone()).map_err(|why| ConfigError::new(variable, why))?;
+    Ok(globs)
 }
 
 /// An `http(s)://host…` URL with any trailing `/` removed, so that endpoint
@@ -279,7 +385,7 @@ mod tests {
         assert_eq!(c.local_api_key, None);
         assert_eq!(c.local_model, DEFAULT_LOCAL_LLM_MODEL);
         assert_eq!(c.public_url, config::DEFAULT_PUBLIC_LLM_URL);
-        assert_eq!(c.public_provider, Provider::Openai);
+        assert_eq!(c.public_provider, Api::Openai);
         assert_eq!(c.public_api_key, None);
         assert_eq!(c.public_model, DEFAULT_OPENAI_MODEL);
         assert_eq!(c.timeout, Duration::from_secs(60));
@@ -288,7 +394,7 @@ mod tests {
     #[test]
     fn anthropic_gets_its_own_default_model() {
         let c = config(&[("PUBLIC_LLM_URL", "https://api.anthropic.com/")]).unwrap();
-        assert_eq!(c.public_provider, Provider::Anthropic);
+        assert_eq!(c.public_provider, Api::Anthropic);
         assert_eq!(c.public_model, DEFAULT_ANTHROPIC_MODEL);
         assert_eq!(c.public_url, "https://api.anthropic.com");
         let c = config(&[
@@ -444,12 +550,44 @@ mod tests {
     }
 
     #[test]
-    fn model_for_prefers_the_request() {
-        let c = config(&[("LOCAL_LLM_MODEL", "qwen3"), ("PUBLIC_LLM_MODEL", "gpt-5")]).unwrap();
-        assert_eq!(c.model_for(Provider::Local, None), "qwen3");
-        assert_eq!(c.model_for(Provider::Openai, None), "gpt-5");
-        assert_eq!(c.model_for(Provider::Anthropic, None), "gpt-5");
-        assert_eq!(c.model_for(Provider::Local, Some("phi4")), "phi4");
-        assert_eq!(c.model_for(Provider::Openai, Some("o3")), "o3");
+    fn model_lists_default_to_the_model_and_to_any() {
+        let c = config(&[("LOCAL_LLM_MODEL", "qwen3")]).unwrap();
+        assert_eq!(c.local_models, ["qwen3"]);
+        assert_eq!(c.public_models, ["*"]);
+        let c = config(&[
+            ("LOCAL_LLM_MODELS", "llama3*, qwen2.5-coder*,"),
+            ("PUBLIC_LLM_MODELS", "gpt-*"),
+        ])
+        .unwrap();
+        assert_eq!(c.local_models, ["llama3*", "qwen2.5-coder*"]);
+        assert_eq!(c.public_models, ["gpt-*"]);
+        let b = c.builtins();
+        assert!(b.local.models.matches("LLAMA3.2"));
+        assert!(!b.public.models.matches("claude-3"));
+        let err = config(&[("LOCAL_LLM_MODELS", "llama[")]).unwrap_err();
+        assert_eq!(err.variable, "LOCAL_LLM_MODELS");
+    }
+
+    #[test]
+    fn api_suffixes_of_base_urls_are_stripped_and_noted() {
+        let c = config(&[
+            ("PUBLIC_LLM_URL", "https://api.openai.com/v1/"),
+            ("LOCAL_LLM_URL", "http://ollama:11434/api"),
+        ])
+        .unwrap();
+        assert_eq!(c.public_url, "https://api.openai.com");
+        assert_eq!(c.local_url, "http://ollama:11434");
+        assert_eq!(
+            c.stripped_urls,
+            [
+                ("LOCAL_LLM_URL", "http://ollama:11434".to_owned()),
+                ("PUBLIC_LLM_URL", "https://api.openai.com".to_owned())
+            ]
+        );
+        let b = c.builtins();
+        assert_eq!(b.public.id, "openai");
+        assert_eq!(b.local.id, "local");
+        assert_eq!(b.local.trust, Route::Local);
+        assert_eq!(b.public.trust, Route::Public);
     }
 }

@@ -11,6 +11,8 @@ use crate::names::FailureCategory;
 pub struct ProviderError {
     category: FailureCategory,
     message: String,
+    /// The provider's `Retry-After`, when it sent one with the failure.
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ProviderError {
@@ -19,7 +21,47 @@ impl ProviderError {
         ProviderError {
             category,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The wait the provider asked for before another attempt, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
+    }
+
+    pub(crate) fn with_retry_after(mut self, wait: Option<std::time::Duration>) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// This failure with the provider `id`, the `model` sent and the `path`
+    /// called named in its message: `gpu-box answered HTTP 404 for model
+    /// gpt-4o at /api/chat`. Never the host, its user info or a query.
+    pub(crate) fn attributed(mut self, id: &str, model: &str, path: &str) -> Self {
+        self.message = match self.message.strip_prefix("provider ") {
+            Some(rest) => format!("{id} {rest} for model {model} at {path}"),
+            None => format!("{} ({id}, model {model}, at {path})", self.message),
+        };
+        self
+    }
+
+    /// Provider `id` could not be set up (its key variable holds a value
+    /// no header can carry, or its client cannot be built); no call is made.
+    pub(crate) fn setup(id: &str, error: &super::ProvidersError) -> Self {
+        let category = match error {
+            super::ProvidersError::Config(_) => FailureCategory::AuthError,
+            super::ProvidersError::Client(_) => FailureCategory::ConnectError,
+        };
+        Self::new(
+            category,
+            format!("{id} cannot be set up, so it was not called"),
+        )
+    }
+
+    /// No provider was called: every one of the chain was skipped.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(FailureCategory::Unavailable, message)
     }
 
     /// The category (decides 504 vs 502, the audit and the metric label).
@@ -37,6 +79,7 @@ impl ProviderError {
         let category = match status {
             200..=299 => return None,
             401 | 403 => FailureCategory::AuthError,
+            429 => FailureCategory::RateLimited,
             400..=499 => FailureCategory::ClientError,
             500..=599 => FailureCategory::ServerError,
             _ => FailureCategory::BadResponse,
@@ -55,11 +98,43 @@ impl ProviderError {
         )
     }
 
-    /// A public call without `PUBLIC_LLM_API_KEY`; no request is made.
-    pub(crate) fn missing_public_key() -> Self {
+    /// A call to provider `id`, which needs a key, without `variable` set;
+    /// no request is made.
+    pub(crate) fn missing_key(variable: &str, id: &str) -> Self {
         Self::new(
             FailureCategory::AuthError,
-            "PUBLIC_LLM_API_KEY is not set, so the public provider was not called",
+            format!("{variable} is not set, so {id} was not called"),
+        )
+    }
+
+    /// The chain's whole budget (its first provider's `total` times the
+    /// number of providers) ran out before an answer.
+    pub(crate) fn chain_budget() -> Self {
+        Self::new(
+            FailureCategory::Timeout,
+            "no answer within the request's budget for all its providers and retries",
+        )
+    }
+
+    /// A stream whose first event did not arrive within `first_byte`.
+    pub(crate) fn no_first_chunk(timeout: std::time::Duration) -> Self {
+        Self::new(
+            FailureCategory::Timeout,
+            format!(
+                "the provider's stream sent no first chunk within {} s",
+                timeout.as_secs_f64()
+            ),
+        )
+    }
+
+    /// No status line within `first_byte`.
+    pub(crate) fn no_headers(timeout: std::time::Duration) -> Self {
+        Self::new(
+            FailureCategory::Timeout,
+            format!(
+                "no answer from the provider within {} s",
+                timeout.as_secs_f64()
+            ),
         )
     }
 
@@ -169,7 +244,8 @@ mod tests {
         assert_eq!(category(403), Some(FailureCategory::AuthError));
         assert_eq!(category(400), Some(FailureCategory::ClientError));
         assert_eq!(category(404), Some(FailureCategory::ClientError));
-        assert_eq!(category(429), Some(FailureCategory::ClientError));
+        assert_eq!(category(429), Some(FailureCategory::RateLimited));
+        assert_eq!(category(422), Some(FailureCategory::ClientError));
         assert_eq!(category(500), Some(FailureCategory::ServerError));
         assert_eq!(category(503), Some(FailureCategory::ServerError));
         assert_eq!(category(101), Some(FailureCategory::BadResponse));
@@ -183,6 +259,24 @@ mod tests {
         let e = ProviderError::from_status(500).unwrap();
         assert_eq!(e.to_string(), "server_error: provider answered HTTP 500");
         assert_eq!(e.message(), "provider answered HTTP 500");
+    }
+
+    #[test]
+    fn attributed_messages_name_provider_model_and_path() {
+        let e =
+            ProviderError::from_status(404)
+                .unwrap()
+                .attributed("gpu-box", "gpt-4o", "/api/chat");
+        assert_eq!(
+            e.to_string(),
+            "client_error: gpu-box answered HTTP 404 for model gpt-4o at /api/chat"
+        );
+        let e =
+            ProviderError::bad_response("is empty").attributed("local", "llama3.2", "/api/chat");
+        assert_eq!(
+            e.to_string(),
+            "bad_response: provider's reply is empty (local, model llama3.2, at /api/chat)"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use super::spec::Timeouts;
+
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
@@ -46,14 +48,14 @@ pub type ParseReply = fn(&[u8]) -> Result<Reply, ProviderError>;
 /// A provider spoken to over HTTP in wire format `F`: exactly one upstream
 /// request per call, no retry.
 pub struct HttpProvider<F> {
-    /// `None` for a public provider without `PUBLIC_LLM_API_KEY`: every call
-    /// fails with `auth_error` before the network.
-    endpoint: Option<Endpoint>,
+    /// `Err` for a provider that needs a key and has none: every call fails
+    /// with this `auth_error` before the network.
+    endpoint: Result<Endpoint, ProviderError>,
     format: PhantomData<fn() -> F>,
 }
 
 impl<F> HttpProvider<F> {
-    pub(crate) fn from_endpoint(endpoint: Option<Endpoint>) -> Self {
+    pub(crate) fn from_endpoint(endpoint: Result<Endpoint, ProviderError>) -> Self {
         HttpProvider {
             endpoint,
             format: PhantomData,
@@ -61,20 +63,18 @@ impl<F> HttpProvider<F> {
     }
 
     fn endpoint(&self) -> Result<&Endpoint, ProviderError> {
-        self.endpoint
-            .as_ref()
-            .ok_or_else(ProviderError::missing_public_key)
+        self.endpoint.as_ref().map_err(Clone::clone)
     }
 }
 
 impl<F: WireFormat> ChatProvider for HttpProvider<F> {
     fn chat<'a>(&'a self, request: ChatRequest<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(async move {
-            let body = self
-                .endpoint()?
-                .post_json(&(F::REQUEST_BODY)(&request, false))
+            let endpoint = self.endpoint()?;
+            let body = endpoint
+                .post_json(&(F::REQUEST_BODY)(&request, false), request.model)
                 .await?;
-            (F::PARSE_REPLY)(&body)
+            (F::PARSE_REPLY)(&body).map_err(|e| endpoint.attribute(e, request.model))
         })
     }
 
@@ -87,11 +87,12 @@ impl<F: WireFormat> ChatProvider for HttpProvider<F> {
             // Only the wait for the status is bounded here; the stream bounds
             // each read itself.
             let response = endpoint
-                .send(&(F::REQUEST_BODY)(&request, true), None)
+                .send(&(F::REQUEST_BODY)(&request, true), None, request.model)
                 .await?;
+            let idle = endpoint.timeouts.idle;
             let frames = match F::FRAMING {
-                Framing::Sse => stream::sse_frames(response, endpoint.timeout),
-                Framing::Ndjson => stream::ndjson_frames(response, endpoint.timeout),
+                Framing::Sse => stream::sse_frames(response, idle),
+                Framing::Ndjson => stream::ndjson_frames(response, idle),
             };
             Ok(stream::decode(frames, F::Decoder::default()))
         })
@@ -106,18 +107,35 @@ pub(crate) struct Endpoint {
     client: reqwest::Client,
     url: String,
     headers: HeaderMap,
-    timeout: Duration,
+    timeouts: Timeouts,
+    /// The provider's id, for failure messages.
+    id: String,
+    /// The path called, for failure messages.
+    path: &'static str,
 }
 
 impl Endpoint {
     /// `base` is a base URL without a trailing `/`; `path` starts with `/`.
-    pub(crate) fn new(client: reqwest::Client, base: &str, path: &str, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        client: reqwest::Client,
+        id: &str,
+        base: &str,
+        path: &'static str,
+        timeouts: Timeouts,
+    ) -> Self {
         Endpoint {
             client,
             url: format!("{base}{path}"),
             headers: HeaderMap::new(),
-            timeout,
+            timeouts,
+            id: id.to_owned(),
+            path,
         }
+    }
+
+    /// `error` with this provider, `model` and the path named.
+    pub(crate) fn attribute(&self, error: ProviderError, model: &str) -> ProviderError {
+        error.attributed(&self.id, model, self.path)
     }
 
     /// Adds a header whose value is secret. `variable` names its source for
@@ -150,6 +168,7 @@ impl Endpoint {
         &self,
         body: &serde_json::Value,
         whole: Option<Duration>,
+        model: &str,
     ) -> Result<reqwest::Response, ProviderError> {
         let mut request = self
             .client
@@ -159,12 +178,25 @@ impl Endpoint {
         if let Some(timeout) = whole {
             request = request.timeout(timeout);
         }
-        let response = match tokio::time::timeout(self.timeout, request.send()).await {
-            Err(_) => return Err(ProviderError::timed_out(self.timeout)),
-            Ok(sent) => sent.map_err(|e| ProviderError::from_send(&e, self.timeout))?,
+        // The wait for the status line is `first_byte`, and never beyond
+        // the whole call's bound.
+        let first_byte = whole.map_or(self.timeouts.first_byte, |w| {
+            w.min(self.timeouts.first_byte)
+        });
+        let response = match tokio::time::timeout(first_byte, request.send()).await {
+            Err(_) => return Err(self.attribute(ProviderError::no_headers(first_byte), model)),
+            Ok(sent) => {
+                sent.map_err(|e| self.attribute(ProviderError::from_send(&e, first_byte), model))?
+            }
         };
-        if let Some(err) = ProviderError::from_status(response.status().as_u16()) {
-            return Err(err);
+        let status = response.status().as_u16();
+        if let Some(err) = ProviderError::from_status(status) {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(retry_after);
+            return Err(self.attribute(err.with_retry_after(retry_after), model));
         }
         Ok(response)
     }
@@ -175,21 +207,30 @@ impl Endpoint {
     pub(crate) async fn post_json(
         &self,
         body: &serde_json::Value,
+        model: &str,
     ) -> Result<Vec<u8>, ProviderError> {
-        let mut response = self.send(body, Some(self.timeout)).await?;
+        let total = self.timeouts.total;
+        let mut response = self.send(body, Some(total), model).await?;
         let mut bytes = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| ProviderError::from_body(&e, self.timeout))?
+            .map_err(|e| self.attribute(ProviderError::from_body(&e, total), model))?
         {
             if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
-                return Err(ProviderError::too_large());
+                return Err(self.attribute(ProviderError::too_large(), model));
             }
             bytes.extend_from_slice(&chunk);
         }
         Ok(bytes)
     }
+}
+
+/// A `Retry-After` value in seconds (the HTTP-date form is not read: no
+/// provider sends it for a 429).
+fn retry_after(value: &str) -> Option<Duration> {
+    let seconds: f64 = value.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
 /// The JSON of a 2xx body, or the `bad_response` saying what is wrong with it.
@@ -210,6 +251,14 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<serde_json::Value, ProviderError
 mod tests {
     use super::*;
     use crate::names::FailureCategory;
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        assert_eq!(retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after("-1"), None);
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
 
     #[test]
     fn parse_json_sorts_unusable_bodies() {

@@ -1,46 +1,48 @@
-//! The provider layer: one call to the local model (Ollama) or the public one
-//! (OpenAI or Anthropic), with the request translated into the provider's
-//! wire format, the reply extracted, and every failure sorted into one of the
-//! chat API's six categories.
+//! The provider layer: calls to the providers of the live policy (the
+//! built-in `local` Ollama-compatible server and public OpenAI or Anthropic
+//! one, and the policy's own `providers`), with the request translated into
+//! each provider's wire format, the reply extracted, and every failure sorted
+//! into one of the chat API's categories.
 //!
-//! It is a library of its own so that the `/v1/chat` handler stays thin:
-//! decide, [`Providers::call`], audit, respond. Each provider is a
-//! [`ChatProvider`] behind an `Arc<dyn …>`; its request translation and reply
-//! parsing are pure functions tested beside it. All of them share one
-//! `reqwest::Client` per trust, so connections are pooled and TLS is rustls;
-//! the environment's proxy variables are ignored (the local model is never
-//! reached through a proxy, the public provider only through
-//! `PUBLIC_LLM_PROXY`), redirects are not followed (a 3xx
-//! is a `bad_response`, and following one could carry a key to another
-//! host), and `PROVIDER_TIMEOUT_SECONDS` bounds every whole call.
+//! [`spec`] says what a provider is; [`Pool`] holds one client (its own
+//! connection pool, rustls, no redirects, no proxy but its own) and one
+//! circuit per provider; [`chain`] runs a request along a decision's chain of
+//! providers with retries and fallback, never sending a sensitive request to
+//! a provider that is not local. Each provider is a [`ChatProvider`] behind an
+//! `Arc<dyn …>`; its request translation and reply parsing are pure functions
+//! tested beside it. The environment's proxy variables are ignored (a local
+//! provider is never reached through a proxy, a public one only through its
+//! own), redirects are not followed (a 3xx is a `bad_response`, and
+//! following one could carry a key to another host).
 
 pub mod anthropic;
+pub mod chain;
 mod config;
 mod error;
 mod http;
 pub mod ollama;
 pub mod openai;
+mod pool;
+pub mod spec;
 mod stream;
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 pub use self::anthropic::Anthropic;
 pub use self::config::{
-    DEFAULT_ANTHROPIC_MODEL, DEFAULT_LOCAL_LLM_MODEL, DEFAULT_LOCAL_LLM_URL, DEFAULT_OPENAI_MODEL,
-    DEFAULT_PROVIDER_TIMEOUT_SECONDS, ProviderConfig, Secret,
+    Builtins, DEFAULT_ANTHROPIC_MODEL, DEFAULT_LOCAL_LLM_MODEL, DEFAULT_LOCAL_LLM_URL,
+    DEFAULT_OPENAI_MODEL, DEFAULT_PROVIDER_TIMEOUT_SECONDS, ProviderConfig, Secret,
 };
 pub use self::error::ProviderError;
 pub use self::ollama::Ollama;
 pub use self::openai::OpenAi;
-pub use self::stream::{MAX_REPLY_BYTES, ReplyStream, StreamEvent, Usage};
+pub use self::pool::{Circuit, CircuitState, Handle, Pool, backoff};
+pub use self::spec::{ProviderSpec, Timeouts};
+pub use self::stream::{MAX_REPLY_BYTES, ReplyStream, StreamEvent, Usage, whole as whole_stream};
 
 use crate::chat::{ChatMessage, ResponseFormat, ToolCall, ToolChoice, ToolDefinition};
 use crate::env::ConfigError;
-use crate::env::Env;
-use crate::names::Provider;
 
 /// A boxed, sendable future: what [`ChatProvider::chat`] returns, so that the
 /// trait stays usable as `dyn ChatProvider`.
@@ -104,7 +106,7 @@ impl GenerationOptions {
 /// What one provider call sends.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatRequest<'a> {
-    /// The model sent (see [`Providers::model_for`]).
+    /// The model sent (see [`ProviderSpec::model_for`]).
     pub model: &'a str,
     /// The messages as received.
     pub messages: &'a [ChatMessage],
@@ -177,228 +179,92 @@ impl From<ConfigError> for ProvidersError {
     }
 }
 
-/// The three providers on one shared HTTP client. Cloning is cheap (every
-/// part is behind an `Arc`), so handlers may hold it by value or in an `Arc`.
-#[derive(Clone)]
-pub struct Providers {
-    config: Arc<ProviderConfig>,
-    local: Arc<dyn ChatProvider>,
-    openai: Arc<dyn ChatProvider>,
-    anthropic: Arc<dyn ChatProvider>,
-}
-
-impl fmt::Debug for Providers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The configuration's Debug redacts the keys.
-        f.debug_struct("Providers")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Providers {
-    /// Reads the provider variables of `env` and builds the clients.
-    pub fn from_env(env: &Env) -> Result<Self, ProvidersError> {
-        Self::new(ProviderConfig::from_env(env).map_err(ProvidersError::Config)?)
-    }
-
-    /// Builds the shared client and the three providers. No network traffic
-    /// happens here.
-    pub fn new(config: ProviderConfig) -> Result<Self, ProvidersError> {
-        // No client-wide timeout: a whole call is bounded per request, a
-        // stream per read (see `http::Endpoint`).
-        let builder = || {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("policy-mesh/", env!("CARGO_PKG_VERSION")))
-                // Never the environment's proxy variables.
-                .no_proxy()
-        };
-        let built = |b: reqwest::ClientBuilder| {
-            b.build().map_err(|e| ProvidersError::Client(e.to_string()))
-        };
-        let local_client = built(builder())?;
-        let mut public = builder();
-        if let Some(proxy) = &config.public_proxy {
-            // The URL was validated with the configuration; the message of
-            // this error never quotes it (it may hold a password).
-            let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|_| {
-                ProvidersError::Client("PUBLIC_LLM_PROXY is not a usable proxy URL".to_owned())
-            })?;
-            public = public.proxy(proxy);
-        }
-        let client = built(public)?;
-        let timeout = config.timeout;
-        let local = Ollama::new(
-            local_client,
-            &config.local_url,
-            config.local_api_key.as_ref(),
-            timeout,
-        )?;
-        let openai = OpenAi::new(
-            client.clone(),
-            &config.public_url,
-            config.public_api_key.as_ref(),
-            timeout,
-        )?;
-        let anthropic = Anthropic::new(
-            client,
-            &config.public_url,
-            config.public_api_key.as_ref(),
-            timeout,
-        )?;
-        Ok(Providers {
-            config: Arc::new(config),
-            local: Arc::new(local),
-            openai: Arc::new(openai),
-            anthropic: Arc::new(anthropic),
-        })
-    }
-
-    /// A registry of given providers, for tests that need no HTTP at all;
-    /// [`Providers::model_for`] still follows `config`.
-    #[cfg(test)]
-    fn from_parts(
-        config: ProviderConfig,
-        local: Arc<dyn ChatProvider>,
-        openai: Arc<dyn ChatProvider>,
-        anthropic: Arc<dyn ChatProvider>,
-    ) -> Self {
-        Providers {
-            config: Arc::new(config),
-            local,
-            openai,
-            anthropic,
-        }
-    }
-
-    /// The validated settings (keys redacted in `Debug`).
-    pub fn config(&self) -> &ProviderConfig {
-        &self.config
-    }
-
-    /// The model sent to `provider` for a request naming `requested`; also
-    /// the audit's `model`, failure or not.
-    pub fn model_for(&self, provider: Provider, requested: Option<&str>) -> String {
-        self.config.model_for(provider, requested)
-    }
-
-    /// The client of `provider`.
-    pub fn provider(&self, provider: Provider) -> &Arc<dyn ChatProvider> {
-        match provider {
-            Provider::Local => &self.local,
-            Provider::Openai => &self.openai,
-            Provider::Anthropic => &self.anthropic,
-        }
-    }
-
-    /// Calls `provider` once with `messages` and the model of
-    /// [`Providers::model_for`]. A public provider without
-    /// `PUBLIC_LLM_API_KEY` fails with `auth_error` and makes no request.
-    pub async fn call(
-        &self,
-        provider: Provider,
-        model: Option<&str>,
-        messages: &[ChatMessage],
-    ) -> Result<Reply, ProviderError> {
-        let model = self.model_for(provider, model);
-        self.provider(provider)
-            .chat(ChatRequest {
-                model: &model,
-                messages,
-                tools: &[],
-                options: &GenerationOptions::default(),
-            })
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::env::Env;
     use crate::names::FailureCategory;
 
     #[test]
-    fn debug_of_the_registry_redacts_keys() {
-        let providers = Providers::from_env(&Env::from_pairs([
+    fn debug_of_the_pool_redacts_keys() {
+        let pool = Pool::from_env(&Env::from_pairs([
             ("LOCAL_LLM_API_KEY", "ollama-canary-77"),
             ("PUBLIC_LLM_API_KEY", "sk-canary-77"),
         ]))
         .unwrap();
-        let debug = format!("{providers:?}");
+        let debug = format!("{pool:?}");
         assert!(!debug.contains("canary-77"), "{debug}");
         assert!(debug.contains("[redacted]"), "{debug}");
     }
 
     #[test]
-    fn providers_and_their_calls_can_cross_threads() {
+    fn the_pool_and_its_calls_can_cross_threads() {
         fn shareable<T: Send + Sync + 'static>() {}
         fn sendable<T: Send>(_: &T) {}
-        shareable::<Providers>();
-        let providers = Providers::from_env(&Env::default()).unwrap();
+        shareable::<Pool>();
+        shareable::<Handle>();
+        let pool = Pool::from_env(&Env::default()).unwrap();
+        let local = Arc::new(pool.config().builtins().local);
+        let handle = pool.handle(&local).unwrap();
         let messages = [ChatMessage::user("hi")];
+        let options = GenerationOptions::default();
         // An axum handler's future must be Send; this one is never polled.
-        let call = providers.call(Provider::Local, None, &messages);
+        let call = handle.client.chat(ChatRequest {
+            model: "m",
+            messages: &messages,
+            tools: &[],
+            options: &options,
+        });
         sendable(&call);
     }
 
-    /// Answers with the model and message count it was given.
-    struct Echo;
-
-    impl ChatProvider for Echo {
-        fn chat<'a>(
-            &'a self,
-            request: ChatRequest<'a>,
-        ) -> BoxFuture<'a, Result<Reply, ProviderError>> {
-            Box::pin(async move {
-                Ok(Reply::text(format!(
-                    "{} {}",
-                    request.model,
-                    request.messages.len()
-                )))
-            })
-        }
-    }
-
-    #[tokio::test]
-    async fn call_sends_the_resolved_model_to_the_chosen_provider() {
-        let config = ProviderConfig::from_env(&Env::from_pairs([
-            ("LOCAL_LLM_MODEL", "local-m"),
-            ("PUBLIC_LLM_MODEL", "public-m"),
-        ]))
-        .unwrap();
-        let failing = Providers::from_env(&Env::default()).unwrap().openai;
-        let providers = Providers::from_parts(config, Arc::new(Echo), failing.clone(), failing);
-        let two = [ChatMessage::user("a"), ChatMessage::user("b")];
-        let reply = providers.call(Provider::Local, None, &two).await.unwrap();
-        assert_eq!(reply.content, "local-m 2");
-        let reply = providers
-            .call(Provider::Local, Some("x"), &two[..1])
-            .await
-            .unwrap();
-        assert_eq!(reply.content, "x 1");
-        // The public ones have no key here: they fail without the network.
-        let err = providers
-            .call(Provider::Openai, None, &two)
-            .await
-            .unwrap_err();
-        assert_eq!(err.category(), FailureCategory::AuthError);
+    #[test]
+    fn a_handle_is_kept_while_its_settings_are_and_replaced_when_they_change() {
+        let pool = Pool::from_env(&Env::default()).unwrap();
+        let local = Arc::new(pool.config().builtins().local);
+        let first = pool.handle(&local).unwrap();
+        let same = Arc::new((*local).clone());
+        assert!(Arc::ptr_eq(&first, &pool.handle(&same).unwrap()));
+        let mut moved = (*local).clone();
+        moved.url = "http://127.0.0.1:9".to_owned();
+        let moved = Arc::new(moved);
+        let second = pool.handle(&moved).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(Arc::ptr_eq(&second, &pool.built("local").unwrap()));
+        // The old handle still serves whoever holds it.
+        assert_eq!(first.spec.url, local.url);
     }
 
     #[tokio::test]
     async fn a_public_call_without_a_key_fails_before_the_network() {
         // The URL is unroutable on purpose: reaching it would be a connect
         // error, not an auth error.
-        for url in ["http://127.0.0.1:9", "https://api.anthropic.com"] {
-            let providers =
-                Providers::from_env(&Env::from_pairs([("PUBLIC_LLM_URL", url)])).unwrap();
-            for provider in [Provider::Openai, Provider::Anthropic] {
-                let err = providers
-                    .call(provider, None, &[ChatMessage::user("hi")])
-                    .await
-                    .unwrap_err();
-                assert_eq!(err.category(), FailureCategory::AuthError, "{err}");
-            }
+        for (url, provider) in [
+            ("http://127.0.0.1:9", "openai"),
+            ("https://api.anthropic.com", "anthropic"),
+        ] {
+            let pool = Pool::from_env(&Env::from_pairs([("PUBLIC_LLM_URL", url)])).unwrap();
+            let public = Arc::new(pool.config().builtins().public);
+            assert_eq!(public.id, provider);
+            let err = pool
+                .handle(&public)
+                .unwrap()
+                .client
+                .chat(ChatRequest {
+                    model: "m",
+                    messages: &[ChatMessage::user("hi")],
+                    tools: &[],
+                    options: &GenerationOptions::default(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.category(), FailureCategory::AuthError, "{err}");
+            assert_eq!(
+                err.message(),
+                format!("PUBLIC_LLM_API_KEY is not set, so {provider} was not called")
+            );
         }
     }
 }

@@ -8,6 +8,7 @@ use super::config::Secret;
 use super::http::{
     Endpoint, Framing, HttpProvider, ParseReply, RequestBody, WireFormat, parse_json,
 };
+use super::spec::ProviderSpec;
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
 use crate::chat::{ChatMessage, Image, ResponseFormat, ToolCall, ToolChoice};
@@ -255,19 +256,20 @@ impl Ollama {
     /// Sends `Authorization: Bearer <key>` only when a key is given.
     pub(crate) fn new(
         client: reqwest::Client,
-        base_url: &str,
+        spec: &ProviderSpec,
         api_key: Option<&Secret>,
-        timeout: std::time::Duration,
     ) -> Result<Self, ConfigError> {
-        let mut endpoint = Endpoint::new(client, base_url, "/api/chat", timeout);
+        let variable = spec.api_key_env.as_deref().unwrap_or("api_key_env");
+        let mut endpoint =
+            Endpoint::new(client, &spec.id, &spec.url, spec.chat_path(), spec.timeouts);
         if let Some(key) = api_key {
             endpoint = endpoint.with_secret_header(
                 AUTHORIZATION,
                 &format!("Bearer {}", key.expose()),
-                "LOCAL_LLM_API_KEY",
+                variable,
             )?;
         }
-        Ok(HttpProvider::from_endpoint(Some(endpoint)))
+        Ok(HttpProvider::from_endpoint(Ok(endpoint)))
     }
 }
 

@@ -8,6 +8,7 @@ use super::config::Secret;
 use super::http::{
     Endpoint, Framing, HttpProvider, ParseReply, RequestBody, WireFormat, parse_json,
 };
+use super::spec::ProviderSpec;
 use super::stream::{Decoder, StreamEvent, Usage, count, frame_json};
 use super::{ChatRequest, ProviderError, Reply};
 use crate::chat::{ChatMessage, ResponseFormat, ToolCall, ToolChoice, ToolDefinition};
@@ -315,20 +316,22 @@ impl OpenAi {
     /// before the network.
     pub(crate) fn new(
         client: reqwest::Client,
-        base_url: &str,
+        spec: &ProviderSpec,
         api_key: Option<&Secret>,
-        timeout: std::time::Duration,
     ) -> Result<Self, ConfigError> {
+        let variable = spec.api_key_env.as_deref().unwrap_or("api_key_env");
         let endpoint = match api_key {
-            None => None,
-            Some(key) => Some(
-                Endpoint::new(client, base_url, "/v1/chat/completions", timeout)
-                    .with_secret_header(
-                        AUTHORIZATION,
-                        &format!("Bearer {}", key.expose()),
-                        "PUBLIC_LLM_API_KEY",
-                    )?,
-            ),
+            None => Err(ProviderError::missing_key(variable, &spec.id)),
+            Some(key) => {
+                Ok(
+                    Endpoint::new(client, &spec.id, &spec.url, spec.chat_path(), spec.timeouts)
+                        .with_secret_header(
+                            AUTHORIZATION,
+                            &format!("Bearer {}", key.expose()),
+                            variable,
+                        )?,
+                )
+            }
         };
         Ok(HttpProvider::from_endpoint(endpoint))
     }

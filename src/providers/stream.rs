@@ -196,7 +196,7 @@ pub(crate) fn decode<D: Decoder>(frames: Frames, decoder: D) -> ReplyStream {
 
 /// A stream of the events of a reply that arrived whole: what a provider
 /// without a streaming format of its own would send.
-pub(crate) fn whole(reply: super::Reply) -> ReplyStream {
+pub fn whole(reply: super::Reply) -> ReplyStream {
     let mut events = Vec::new();
     if !reply.content.is_empty() {
         events.push(Ok(StreamEvent::Text(reply.content)));

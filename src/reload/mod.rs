@@ -111,11 +111,14 @@ fn weakened_sensitive_rules(live: &CompiledPolicy, next: &CompiledPolicy) -> Vec
         };
         let mut rule = rule.clone();
         rule.at = nowhere.clone();
+        rule.route.at = nowhere.clone();
         for item in rule
             .keywords
             .iter_mut()
             .chain(rule.patterns.iter_mut())
             .chain(rule.model.iter_mut())
+            .chain(rule.detect.iter_mut())
+            .chain(rule.fallback.iter_mut())
         {
             item.at = nowhere.clone();
         }
@@ -165,6 +168,7 @@ impl LivePolicy {
         let policy = loader()?;
         let now = Utc::now();
         metrics.policy_live(policy.version(), unix_seconds(now));
+        metrics.providers_known(policy.providers().iter().map(|p| p.id.as_str()));
         let live = Live {
             policy: Arc::new(policy),
             loaded_at: now,
@@ -254,6 +258,8 @@ impl LivePolicy {
                     "policy reloaded; new version serving"
                 );
                 self.metrics.reload_succeeded(&version, unix_seconds(now));
+                self.metrics
+                    .providers_known(policy.providers().iter().map(|p| p.id.as_str()));
                 let next = Live {
                     policy: Arc::new(policy),
                     loaded_at: now,
@@ -305,8 +311,8 @@ fn unix_seconds(t: DateTime<Utc>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::names::Provider;
     use crate::policy::{EffectiveDefaults, LoadError, PolicySet};
+    use crate::providers::Builtins;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn compiled(version: &str) -> CompiledPolicy {
@@ -315,8 +321,10 @@ mod tests {
             rules: Vec::new(),
             defaults: EffectiveDefaults::default(),
             version: version.to_owned(),
+            providers: Vec::new(),
+            default_fallback: Vec::new(),
         };
-        CompiledPolicy::compile(set, Provider::Openai).expect("compiles")
+        CompiledPolicy::compile(set, &Builtins::defaults()).expect("compiles")
     }
 
     /// A loader that returns, at each call, the next of `script` (the last one repeats).
@@ -423,7 +431,7 @@ mod tests {
                 name: "p.yaml".to_owned(),
                 bytes: script[i].as_bytes().to_vec(),
             };
-            crate::compile_files(&[file], &crate::env::Env::default(), Provider::Openai)
+            crate::compile_files(&[file], &crate::env::Env::default(), &Builtins::defaults())
         })
     }
 

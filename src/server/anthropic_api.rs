@@ -36,8 +36,8 @@ use super::AppState;
 use super::anthropic_request::{MessagesBody, MessagesRequest};
 use super::error::{AnthropicError, AnthropicErrorBody, ApiError};
 use super::exchange::Exchange;
-use super::openai_api::{decision_headers, events_of, resolve_model};
-use crate::names::{ClientApi, FailureCategory, Provider};
+use super::openai_api::{decision_headers, events_of};
+use crate::names::{Api, ClientApi, FailureCategory};
 use crate::providers::{ProviderError, Reply, ReplyStream, StreamEvent, Usage};
 
 /// Anthropic's own request id header, beside `x-request-id`.
@@ -83,34 +83,31 @@ pub async fn messages(
     }
 }
 
-/// The model sent to `provider` for a request naming `requested`.
-fn model_for(state: &AppState, provider: Provider, requested: &str) -> String {
-    match provider {
-        Provider::Anthropic => resolve_model(state, provider, Some(requested)),
-        Provider::Local | Provider::Openai => state.providers.model_for(provider, None),
-    }
-}
-
 async fn serve(state: AppState, request: MessagesRequest) -> Response {
-    let exchange = Exchange::begin(
+    // The Messages API names Anthropic models: only an Anthropic provider
+    // is sent the requested name, the others their own model.
+    let mut exchange = Exchange::begin(
         &state,
         ClientApi::Anthropic,
         &request.messages,
         &request.tools,
         Some(&request.model),
         &request.options,
-        |provider| model_for(&state, provider, &request.model),
+        Some(Api::Anthropic),
     )
     .await;
-    let mut headers = decision_headers(&exchange);
-    if let Ok(id) = HeaderValue::from_str(&exchange.request_id.hyphenated().to_string()) {
-        headers.insert(ANTHROPIC_REQUEST_ID_HEADER, id);
-    }
+    let headers = |exchange: &Exchange| {
+        let mut headers = decision_headers(exchange);
+        if let Ok(id) = HeaderValue::from_str(&exchange.request_id.hyphenated().to_string()) {
+            headers.insert(ANTHROPIC_REQUEST_ID_HEADER, id);
+        }
+        headers
+    };
     if let Err(e) = exchange
         .admit(&state, &request.messages, &request.tools, &request.options)
         .await
     {
-        return (headers, AnthropicError(e)).into_response();
+        return (headers(&exchange), AnthropicError(e)).into_response();
     }
     if !request.stream {
         let result = exchange
@@ -120,11 +117,12 @@ async fn serve(state: AppState, request: MessagesRequest) -> Response {
             Ok(reply) => Json(message(&exchange, reply)).into_response(),
             Err(e) => provider_error(&e),
         };
-        return (headers, response).into_response();
+        return (headers(&exchange), response).into_response();
     }
     let upstream = exchange
         .open_stream(&state, &request.messages, &request.tools, &request.options)
         .await;
+    let headers = headers(&exchange);
     match upstream {
         Err(e) => (headers, provider_error(&e)).into_response(),
         Ok(upstream) => {
@@ -259,17 +257,18 @@ fn message(exchange: &Exchange, reply: Reply) -> MessageOut {
 }
 
 /// A provider failure before anything was streamed, in Anthropic's shape:
-/// `504 api_error` for a timeout, `502 api_error` otherwise.
+/// `504 api_error` for a timeout, `529 overloaded_error` when every provider
+/// of the chain was skipped by its open circuit, `502 api_error` otherwise.
 fn provider_error(e: &ProviderError) -> Response {
-    let status = match e.category() {
-        FailureCategory::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::BAD_GATEWAY,
+    let (status, kind) = match e.category() {
+        FailureCategory::Timeout => (StatusCode::GATEWAY_TIMEOUT, "api_error"),
+        FailureCategory::Unavailable => (
+            StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            "overloaded_error",
+        ),
+        _ => (StatusCode::BAD_GATEWAY, "api_error"),
     };
-    (
-        status,
-        Json(AnthropicErrorBody::new("api_error", e.to_string())),
-    )
-        .into_response()
+    (status, Json(AnthropicErrorBody::new(kind, e.to_string()))).into_response()
 }
 
 /// `event: <name>` with `data` as JSON.
@@ -287,7 +286,7 @@ async fn relay(
     mut upstream: ReplyStream,
     tx: mpsc::Sender<Event>,
 ) {
-    let provider = exchange.decision.provider;
+    let provider = exchange.provider.clone();
     let start = event(
         "message_start",
         json!({"type": "message_start", "message": {"id": message_id(&exchange),
@@ -366,7 +365,7 @@ async fn relay(
             first_token = false;
             state
                 .metrics
-                .time_to_first_token(provider, exchange.elapsed().as_secs_f64());
+                .time_to_first_token(&provider, exchange.elapsed().as_secs_f64());
         }
         for e in out {
             if tx.send(e).await.is_err() {

@@ -1,6 +1,7 @@
 //! One chat request on its way through the gateway, whichever API it came in
-//! by: decided, audited as pending, sent once, then audited with its outcome,
-//! counted and logged exactly once.
+//! by: decided, audited as pending, sent along its chain of providers
+//! (retries, fallbacks, circuits), then audited with its outcome, counted
+//! and logged exactly once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,9 +12,11 @@ use uuid::Uuid;
 use super::{ApiError, AppState};
 use crate::audit::{self, Attempt, AuditEvent};
 use crate::chat::{ChatMessage, ToolDefinition};
+use crate::compiler::CompiledPolicy;
 use crate::decision::Decision;
-use crate::names::{AuditFailureMode, AuditStatus, ClientApi, FailureCategory, Provider};
-use crate::providers::{self, ChatProvider, GenerationOptions, ProviderError, Reply, ReplyStream};
+use crate::names::{Api, AuditFailureMode, AuditStatus, ClientApi, FailureCategory, ProviderId};
+use crate::providers::chain::{self, Answer, Attempted, Call, ChainRequest};
+use crate::providers::{self, GenerationOptions, ProviderError, Reply, ReplyStream};
 
 /// Requests whose text (messages and metadata) is larger than this are
 /// decided on the blocking pool: a long prompt against many patterns must not
@@ -36,18 +39,26 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 
 /// One accepted chat request on its way through the gateway, whichever API
 /// it came in by: decided on one snapshot of the live policy, recorded
-/// pending by [`Exchange::record_pending`] before any provider call, timed
-/// from the decision, and audited with its outcome, counted and logged
-/// exactly once by [`Exchange::finish`]. It keeps the prompt's fingerprint,
-/// never the prompt.
+/// pending by [`Exchange::record_pending`] before any provider call, sent
+/// along the decision's chain of providers, timed from the decision, and
+/// audited with its outcome, counted and logged exactly once by
+/// [`Exchange::finish`]. It keeps the prompt's fingerprint, never the prompt.
 #[derive(Debug)]
 pub(crate) struct Exchange {
     /// A new UUID v4.
     pub(crate) request_id: Uuid,
     /// Where the request goes and why.
     pub(crate) decision: Decision,
-    /// The model sent to the provider.
+    /// The model sent to [`Self::provider`].
     pub(crate) model: String,
+    /// The provider that answered, or the last one tried (the first until
+    /// the chain has run).
+    pub(crate) provider: ProviderId,
+    /// The attempts of the chain, in order.
+    attempts: Vec<Attempted>,
+    policy: Arc<CompiledPolicy>,
+    requested_model: Option<String>,
+    model_api: Option<Api>,
     started: Instant,
     created_at: chrono::DateTime<chrono::Utc>,
     client_api: ClientApi,
@@ -56,12 +67,14 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    /// Decides where `messages` for `requested_model` go; `model` names the
-    /// model sent to the chosen provider.
+    /// Decides where `messages` for `requested_model` go. With `model_api`
+    /// set, only providers of that API may be sent the requested model
+    /// (the others get their own).
     ///
     /// Everything forwarded is decided on: besides the messages, the
     /// requested model and the `user` and `stop` strings of `options` are
     /// text the provider receives, read by the rules of scope `all`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn begin(
         state: &AppState,
         client_api: ClientApi,
@@ -69,7 +82,7 @@ impl Exchange {
         tools: &[ToolDefinition],
         requested_model: Option<&str>,
         options: &GenerationOptions,
-        model: impl FnOnce(Provider) -> String,
+        model_api: Option<Api>,
     ) -> Self {
         let metadata: Vec<&str> = requested_model
             .into_iter()
@@ -88,22 +101,50 @@ impl Exchange {
             let tools = tools.to_vec();
             let metadata: Vec<String> = metadata.iter().map(|m| (*m).to_owned()).collect();
             let requested = requested_model.map(str::to_owned);
+            let policy = Arc::clone(&policy);
             off_the_workers(move || {
                 let metadata: Vec<&str> = metadata.iter().map(String::as_str).collect();
                 policy.decide_with_metadata(&messages, &tools, &metadata, requested.as_deref())
             })
             .await
         };
-        let model = model(decision.provider);
-        Exchange {
+        let mut exchange = Exchange {
             request_id: Uuid::new_v4(),
             prompt_hash: audit::prompt_hash(messages, tools, state.audit_config.hash_key()),
             prompt_length: audit::prompt_length(messages, tools),
+            provider: decision.provider.clone(),
             decision,
-            model,
+            model: String::new(),
+            attempts: Vec::new(),
+            policy,
+            requested_model: requested_model.map(str::to_owned),
+            model_api,
             started: Instant::now(),
             created_at: audit::now(),
             client_api,
+        };
+        let first = &exchange.decision.chain[0];
+        exchange.model = exchange
+            .chain_request(messages, &[], &GenerationOptions::default())
+            .model_for(first, 0, first.api);
+        exchange
+    }
+
+    /// What the chain sends.
+    fn chain_request<'a>(
+        &'a self,
+        messages: &'a [ChatMessage],
+        tools: &'a [ToolDefinition],
+        options: &'a GenerationOptions,
+    ) -> ChainRequest<'a> {
+        ChainRequest {
+            messages,
+            tools,
+            options,
+            requested_model: self.requested_model.as_deref(),
+            model_api: self.model_api,
+            aliases: self.policy.model_aliases(),
+            sensitive: self.decision.sensitive,
         }
     }
 
@@ -148,33 +189,9 @@ impl Exchange {
         }
     }
 
-    /// The request for the chosen provider.
-    fn request<'a>(
-        &'a self,
-        messages: &'a [ChatMessage],
-        tools: &'a [ToolDefinition],
-        options: &'a GenerationOptions,
-    ) -> providers::ChatRequest<'a> {
-        providers::ChatRequest {
-            model: &self.model,
-            messages,
-            tools,
-            options,
-        }
-    }
-
-    /// The client of the chosen provider, on every path a request takes
-    /// (whole or streamed). A sensitive decision gets the local client
-    /// whatever else it names: the policy language already refuses a
-    /// sensitive rule with another route, and this keeps it so for any path
-    /// added later.
-    fn provider<'s>(&self, state: &'s AppState) -> &'s Arc<dyn ChatProvider> {
-        state.providers.provider(self.called_provider())
-    }
-
-    /// Lets the request go on to its provider, or says why not: the chosen
-    /// provider cannot carry it ([`Self::refusal`]: `400`, nothing written),
-    /// or its pending audit event cannot be committed
+    /// Lets the request go on to its providers, or says why not: the first
+    /// provider cannot carry it ([`chain::refusal`]: `400`, nothing
+    /// written), or its pending audit event cannot be committed
     /// ([`Self::record_pending`]). Validation comes first, so a refused
     /// request leaves no trace.
     pub(crate) async fn admit(
@@ -184,69 +201,107 @@ impl Exchange {
         tools: &[ToolDefinition],
         options: &GenerationOptions,
     ) -> Result<(), ApiError> {
-        if let Some((field, why)) = self.refusal(messages, tools, options) {
+        let first = &self.decision.chain[0];
+        let request = providers::ChatRequest {
+            model: &self.model,
+            messages,
+            tools,
+            options,
+        };
+        if let Some((field, why)) = chain::refusal(first.api, &request) {
             return Err(super::request::invalid(&field, why));
         }
         self.record_pending(state).await
     }
 
-    /// Why the chosen provider cannot carry this request, when it cannot:
-    /// the field at fault and why.
-    fn refusal(
-        &self,
+    /// Runs the request along the decision's chain and records what it did:
+    /// the attempts, the provider that answered (or was tried last) and its
+    /// model, and the metrics of each attempt, circuit and fallback.
+    async fn run(
+        &mut self,
+        state: &AppState,
         messages: &[ChatMessage],
         tools: &[ToolDefinition],
         options: &GenerationOptions,
-    ) -> Option<(String, &'static str)> {
-        match self.called_provider() {
-            Provider::Local => providers::ollama::refusal(&self.request(messages, tools, options)),
-            Provider::Anthropic => {
-                providers::anthropic::refusal(&self.request(messages, tools, options))
+        call: Call,
+    ) -> Result<Answer, ProviderError> {
+        let pool = &state.providers;
+        let handle = |spec: &Arc<providers::ProviderSpec>| {
+            pool.handle(spec).map_err(|e| {
+                tracing::error!(provider = spec.id.as_str(), error = %e, "a provider cannot be set up");
+                ProviderError::setup(&spec.id, &e)
+            })
+        };
+        let chain = Arc::clone(&self.decision.chain);
+        let request = self.chain_request(messages, tools, options);
+        let outcome = chain::run(&chain, &handle, &request, call).await;
+        for attempt in &outcome.attempts {
+            state
+                .metrics
+                .provider_attempt(&attempt.provider, attempt.outcome);
+        }
+        for spec in chain.iter() {
+            if let Some(live) = pool.built(&spec.id) {
+                state.metrics.circuit(
+                    &spec.id,
+                    live.circuit.state() == providers::CircuitState::Open,
+                );
             }
-            Provider::Openai => None,
         }
+        if outcome.result.is_ok() && outcome.provider != self.decision.provider {
+            state
+                .metrics
+                .fallback(&self.decision.provider, &outcome.provider);
+        }
+        self.attempts = outcome.attempts;
+        self.provider = outcome.provider;
+        self.model = outcome.model;
+        outcome.result
     }
 
-    /// The provider [`Self::provider`] calls.
-    fn called_provider(&self) -> Provider {
-        if self.decision.sensitive {
-            Provider::Local
-        } else {
-            self.decision.provider
-        }
+    /// The calls made so far (a provider skipped by its open circuit is not
+    /// one): `attempts` of `/v1/chat`, `x-policy-mesh-attempts`.
+    pub(crate) fn calls(&self) -> usize {
+        self.attempts.iter().filter(|a| a.called()).count()
     }
 
-    /// Calls the chosen provider once for a whole reply, and records the
+    /// Sends the request along its chain for a whole reply, and records the
     /// outcome ([`Self::finish`]) before returning it.
     pub(crate) async fn call(
-        &self,
+        &mut self,
         state: &AppState,
         messages: &[ChatMessage],
         tools: &[ToolDefinition],
         options: &GenerationOptions,
     ) -> Result<Reply, ProviderError> {
-        let result = self
-            .provider(state)
-            .chat(self.request(messages, tools, options))
-            .await;
+        let result = match self.run(state, messages, tools, options, Call::Whole).await {
+            Ok(Answer::Whole(reply)) => Ok(reply),
+            Ok(Answer::Stream(_)) => Err(ProviderError::unavailable("no whole reply")),
+            Err(e) => Err(e),
+        };
         self.finish(state, result.as_ref().err()).await;
         result
     }
 
-    /// Asks the chosen provider for a streamed reply. A failure before the
-    /// stream began is recorded here; a stream's outcome is recorded by the
-    /// relay that reads it, when it ends.
+    /// Sends the request along its chain for a streamed reply; it resolves
+    /// once a provider's first event has arrived (nothing reaches the
+    /// client before). A failure of the whole chain is recorded here; a
+    /// stream's outcome is recorded by the relay that reads it, when it ends.
     pub(crate) async fn open_stream(
-        &self,
+        &mut self,
         state: &AppState,
         messages: &[ChatMessage],
         tools: &[ToolDefinition],
         options: &GenerationOptions,
     ) -> Result<ReplyStream, ProviderError> {
-        let upstream = self
-            .provider(state)
-            .chat_stream(self.request(messages, tools, options))
-            .await;
+        let upstream = match self
+            .run(state, messages, tools, options, Call::Stream)
+            .await
+        {
+            Ok(Answer::Stream(stream)) => Ok(stream),
+            Ok(Answer::Whole(reply)) => Ok(providers::whole_stream(reply)),
+            Err(e) => Err(e),
+        };
         if let Err(e) = &upstream {
             self.finish(state, Some(e)).await;
         }
@@ -284,13 +339,14 @@ impl Exchange {
         let status = AuditStatus::of(failure.is_none());
         state
             .metrics
-            .chat_request(decision.provider, status, latency.as_secs_f64());
-        log_chat(self.request_id, decision, failure, latency);
+            .chat_request(&self.provider, status, latency.as_secs_f64());
+        log_chat(self, failure, latency);
     }
 
     /// The audit event in `status`: never the prompt or the reply, only
-    /// their fingerprint. Pending, it names no attempt yet; otherwise the
-    /// one call made.
+    /// their fingerprint. Pending, it names no attempt yet; otherwise every
+    /// attempt of the chain, the serving provider's with the stream's
+    /// outcome when it failed after its first event.
     fn audit_record(
         &self,
         store: &audit::AuditStore,
@@ -301,18 +357,33 @@ impl Exchange {
         let decision = &self.decision;
         let reason_codes = decision.reason_codes();
         let latency_ms = latency.as_secs_f64() * 1000.0;
-        let attempts = match status {
+        let mut attempts: Vec<Attempt> = match status {
             AuditStatus::Pending => Vec::new(),
-            _ => vec![Attempt::of(
-                self.called_provider(),
-                failure.map(ProviderError::category),
-                latency_ms,
-            )],
+            _ => self
+                .attempts
+                .iter()
+                .map(|a| {
+                    Attempt::of(
+                        a.provider.clone(),
+                        a.outcome,
+                        a.latency.as_secs_f64() * 1000.0,
+                    )
+                })
+                .collect(),
         };
+        if let (Some(failure), Some(last)) = (failure, attempts.last_mut())
+            && last.outcome == AuditStatus::Success.as_str()
+        {
+            *last = Attempt::of(
+                last.provider.clone(),
+                Some(failure.category()),
+                last.latency_ms,
+            );
+        }
         AuditEvent {
             request_id: self.request_id,
-            decision: audit::decision_string(decision.provider, &reason_codes),
-            provider: decision.provider,
+            decision: audit::decision_string(&decision.provider, &reason_codes),
+            provider: self.provider.clone(),
             rule: decision.rule_id().map(str::to_owned),
             reason_codes: reason_codes.iter().map(|c| (*c).to_owned()).collect(),
             policy_version: decision.policy_version.to_string(),
@@ -337,19 +408,18 @@ impl Exchange {
     }
 }
 
-/// One line per chat: ids, route and outcome, never text.
-fn log_chat(
-    request_id: Uuid,
-    decision: &Decision,
-    failure: Option<&ProviderError>,
-    latency: Duration,
-) {
+/// One line per chat: ids, providers and outcome, never text.
+fn log_chat(exchange: &Exchange, failure: Option<&ProviderError>, latency: Duration) {
+    let request_id = exchange.request_id;
+    let decision = &exchange.decision;
     let latency_ms = latency.as_secs_f64() * 1000.0;
     let rule = decision.rule_id().unwrap_or("");
+    let attempts = exchange.attempts.len();
     match failure {
         None => tracing::info!(
             request_id = %request_id,
-            provider = decision.provider.as_str(),
+            provider = exchange.provider.as_str(),
+            attempts,
             rule,
             status = "success",
             latency_ms,
@@ -357,7 +427,8 @@ fn log_chat(
         ),
         Some(e) if e.category() == FailureCategory::Cancelled => tracing::info!(
             request_id = %request_id,
-            provider = decision.provider.as_str(),
+            provider = exchange.provider.as_str(),
+            attempts,
             rule,
             status = "failure",
             latency_ms,
@@ -367,7 +438,8 @@ fn log_chat(
         // The error is in the gateway's own words: no upstream body, key or URL.
         Some(e) => tracing::warn!(
             request_id = %request_id,
-            provider = decision.provider.as_str(),
+            provider = exchange.provider.as_str(),
+            attempts,
             rule,
             status = "failure",
             latency_ms,
@@ -378,7 +450,8 @@ fn log_chat(
     }
 }
 
-/// The status a provider failure is answered with: 504 for a timeout, 502
+/// The status a provider failure is answered with: 504 for a timeout, 503
+/// when every provider of the chain was skipped by its open circuit, 502
 /// otherwise (499, nginx's "client closed request", for a cancelled stream,
 /// which no client ever reads).
 pub(crate) fn failure_status(category: FailureCategory) -> StatusCode {
@@ -387,8 +460,10 @@ pub(crate) fn failure_status(category: FailureCategory) -> StatusCode {
         FailureCategory::ConnectError
         | FailureCategory::AuthError
         | FailureCategory::ClientError
+        | FailureCategory::RateLimited
         | FailureCategory::ServerError
         | FailureCategory::BadResponse => StatusCode::BAD_GATEWAY,
+        FailureCategory::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         FailureCategory::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_GATEWAY),
     }
 }

@@ -26,8 +26,7 @@ use super::error::{ApiError, ErrorBody};
 use super::exchange::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::request::{ChatBody, ChatRequest};
 use crate::audit::AuditEvent;
-use crate::decision::Decision;
-use crate::names::{ClientApi, Provider};
+use crate::names::ClientApi;
 use crate::providers::{GenerationOptions, ProviderError, Reply};
 
 /// `POST /v1/chat`: the decision and the reply, or the provider's failure.
@@ -36,8 +35,12 @@ pub struct ChatResponse<'a> {
     /// A new UUID v4 for this request, also in the `X-Request-Id` header.
     #[schema(value_type = String, format = "uuid")]
     pub request_id: Uuid,
-    /// The provider the request went to.
-    pub provider: Provider,
+    /// The provider that answered, or the last one tried.
+    #[schema(value_type = String)]
+    pub provider: &'a str,
+    /// The provider calls made: 1, more after retries or fallbacks (a
+    /// provider skipped by its open circuit is not called).
+    pub attempts: usize,
     /// Exactly one code: the rule's reason, or `default`.
     #[schema(value_type = Vec<String>)]
     pub reason_codes: [&'a str; 1],
@@ -59,13 +62,14 @@ pub struct ChatResponse<'a> {
 
 /// Chat through the gateway: the reply of the provider the policy chose.
 #[utoipa::path(post, path = "/v1/chat", tag = "chat",
-    description = "Decides, commits the audit event as pending, calls the chosen provider once (no retry, no fallback), updates the audit event with the outcome, records metrics and answers.",
+    description = "Decides, commits the audit event as pending, sends the request along the decision's chain of providers (retries, fallbacks, circuits; never a sensitive request to a public provider), updates the audit event with the outcome, records metrics and answers.",
     request_body = super::request::ChatRequestBody,
     responses(
         (status = 200, description = "The provider answered", body = ChatResponse,
             headers(("X-Request-Id" = String, description = "The request id"))),
         (status = 502, description = "The provider failed (`error` says how)", body = ChatResponse),
         (status = 504, description = "The provider timed out", body = ChatResponse),
+        (status = 503, description = "Every provider of the chain was skipped by its open circuit (`unavailable`)", body = ChatResponse),
         (status = 503, description = "The audit event could not be committed, so no provider was called (`audit_unavailable`, AUDIT_FAILURE_MODE=closed)", body = ErrorBody),
         (status = 400, description = "Not well-formed JSON", body = ErrorBody),
         (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
@@ -84,14 +88,14 @@ pub async fn chat(State(state): State<AppState>, ChatBody(request): ChatBody) ->
 async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
     let requested = request.model.as_deref();
     let options = GenerationOptions::default();
-    let exchange = Exchange::begin(
+    let mut exchange = Exchange::begin(
         &state,
         ClientApi::Chat,
         &request.messages,
         &[],
         requested,
         &options,
-        |provider| state.providers.model_for(provider, requested),
+        None,
     )
     .await;
     if let Err(e) = exchange.record_pending(&state).await {
@@ -100,21 +104,20 @@ async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
     let result = exchange
         .call(&state, &request.messages, &[], &options)
         .await;
-    respond(exchange.request_id, &exchange.decision, result)
+    respond(&exchange, result)
 }
 
-fn respond(
-    request_id: Uuid,
-    decision: &Decision,
-    result: Result<Reply, ProviderError>,
-) -> Response {
+fn respond(exchange: &Exchange, result: Result<Reply, ProviderError>) -> Response {
+    let request_id = exchange.request_id;
+    let decision = &exchange.decision;
     let (status, content, error) = match result {
         Ok(reply) => (StatusCode::OK, Some(reply.content), None),
         Err(e) => (failure_status(e.category()), None, Some(e.to_string())),
     };
     let body = ChatResponse {
         request_id,
-        provider: decision.provider,
+        provider: &exchange.provider,
+        attempts: exchange.calls(),
         reason_codes: decision.reason_codes(),
         rule: decision.rule_id(),
         sensitive: decision.sensitive,

@@ -80,7 +80,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "The live policy and its reload status", body = RoutesView)))]
 pub async fn routes(State(state): State<AppState>) -> Response {
     let live = state.live.snapshot();
-    Json(RoutesView::new(&live)).into_response()
+    Json(RoutesView::new(&live, &state.providers)).into_response()
 }
 
 /// The decision for a chat request and its trace, without sending it.
@@ -113,6 +113,10 @@ pub async fn decide(State(state): State<AppState>, ChatBody(request): ChatBody) 
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String,
         content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // A circuit whose cooldown ended since the last request reads 0 now.
+    for (provider, open) in state.providers.circuits() {
+        state.metrics.circuit(&provider, open);
+    }
     (
         [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),

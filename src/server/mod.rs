@@ -36,7 +36,7 @@ pub use start::{Server, StartError, init_tracing, run, start};
 
 use crate::audit::{AuditConfig, AuditStore};
 use crate::metrics::Metrics;
-use crate::providers::Providers;
+use crate::providers::Pool;
 use crate::reload::LivePolicy;
 
 /// What every handler shares.
@@ -46,8 +46,8 @@ pub struct AppState {
     pub live: Arc<LivePolicy>,
     /// The exported metrics.
     pub metrics: Arc<Metrics>,
-    /// The provider clients `/v1/chat` calls.
-    pub providers: Providers,
+    /// The live providers' clients and circuits.
+    pub providers: Arc<Pool>,
     /// Where `/v1/chat` writes its events and `/v1/audit/{id}` reads them;
     /// `None` when `AUDIT_ENABLED` is off.
     pub audit: Option<AuditStore>,

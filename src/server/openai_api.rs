@@ -3,8 +3,8 @@
 //! anything that takes a `base_url`) routes through the policy unchanged.
 //!
 //! A completion goes the same way as a `/v1/chat` request — decided on one
-//! policy snapshot, sent once to the chosen provider, audited, counted and
-//! logged through [`Exchange`] — and is answered in OpenAI's shapes: a
+//! policy snapshot, sent along the decision's chain of providers, audited,
+//! counted and logged through [`Exchange`] — and is answered in OpenAI's shapes: a
 //! `chat.completion` object, or with `stream: true` a `text/event-stream` of
 //! `chat.completion.chunk` events ending with `data: [DONE]`, translated
 //! from the provider's own stream as the tokens arrive. The decision rides
@@ -14,8 +14,11 @@
 //! `model` policy conditions look at. Because OpenAI clients always name a
 //! model, and the policy may send the request to a provider that does not
 //! serve it, the names this gateway lists on `/v1/models` (its configured
-//! local and public models, and [`AUTO_MODEL`]) mean "the chosen provider's
-//! configured model"; any other name is sent to the chosen provider as it is.
+//! local and public models, and [`AUTO_MODEL`]) and every provider's own
+//! `model` mean "the chosen provider's model"; any other name is sent as it
+//! is to a provider whose `models` globs accept it, and a provider that does
+//! not serve it gets its own `model` (so `gpt-4o` routed local gets the
+//! local model, not a 404).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -32,13 +35,13 @@ use super::error::{ApiError, OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
 use super::exchange::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::openai_request::{CompletionBody, CompletionRequest};
 use crate::decision::Decision;
-use crate::names::{ClientApi, Provider};
+use crate::names::{ClientApi, FailureCategory};
+pub use crate::providers::spec::AUTO_MODEL;
 use crate::providers::{ProviderError, Reply, ReplyStream, StreamEvent, Usage};
 
-/// The model name that always means "the chosen provider's configured model".
-pub const AUTO_MODEL: &str = "policy-mesh";
-
-/// The provider the request went to.
+/// The provider calls made (more than 1 after retries or fallbacks).
+pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-attempts");
+/// The provider that answered, or the last one tried.
 pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-provider");
 /// The rule that decided; empty on a default decision.
 pub const RULE_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-rule");
@@ -57,19 +60,6 @@ pub const POLICY_VERSION_HEADER: HeaderName =
 /// longer read (back-pressure, not buffering of the whole reply).
 const STREAM_BUFFER: usize = 32;
 
-/// The model sent for `requested` when the policy chose `provider`: see the
-/// module's notes.
-pub(crate) fn resolve_model(
-    state: &AppState,
-    provider: Provider,
-    requested: Option<&str>,
-) -> String {
-    let config = state.providers.config();
-    let requested = requested
-        .filter(|m| *m != AUTO_MODEL && *m != config.local_model && *m != config.public_model);
-    state.providers.model_for(provider, requested)
-}
-
 /// OpenAI's chat completion, routed by the policy.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
     description = "OpenAI's chat completion, routed by the policy like `/v1/chat` (one provider call, audited and counted). With `stream: true` the answer is `text/event-stream` of `ChatCompletionChunk` events ending with `data: [DONE]`.",
@@ -82,7 +72,8 @@ pub(crate) fn resolve_model(
             ),
             headers(
                 ("x-request-id" = String, description = "The request id (audit)"),
-                ("x-policy-mesh-provider" = String, description = "local, openai or anthropic"),
+                ("x-policy-mesh-provider" = String, description = "The provider that answered, or the last one tried: `local`, `openai`, `anthropic` or a policy provider's id"),
+                ("x-policy-mesh-attempts" = String, description = "The provider calls made (more than 1 after retries or fallbacks)"),
                 ("x-policy-mesh-rule" = String, description = "The rule that decided; empty on a default decision"),
                 ("x-policy-mesh-sensitive" = String, description = "`true` when a sensitive rule decided (the request stayed local), else `false`"),
                 ("x-policy-mesh-detections" = String, description = "The detectors of the deciding rule that found something, sorted, joined by `,`; empty when none did"),
@@ -93,7 +84,7 @@ pub(crate) fn resolve_model(
         (status = 413, description = "Body over MAX_BODY_BYTES", body = OpenAiErrorBody),
         (status = 502, description = "The provider failed before answering (`code` is the category)", body = OpenAiErrorBody),
         (status = 504, description = "The provider timed out", body = OpenAiErrorBody),
-        (status = 503, description = "The audit event could not be committed, so no provider was called (`code` `audit_unavailable`)", body = OpenAiErrorBody),
+        (status = 503, description = "Every provider of the chain was skipped by its open circuit (`code` `unavailable`), or the audit event could not be committed (`code` `audit_unavailable`)", body = OpenAiErrorBody),
     ))]
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -123,22 +114,21 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
             .as_ref()
             .and_then(crate::chat::ResponseFormat::as_tool),
     );
-    let exchange = Exchange::begin(
+    let mut exchange = Exchange::begin(
         &state,
         ClientApi::Openai,
         &request.messages,
         &decided_tools,
         requested,
         &request.options,
-        |provider| resolve_model(&state, provider, requested),
+        None,
     )
     .await;
-    let headers = decision_headers(&exchange);
     if let Err(e) = exchange
         .admit(&state, &request.messages, &request.tools, &request.options)
         .await
     {
-        return (headers, OpenAiError(e)).into_response();
+        return (decision_headers(&exchange), OpenAiError(e)).into_response();
     }
     if !request.stream {
         let result = exchange
@@ -148,11 +138,12 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
             Ok(reply) => Json(completion(&exchange, reply)).into_response(),
             Err(e) => provider_error(&e),
         };
-        return (headers, response).into_response();
+        return (decision_headers(&exchange), response).into_response();
     }
     let upstream = exchange
         .open_stream(&state, &request.messages, &request.tools, &request.options)
         .await;
+    let headers = decision_headers(&exchange);
     match upstream {
         // Nothing was streamed yet: a plain error answer.
         Err(e) => (headers, provider_error(&e)).into_response(),
@@ -197,7 +188,8 @@ pub(crate) fn decision_headers(exchange: &Exchange) -> HeaderMap {
         REQUEST_ID_HEADER,
         &exchange.request_id.hyphenated().to_string(),
     );
-    put(PROVIDER_HEADER, decision.provider.as_str());
+    put(PROVIDER_HEADER, exchange.provider.as_str());
+    put(ATTEMPTS_HEADER, &exchange.calls().to_string());
     put(RULE_HEADER, decision.rule_id().unwrap_or(""));
     put(
         SENSITIVE_HEADER,
@@ -356,12 +348,18 @@ fn completion(exchange: &Exchange, reply: Reply) -> ChatCompletion {
 /// The error body of a provider failure: the gateway's own words (never the
 /// upstream's body), `type` `provider_error`, `code` the failure category.
 fn provider_error_body(e: &ProviderError) -> OpenAiErrorBody {
+    let (kind, code) = match e.category() {
+        // Every circuit of the chain open: the gateway's own state, not a
+        // provider's answer.
+        FailureCategory::Unavailable => ("api_error", "providers_unavailable"),
+        category => ("provider_error", category.as_str()),
+    };
     OpenAiErrorBody {
         error: OpenAiErrorDetail {
             message: e.to_string(),
-            kind: "provider_error",
+            kind,
             param: None,
-            code: e.category().as_str(),
+            code,
         },
     }
 }
@@ -502,7 +500,7 @@ async fn relay(
         created: unix_now(),
         model: exchange.model.clone(),
     };
-    let provider = exchange.decision.provider;
+    let provider = exchange.provider.clone();
     let mut first_token = true;
     let mut called_tools = false;
     let mut finished = false;
@@ -537,7 +535,7 @@ async fn relay(
             first_token = false;
             state
                 .metrics
-                .time_to_first_token(provider, exchange.elapsed().as_secs_f64());
+                .time_to_first_token(&provider, exchange.elapsed().as_secs_f64());
         }
         let event = match next {
             None => break,

@@ -15,7 +15,7 @@ use crate::audit::{AuditError, AuditStore};
 use crate::env::{ConfigError, Env};
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySource};
-use crate::providers::{Providers, ProvidersError};
+use crate::providers::{Pool, ProvidersError};
 use crate::reload::{LivePolicy, Reloader, Trigger};
 
 /// Why the server could not start.
@@ -113,8 +113,16 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
         audit: audit_config,
         log: _,
     } = settings;
-    // Validated once, here: every reload resolves `route: public` to it.
-    let public = providers.public_provider;
+    // Validated once, here: every reload resolves `local` and `public` to them.
+    let builtins = providers.builtins();
+    for (variable, url) in &providers.stripped_urls {
+        tracing::info!(
+            variable = *variable,
+            url = %url,
+            "the URL ends with its API's path prefix; it was removed (the gateway adds the \
+             whole path)"
+        );
+    }
     if !providers.ignored_proxy_variables.is_empty() {
         tracing::info!(
             variables = %providers.ignored_proxy_variables.join(","),
@@ -129,13 +137,13 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
              are served (421 otherwise); set ALLOWED_HOSTS to the names clients use"
         );
     }
-    let providers = Providers::new(providers)?;
+    let providers = Arc::new(Pool::new(providers, env.clone()));
     let source = PolicySource::from_env(env);
     let metrics = Arc::new(Metrics::new());
     let loader_env = env.clone();
     let loader_source = source.clone();
     let loader: crate::reload::Loader =
-        Box::new(move || crate::load_compiled(&loader_source, &loader_env, public));
+        Box::new(move || crate::load_compiled(&loader_source, &loader_env, &builtins));
     let live_metrics = Arc::clone(&metrics);
     let live = tokio::task::spawn_blocking(move || LivePolicy::start(loader, live_metrics))
         .await
@@ -144,6 +152,17 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
         })?
         .map_err(StartError::Policy)?;
     let live = Arc::new(live);
+    for spec in live.snapshot().policy.providers() {
+        tracing::info!(
+            provider = spec.id.as_str(),
+            api = spec.api.as_str(),
+            trust = spec.trust.as_str(),
+            url = %spec.shown_url(),
+            model = spec.model.as_str(),
+            key_set = providers.has_key(spec),
+            "provider"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.bind_addr)
         .await
         .map_err(|source| StartError::Bind {

@@ -550,10 +550,40 @@ fn a_sensitive_rule_that_routes_public_is_a_load_error_at_its_route() {
     assert_eq!(
         run.stderr,
         format!(
-            "{}:5:12: rule `guard` is sensitive: it must route `local`, not `public`\n",
+            "{}:5:12: rule `guard` is sensitive: route `public` is a public provider; a \
+             sensitive rule may list only `trust: local` providers\n",
             file.display()
         )
     );
+}
+
+#[test]
+fn check_refuses_a_public_provider_in_a_sensitive_rules_fallback_at_that_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("00.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nproviders:\n  - id: claude\n    api: anthropic\n    url: https://api.anthropic.com\n    trust: public\n    model: claude-sonnet-4-5\n    api_key_env: ANTHROPIC_API_KEY\nrules:\n  - id: guard\n    sensitive: true\n    when: { keywords: [confidential] }\n    route: local\n    fallback:\n      - local\n      - claude\n",
+    )
+    .expect("write");
+    let run = run(&["check", &dir.path().display().to_string()], &[], None);
+    assert_eq!(run.status, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "{}:16:9: rule `guard` is sensitive: fallback `claude` is a public provider; a \
+             sensitive rule may list only `trust: local` providers\n",
+            file.display()
+        )
+    );
+    // A chain of local providers checks.
+    std::fs::write(
+        &file,
+        "version: 1\nproviders:\n  - { id: gpu-box, api: ollama, url: 'http://10.0.0.7:11434', trust: local, model: llama3.1 }\nrules:\n  - id: guard\n    sensitive: true\n    when: { keywords: [confidential] }\n    route: gpu-box\n    fallback: [local]\n",
+    )
+    .expect("write");
+    let run = self::run(&["check", &dir.path().display().to_string()], &[], None);
+    assert_eq!(run.status, 0, "{run:?}");
 }
 
 #[test]
@@ -654,8 +684,8 @@ fn decide_a_message() {
     assert_eq!(
         decision(&run),
         json!({
-            "provider": "local", "route": "local", "rule": "sensitive", "sensitive": true,
-            "detections": [],
+            "provider": "local", "route": "local", "fallback": [], "rule": "sensitive",
+            "sensitive": true, "detections": [],
             "reason_codes": ["sensitive_keyword_match"], "policy_version": version,
             "trace": [{"rule": "sensitive", "held": true, "failed_condition": null}]
         })
@@ -677,8 +707,8 @@ fn decide_a_request_from_stdin() {
     assert_eq!(
         decision(&run),
         json!({
-            "provider": "local", "route": "local", "rule": "cost", "sensitive": false,
-            "detections": [],
+            "provider": "local", "route": "local", "fallback": [], "rule": "cost",
+            "sensitive": false, "detections": [],
             "reason_codes": ["cost_prefer_local"], "policy_version": version,
             "trace": [
                 {"rule": "sensitive", "held": false, "failed_condition": "keywords"},

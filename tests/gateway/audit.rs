@@ -15,7 +15,7 @@ use policy_mesh::audit::{
 };
 use policy_mesh::chat::ChatMessage;
 use policy_mesh::env::Env;
-use policy_mesh::names::{AuditStatus, ClientApi, FailureCategory, Provider};
+use policy_mesh::names::{AuditStatus, ClientApi, FailureCategory, ProviderId};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
 use uuid::Uuid;
 
@@ -256,8 +256,8 @@ fn success_event(prompt: &[ChatMessage], key: Option<&[u8]>) -> AuditEvent {
     let reason_codes = vec!["sensitive_keyword_match".to_owned()];
     AuditEvent {
         request_id: Uuid::new_v4(),
-        decision: decision_string(Provider::Local, &reason_codes),
-        provider: Provider::Local,
+        decision: decision_string("local", &reason_codes),
+        provider: ProviderId::local(),
         rule: Some("sensitive".to_owned()),
         reason_codes,
         policy_version: "0123456789abcdef".repeat(4),
@@ -270,7 +270,7 @@ fn success_event(prompt: &[ChatMessage], key: Option<&[u8]>) -> AuditEvent {
         created_at: now(),
         sensitive: true,
         detections: vec!["credit_card".to_owned(), "email".to_owned()],
-        attempts: vec![Attempt::of(Provider::Local, None, 12.625)],
+        attempts: vec![Attempt::of(ProviderId::local(), None, 12.625)],
         instance_id: Uuid::new_v4(),
         client_api: Some(ClientApi::Chat),
     }
@@ -293,8 +293,8 @@ fn failure_event() -> AuditEvent {
     let reason_codes = vec!["default".to_owned()];
     AuditEvent {
         request_id: Uuid::new_v4(),
-        decision: decision_string(Provider::Anthropic, &reason_codes),
-        provider: Provider::Anthropic,
+        decision: decision_string("anthropic", &reason_codes),
+        provider: ProviderId::new("anthropic"),
         rule: None,
         reason_codes,
         policy_version: "fedcba9876543210".repeat(4),
@@ -308,7 +308,7 @@ fn failure_event() -> AuditEvent {
         sensitive: false,
         detections: Vec::new(),
         attempts: vec![Attempt::of(
-            Provider::Anthropic,
+            ProviderId::new("anthropic"),
             Some(FailureCategory::Timeout),
             60000.5,
         )],

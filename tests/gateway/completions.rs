@@ -401,7 +401,8 @@ async fn generation_settings_reach_the_provider_in_its_own_terms() {
     local["messages"] = user(SENSITIVE);
     assert_eq!(g.post(&local).await.status, 200);
     let sent = g.local.single_request().json();
-    assert_eq!(sent["model"], "gpt-4o");
+    // The local provider does not serve `gpt-4o`: it gets its own model.
+    assert_eq!(sent["model"], LOCAL_MODEL);
     assert_eq!(
         sent["options"],
         json!({"temperature": 0.25, "top_p": 0.5, "num_predict": 77, "stop": ["END"]})
@@ -701,7 +702,7 @@ async fn a_client_that_leaves_a_stream_is_audited_and_counted_as_cancelled() {
 #[tokio::test]
 async fn the_requested_model_routes_by_the_policy_model_condition() {
     let policy = "version: 1\ndefaults:\n  provider: local\nrules:\n  - id: cloud-models\n    when:\n      model: ['gpt-4o*']\n    route: public\n    reason: cloud_model_requested\n";
-    let g = Gateway::start_with(policy, Flavor::OpenAi, &[]).await;
+    let g = Gateway::start_with(policy, Flavor::OpenAi, &[("LOCAL_LLM_MODELS", "llama3*")]).await;
     for (model, provider, rule, sent) in [
         (
             json!("GPT-4o-mini"),
@@ -710,6 +711,10 @@ async fn the_requested_model_routes_by_the_policy_model_condition() {
             "GPT-4o-mini",
         ),
         (json!("llama3.2:1b"), "local", "", "llama3.2:1b"),
+        // A name the local provider does not serve gets its own model, not
+        // a 404 (LangChain's default, LiteLLM's prefixed names).
+        (json!("gpt-3.5-turbo"), "local", "", LOCAL_MODEL),
+        (json!("openai/x"), "local", "", LOCAL_MODEL),
         // The listed names mean the chosen provider's model; `policy-mesh`
         // matches no cloud glob, so it stays local.
         (json!("policy-mesh"), "local", "", LOCAL_MODEL),
@@ -745,6 +750,10 @@ async fn the_requested_model_routes_by_the_policy_model_condition() {
         [
             "llama3.2:1b",
             "llama3.2:1b",
+            LOCAL_MODEL,
+            LOCAL_MODEL,
+            LOCAL_MODEL,
+            LOCAL_MODEL,
             LOCAL_MODEL,
             LOCAL_MODEL,
             LOCAL_MODEL,

@@ -4,7 +4,7 @@
 use crate::support::policies::*;
 use policy_mesh::compiler::{CompiledPolicy, check_glob, check_keyword, check_pattern};
 use policy_mesh::decision::Condition;
-use policy_mesh::names::{Provider, Role, Route};
+use policy_mesh::names::{Api, Role, Route};
 use policy_mesh::policy::EffectiveDefaults;
 use policy_mesh::policy::KeywordNormalization;
 
@@ -27,7 +27,7 @@ fn seed_routing_sensitive_then_cost_then_default() {
     let d = policy.decide(&[user("Summarize this CONFIDENTIAL memo")], None);
     assert_eq!(d.rule.as_deref(), Some("sensitive"));
     assert_eq!(d.reason_codes(), ["sensitive_keyword_match"]);
-    assert_eq!((d.route, d.provider), (Route::Local, Provider::Local));
+    assert_eq!((d.route, d.provider.as_str()), (Route::Local, "local"));
 
     // A long sensitive prompt is still sensitive: sensitivity comes first.
     let long_secret = format!("{} Secret", "x".repeat(5000));
@@ -48,7 +48,7 @@ fn seed_routing_sensitive_then_cost_then_default() {
     let d = policy.decide(&[user(&"a".repeat(1001))], None);
     assert_eq!(d.rule, None);
     assert_eq!(d.reason_codes(), ["default"]);
-    assert_eq!((d.route, d.provider), (Route::Local, Provider::Local));
+    assert_eq!((d.route, d.provider.as_str()), (Route::Local, "local"));
     assert_eq!(d.policy_version.as_ref(), policy.version());
 }
 
@@ -97,7 +97,7 @@ fn usd_mode_bounds_are_inclusive_at_the_exact_boundary() {
             rule("pricey", Route::Public).usd(Some(0.002), None),
         ],
         defaults(Route::Local, Some(1.0), 4.0),
-        Provider::Openai,
+        Api::Openai,
     );
     let decide = |n: usize| policy.decide(&[user(&"a".repeat(n))], None);
     assert_eq!(decide(4000).rule.as_deref(), Some("cheap"));
@@ -106,7 +106,7 @@ fn usd_mode_bounds_are_inclusive_at_the_exact_boundary() {
     assert_eq!(decide(7999).rule, None);
     let d = decide(8000);
     assert_eq!(d.rule.as_deref(), Some("pricey"));
-    assert_eq!((d.route, d.provider), (Route::Public, Provider::Openai));
+    assert_eq!((d.route, d.provider.as_str()), (Route::Public, "openai"));
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn estimated_usd_follows_the_formula_in_its_order() {
     let policy = compile_with(
         vec![rule("never", Route::Local).keywords(&["zzz"])],
         defaults(Route::Local, Some(0.15), 3.5),
-        Provider::Openai,
+        Api::Openai,
     );
     for n in [0_usize, 1, 7, 1000, 12345] {
         let d = policy.decide(&[user(&"é".repeat(n))], None);
@@ -135,25 +135,25 @@ fn estimated_usd_without_a_price_never_holds() {
 #[test]
 fn default_and_public_provider_resolution() {
     for (default_route, public, expected) in [
-        (Route::Local, Provider::Openai, Provider::Local),
-        (Route::Local, Provider::Anthropic, Provider::Local),
-        (Route::Public, Provider::Openai, Provider::Openai),
-        (Route::Public, Provider::Anthropic, Provider::Anthropic),
+        (Route::Local, Api::Openai, "local"),
+        (Route::Local, Api::Anthropic, "local"),
+        (Route::Public, Api::Openai, "openai"),
+        (Route::Public, Api::Anthropic, "anthropic"),
     ] {
         let policy = compile_with(seed_rules(), defaults(default_route, None, 4.0), public);
         let d = policy.decide(&[user(&"long ".repeat(300))], None);
         assert_eq!(d.rule, None);
         assert_eq!(d.route, default_route);
         assert_eq!(d.provider, expected);
-        assert_eq!(policy.public_provider(), public);
+        assert_eq!(policy.public_provider().api, public);
     }
     let policy = compile_with(
         vec![rule("out", Route::Public)],
         EffectiveDefaults::default(),
-        Provider::Anthropic,
+        Api::Anthropic,
     );
     let d = policy.decide(&[user("x")], None);
-    assert_eq!((d.route, d.provider), (Route::Public, Provider::Anthropic));
+    assert_eq!((d.route, d.provider.as_str()), (Route::Public, "anthropic"));
 }
 
 #[test]
@@ -387,7 +387,7 @@ fn trace_reports_the_first_failed_condition_in_order() {
             rule("never-tried", Route::Local),
         ],
         defaults(Route::Local, Some(0.15), 4.0),
-        Provider::Anthropic,
+        Api::Anthropic,
     );
     let e = policy.explain(&[user("hello world")], None);
     let trace: Vec<_> = e
@@ -406,7 +406,7 @@ fn trace_reports_the_first_failed_condition_in_order() {
         ]
     );
     assert_eq!(e.decision, policy.decide(&[user("hello world")], None));
-    assert_eq!(e.decision.provider, Provider::Anthropic);
+    assert_eq!(e.decision.provider, "anthropic");
 
     // No rule holds: every rule is in the trace.
     let policy = compile(vec![
@@ -428,8 +428,8 @@ fn decision_and_explanation_json() {
     assert_eq!(
         json,
         serde_json::json!({
-            "provider": "local", "route": "local", "rule": "cost", "sensitive": false,
-            "detections": [],
+            "provider": "local", "route": "local", "fallback": [], "rule": "cost",
+            "sensitive": false, "detections": [],
             "reason_codes": ["cost_prefer_local"], "policy_version": version,
             "trace": [
                 {"rule": "sensitive", "held": false, "failed_condition": "keywords"},
@@ -442,6 +442,7 @@ fn decision_and_explanation_json() {
     let order: Vec<_> = [
         "provider",
         "route",
+        "fallback",
         "rule",
         "sensitive",
         "detections",
@@ -458,7 +459,8 @@ fn decision_and_explanation_json() {
     assert_eq!(
         serde_json::to_value(&d).expect("serializes"),
         serde_json::json!({
-            "provider": "local", "route": "local", "rule": null, "sensitive": false,
+            "provider": "local", "route": "local", "fallback": [], "rule": null,
+            "sensitive": false,
             "detections": [],
             "reason_codes": ["default"], "policy_version": version
         })
@@ -551,7 +553,7 @@ fn compile_reports_every_bad_keyword_and_pattern_at_its_position() {
             ],
             EffectiveDefaults::default(),
         ),
-        Provider::Openai,
+        &builtins(Api::Openai),
     );
     let errors = result.expect_err("invalid").to_string();
     let lines: Vec<_> = errors.lines().collect();
@@ -785,7 +787,7 @@ fn an_invalid_glob_does_not_compile_and_is_placed() {
             vec![rule("bad", Route::Local).model(&["ok*", "gpt-[4"])],
             EffectiveDefaults::default(),
         ),
-        Provider::Openai,
+        &builtins(Api::Openai),
     );
     let errors = result.expect_err("invalid").to_string();
     assert!(
@@ -821,7 +823,7 @@ fn sensitive_rules_are_tried_first_in_load_order_and_their_decisions_say_so() {
     let d = policy.decide(&[user("a confidential memo")], None);
     assert_eq!(d.rule.as_deref(), Some("guard"));
     assert!(d.sensitive);
-    assert_eq!(d.provider, Provider::Local);
+    assert_eq!(d.provider, "local");
     let d = policy.decide(&[user("a memo")], None);
     assert_eq!(
         (d.rule.as_deref(), d.sensitive),
@@ -843,14 +845,14 @@ fn a_sensitive_rule_built_with_a_public_route_does_not_compile() {
     guard.sensitive = true;
     let errors = CompiledPolicy::compile(
         set_with(vec![guard], EffectiveDefaults::default()),
-        Provider::Openai,
+        &builtins(Api::Openai),
     )
     .expect_err("refused");
     assert_eq!(errors.0.len(), 1, "{errors}");
     assert!(
         errors.0[0]
             .to_string()
-            .contains("rule `guard` is sensitive: it must route `local`"),
+            .contains("rule `guard` is sensitive: `public` is a public provider"),
         "{errors}"
     );
 }

@@ -53,7 +53,12 @@ async fn routes_shows_the_live_policy_without_keyword_values() {
     let overlaid = policy_mesh::load_compiled(
         &policy_mesh::policy::PolicySource::Dir(t.dir.path().to_path_buf()),
         &Env::from_pairs([("POLICY_CHARS_PER_TOKEN", "3.5")]),
-        policy_mesh::names::Provider::Anthropic,
+        &policy_mesh::providers::ProviderConfig::from_env(&Env::from_pairs([(
+            "PUBLIC_LLM_URL",
+            "https://api.anthropic.com",
+        )]))
+        .unwrap()
+        .builtins(),
     )
     .unwrap();
     let mut overlaid = overlaid.policy().clone();
@@ -81,6 +86,7 @@ async fn routes_shows_the_live_policy_without_keyword_values() {
     assert_eq!(
         r["defaults"],
         json!({"provider": {"value": "local", "source": format!("file:{file}")},
+               "fallback": [],
                "pricing": {"input_usd_per_1m_tokens": {"value": 0.15, "source": format!("file:{file}")},
                            "chars_per_token": {"value": 3.5, "source": "env:POLICY_CHARS_PER_TOKEN"}}})
     );
@@ -88,13 +94,14 @@ async fn routes_shows_the_live_policy_without_keyword_values() {
         r["rules"],
         json!([
             {"id": "sensitive", "description": "Confidential prompts never leave the machine",
-             "route": "local", "provider": "local", "reason": "sensitive_keyword_match",
+             "route": "local", "provider": "local", "fallback": [],
+             "reason": "sensitive_keyword_match",
              "sensitive": false, "file": file, "line": 8,
              "conditions": {"keywords": 3, "keyword_match": "substring",
                             "keyword_normalization": "strict", "patterns": 1,
                             "scope": "last_user"}},
             {"id": "big", "description": null, "route": "public", "provider": "anthropic",
-             "reason": "big", "sensitive": false, "file": file, "line": 16,
+             "fallback": [], "reason": "big", "sensitive": false, "file": file, "line": 16,
              "conditions": {"keywords": 0, "keyword_match": "substring", "patterns": 0,
                             "scope": "all", "input_chars": {"min": 1001},
                             "estimated_usd": {"max": 0.5}}}

@@ -5,17 +5,18 @@
 use std::sync::Arc;
 
 use policy_mesh::env::Env;
-use policy_mesh::names::{Provider, Route};
+use policy_mesh::names::Route;
 use policy_mesh::policy::{KeywordMatch, LoadErrors, PolicySet, PolicySource, Scope, SourceFile};
+use policy_mesh::providers::Builtins;
 
 /// The policy as the gateway loads it: the language, then the compiler, which
 /// alone says whether each keyword, pattern and glob is usable.
 fn parse_policy(files: &[SourceFile], env: &Env) -> Result<PolicySet, LoadErrors> {
-    policy_mesh::compile_files(files, env, Provider::Openai).map(|c| c.policy().clone())
+    policy_mesh::compile_files(files, env, &Builtins::defaults()).map(|c| c.policy().clone())
 }
 
 fn load(source: &PolicySource, env: &Env) -> Result<PolicySet, LoadErrors> {
-    policy_mesh::load_compiled(source, env, Provider::Openai).map(|c| c.policy().clone())
+    policy_mesh::load_compiled(source, env, &Builtins::defaults()).map(|c| c.policy().clone())
 }
 
 fn file(name: &str, text: &str) -> SourceFile {
@@ -124,10 +125,106 @@ fn an_unknown_key_with_no_near_match_lists_the_valid_keys() {
 }
 
 #[test]
+fn an_unknown_provider_is_refused_at_its_value_with_a_suggestion() {
+    let errs = errors(&[(
+        "a.yaml",
+        "version: 1\nproviders:\n  - { id: gpu-box, api: ollama, url: 'http://10.0.0.7:11434/api/', trust: local, model: llama3.1 }\nrules:\n  - id: a\n    route: gpu-bx\n  - id: b\n    route: local\n    fallback: [gpu-box, remote]\n",
+    )]);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_has(
+        &errs,
+        "policies/a.yaml:6:12:",
+        &["unknown provider `gpu-bx`", "did you mean `gpu-box`?"],
+    );
+    assert_has(
+        &errs,
+        "policies/a.yaml:9:25:",
+        &[
+            "unknown provider `remote`",
+            "`local`, `public`",
+            "`gpu-box`",
+        ],
+    );
+}
+
+#[test]
+fn a_sensitive_rule_that_lists_a_public_provider_is_refused_at_that_entry() {
+    let policy = "version: 1\nproviders:\n  - id: claude\n    api: anthropic\n    url: https://api.anthropic.com/v1\n    trust: public\n    model: claude-sonnet-4-5\n    api_key_env: ANTHROPIC_API_KEY\n  - id: gpu-box\n    api: ollama\n    url: http://10.0.0.7:11434\n    trust: local\n    model: llama3.1\nrules:\n  - id: secrets\n    sensitive: true\n    when: { keywords: [confidential] }\n    route: gpu-box\n    fallback: [local, claude, public]\n  - id: leak\n    sensitive: true\n    when: { keywords: [secret] }\n    route: openai\n";
+    let errs = errors(&[("a.yaml", policy)]);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_has(
+        &errs,
+        "policies/a.yaml:19:23:",
+        &[
+            "rule `secrets` is sensitive",
+            "fallback `claude` is a public provider",
+            "`trust: local`",
+        ],
+    );
+    assert_has(
+        &errs,
+        "policies/a.yaml:19:31:",
+        &[
+            "rule `secrets` is sensitive",
+            "fallback `public` is a public provider",
+        ],
+    );
+    assert_has(
+        &errs,
+        "policies/a.yaml:23:12:",
+        &[
+            "rule `leak` is sensitive",
+            "route `openai` is a public provider",
+        ],
+    );
+    // Without the public entries it loads, URLs normalized.
+    let fixed = policy
+        .replace("[local, claude, public]", "[local]")
+        .replace("route: openai", "route: local");
+    let set = load_env(&[("a.yaml", &fixed)], &[]).expect("valid");
+    assert_eq!(set.providers.len(), 2);
+    assert_eq!(set.providers[0].entry.url, "https://api.anthropic.com");
+    assert_eq!(set.rules[0].fallback[0].value, "local");
+}
+
+#[test]
+fn provider_entries_are_checked() {
+    let errs = errors(&[(
+        "a.yaml",
+        "version: 1\nproviders:\n  - { id: local, api: ollama, url: 'http://a:1', trust: local, model: m }\n  - { id: box, api: ollama, url: 'http://a:1/api', trust: local, model: m }\n  - { id: box, api: ollama, url: 'http://a:1', trust: local, model: m, proxy: 'http://p:3128' }\n  - { id: web, api: openai, url: 'https://a', trust: public, model: m, models: ['gpt-[4'] }\n  - { id: ftp, api: openai, url: 'ftp://a', trust: public, model: m }\n",
+    )]);
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert_has(
+        &errs,
+        "policies/a.yaml:3:11:",
+        &["provider id `local` is reserved"],
+    );
+    assert_has(
+        &errs,
+        "policies/a.yaml:5:11:",
+        &[
+            "duplicate provider id `box`",
+            "first defined at policies/a.yaml:4",
+        ],
+    );
+    assert_has(
+        &errs,
+        "policies/a.yaml:5:79:",
+        &["never reached through a proxy"],
+    );
+    assert_has(&errs, "policies/a.yaml:6:81:", &["invalid glob \"gpt-[4\""]);
+    assert_has(
+        &errs,
+        "policies/a.yaml:7:34:",
+        &["`providers[4].url` must match", "ftp://a"],
+    );
+}
+
+#[test]
 fn wrong_types_and_values_outside_their_set_point_at_the_value() {
     let errs = errors(&[(
         "a.yaml",
-        "version: 3\nrules:\n  - id: Sensitive Rule\n    route: remote\n  - id: ok\n    route: local\n    when:\n      keywords: secret\n      scope: everything\n",
+        "version: 3\nrules:\n  - id: Sensitive Rule\n    route: Remote Box\n  - id: ok\n    route: local\n    when:\n      keywords: secret\n      scope: everything\n",
     )]);
     assert_has(
         &errs,
@@ -142,10 +239,7 @@ fn wrong_types_and_values_outside_their_set_point_at_the_value() {
     assert_has(
         &errs,
         "policies/a.yaml:4:12:",
-        &[
-            "`rules[0].route` must be one of `local`, `public`",
-            "\"remote\"",
-        ],
+        &["`rules[0].route` must match", "\"Remote Box\""],
     );
     assert_has(
         &errs,
@@ -515,7 +609,7 @@ fn a_value_of_the_wrong_type_is_reported_once() {
 fn byte_order_marks_crlf_anchors_and_core_tags_are_plain_yaml() {
     let text = "\u{feff}version: 1\r\nrules:\r\n  - id: a\r\n    route: local\r\n    when:\r\n      keywords: &kw [a, b]\r\n  - id: b\r\n    route: !!str public\r\n    when: {keywords: *kw}\r\n";
     let p = load_env(&[("a.yaml", text)], &[]).expect("valid");
-    assert_eq!(p.rules[1].route, Route::Public);
+    assert_eq!(p.rules[1].route.value, "public");
     let kws: Vec<_> = p.rules[1]
         .keywords
         .iter()

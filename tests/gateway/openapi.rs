@@ -274,14 +274,14 @@ fn a_schema_mismatch_is_caught() {
     let mut root = schema.clone();
     root["components"] = doc["components"].clone();
     let validator = jsonschema::validator_for(&root).unwrap();
-    let good = json!({"provider": "local", "route": "local", "rule": null, "sensitive": false,
+    let good = json!({"provider": "local", "route": "local", "fallback": [], "rule": null, "sensitive": false,
         "detections": [], "reason_codes": ["default"], "policy_version": "ab", "trace": []});
     assert!(validator.is_valid(&good));
     let mut no_trace = good.clone();
     no_trace.as_object_mut().unwrap().remove("trace");
     assert!(!validator.is_valid(&no_trace));
     let mut bad_provider = good.clone();
-    bad_provider["provider"] = json!("azure");
+    bad_provider["provider"] = json!(7);
     assert!(!validator.is_valid(&bad_provider));
 }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 use crate::support::fake_providers::{FakeProvider, Flavor, Mode, closed_port_url};
 use policy_mesh::chat::ChatMessage;
 use policy_mesh::env::Env;
-use policy_mesh::names::{FailureCategory, Provider, Role};
+use policy_mesh::names::{FailureCategory, Role};
 use policy_mesh::providers::{
-    MAX_REPLY_BYTES, ProviderError, Providers, Reply, anthropic::ANTHROPIC_VERSION,
+    MAX_REPLY_BYTES, Pool, ProviderError, Reply, anthropic::ANTHROPIC_VERSION,
 };
 use serde_json::{Value, json};
 
@@ -23,11 +23,11 @@ const DEADLINE: Duration = Duration::from_secs(15);
 
 const FLAVORS: [Flavor; 3] = [Flavor::Ollama, Flavor::OpenAi, Flavor::Anthropic];
 
-fn provider_of(flavor: Flavor) -> Provider {
+fn provider_of(flavor: Flavor) -> &'static str {
     match flavor {
-        Flavor::Ollama => Provider::Local,
-        Flavor::OpenAi => Provider::Openai,
-        Flavor::Anthropic => Provider::Anthropic,
+        Flavor::Ollama => "local",
+        Flavor::OpenAi => "openai",
+        Flavor::Anthropic => "anthropic",
     }
 }
 
@@ -46,7 +46,7 @@ fn conversation() -> Vec<ChatMessage> {
 }
 
 /// Providers pointed at `fake` with both keys set, plus `extra` variables.
-fn providers_for(fake: &FakeProvider, extra: &[(&str, &str)]) -> Providers {
+fn providers_for(fake: &FakeProvider, extra: &[(&str, &str)]) -> Pool {
     let mut vars = fake.env_vars();
     vars.push(("LOCAL_LLM_API_KEY".into(), LOCAL_KEY.into()));
     vars.push(("PUBLIC_LLM_API_KEY".into(), PUBLIC_KEY.into()));
@@ -55,10 +55,10 @@ fn providers_for(fake: &FakeProvider, extra: &[(&str, &str)]) -> Providers {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    Providers::from_env(&Env::from_pairs(vars)).expect("valid provider settings")
+    Pool::from_env(&Env::from_pairs(vars)).expect("valid provider settings")
 }
 
-async fn call(providers: &Providers, flavor: Flavor) -> Result<Reply, ProviderError> {
+async fn call(providers: &Pool, flavor: Flavor) -> Result<Reply, ProviderError> {
     providers
         .call(provider_of(flavor), None, &[ChatMessage::user("hi")])
         .await
@@ -99,7 +99,7 @@ async fn ollama_receives_the_messages_with_streaming_off_and_a_bearer_key() {
     fake.set_reply(["Bonjour", ", six."]);
     let providers = providers_for(&fake, &[("LOCAL_LLM_MODEL", "qwen3:8b")]);
     let reply = providers
-        .call(Provider::Local, None, &conversation())
+        .call("local", None, &conversation())
         .await
         .expect("a reply");
     assert_eq!(reply.content, "Bonjour, six.");
@@ -127,7 +127,7 @@ async fn ollama_receives_the_messages_with_streaming_off_and_a_bearer_key() {
 async fn ollama_without_a_key_sends_no_authorization() {
     let fake = FakeProvider::ollama().await;
     let vars = fake.env_vars();
-    let providers = Providers::from_env(&Env::from_pairs(vars)).expect("valid settings");
+    let providers = Pool::from_env(&Env::from_pairs(vars)).expect("valid settings");
     let reply = call(&providers, Flavor::Ollama).await.expect("a reply");
     assert_eq!(reply.content, fake.reply_text());
     let request = fake.single_request();
@@ -141,7 +141,7 @@ async fn openai_receives_the_messages_as_given_with_a_bearer_key() {
     fake.set_reply(["Six", "."]);
     let providers = providers_for(&fake, &[]);
     let reply = providers
-        .call(Provider::Openai, Some("gpt-4.1-nano"), &conversation())
+        .call("openai", Some("gpt-4.1-nano"), &conversation())
         .await
         .expect("a reply");
     assert_eq!(reply.content, "Six.");
@@ -172,7 +172,7 @@ async fn openai_uses_the_default_public_model() {
     let providers = providers_for(&fake, &[]);
     call(&providers, Flavor::OpenAi).await.expect("a reply");
     assert_eq!(fake.single_request().json()["model"], json!("gpt-4o-mini"));
-    assert_eq!(providers.model_for(Provider::Openai, None), "gpt-4o-mini");
+    assert_eq!(providers.config().public_model, "gpt-4o-mini");
 }
 
 #[tokio::test]
@@ -181,7 +181,7 @@ async fn anthropic_receives_system_apart_with_its_key_and_version() {
     fake.set_reply(["Six", " (", "six", ")."]);
     let providers = providers_for(&fake, &[]);
     let reply = providers
-        .call(Provider::Anthropic, None, &conversation())
+        .call("anthropic", None, &conversation())
         .await
         .expect("a reply");
     // One text block per part, concatenated.
@@ -239,8 +239,8 @@ async fn a_trailing_slash_on_the_base_url_is_ignored() {
 #[tokio::test]
 async fn one_client_reuses_its_connection() {
     let fake = FakeProvider::ollama().await;
-    let providers = providers_for(&fake, &[]);
-    let shared = providers.clone();
+    let providers = std::sync::Arc::new(providers_for(&fake, &[]));
+    let shared = std::sync::Arc::clone(&providers);
     call(&providers, Flavor::Ollama).await.expect("first reply");
     call(&shared, Flavor::Ollama).await.expect("second reply");
     assert_eq!(fake.request_count(), 2);
@@ -285,7 +285,7 @@ async fn connect_error_when_nothing_listens() {
             ("PUBLIC_LLM_API_KEY", PUBLIC_KEY),
             ("LOCAL_LLM_API_KEY", LOCAL_KEY),
         ];
-        let providers = Providers::from_env(&Env::from_pairs(vars)).expect("valid settings");
+        let providers = Pool::from_env(&Env::from_pairs(vars)).expect("valid settings");
         assert_failure(
             call(&providers, flavor).await,
             FailureCategory::ConnectError,
@@ -326,8 +326,7 @@ async fn auth_error_for_401_and_403() {
 async fn auth_error_without_a_public_key_and_no_request_made() {
     for flavor in [Flavor::OpenAi, Flavor::Anthropic] {
         let fake = FakeProvider::start(flavor).await;
-        let providers =
-            Providers::from_env(&Env::from_pairs(fake.env_vars())).expect("valid settings");
+        let providers = Pool::from_env(&Env::from_pairs(fake.env_vars())).expect("valid settings");
         assert_failure(
             call(&providers, flavor).await,
             FailureCategory::AuthError,
@@ -340,9 +339,10 @@ async fn auth_error_without_a_public_key_and_no_request_made() {
 
 #[tokio::test]
 async fn client_error_for_other_4xx() {
-    for status in [400, 404, 422, 429] {
+    for status in [400, 404, 422] {
         assert_mode_fails(Mode::Status(status), FailureCategory::ClientError, &[]).await;
     }
+    assert_mode_fails(Mode::Status(429), FailureCategory::RateLimited, &[]).await;
 }
 
 #[tokio::test]
@@ -358,7 +358,10 @@ async fn server_error_message_is_the_gateways_own() {
     fake.set_mode(Mode::Status(500));
     let providers = providers_for(&fake, &[]);
     let err = call(&providers, Flavor::OpenAi).await.expect_err("a 500");
-    assert_eq!(err.to_string(), "server_error: provider answered HTTP 500");
+    assert_eq!(
+        err.to_string(),
+        "server_error: openai answered HTTP 500 for model gpt-4o-mini at /v1/chat/completions"
+    );
 }
 
 #[tokio::test]
@@ -419,7 +422,7 @@ async fn a_cut_short_body_says_so() {
         .expect_err("a cut-short body");
     assert_eq!(
         err.to_string(),
-        "bad_response: provider's reply was cut short"
+        "bad_response: provider's reply was cut short (anthropic, model claude-3-5-haiku-latest, at /v1/messages)"
     );
 }
 

@@ -10,9 +10,8 @@ use axum::http::{Method, Request, StatusCode};
 use policy_mesh::audit::AuditConfig;
 use policy_mesh::env::Env;
 use policy_mesh::metrics::Metrics;
-use policy_mesh::names::Provider;
 use policy_mesh::policy::{PolicySource, SourceFile};
-use policy_mesh::providers::Providers;
+use policy_mesh::providers::{Builtins, Pool};
 use policy_mesh::reload::LivePolicy;
 use policy_mesh::server::{self, AllowedHosts, AppState};
 use serde_json::{Value, json};
@@ -38,31 +37,37 @@ struct Router {
 
 impl Router {
     async fn new() -> Self {
-        Self::with_loader(Box::new(|| {
-            let file = SourceFile {
-                path: Arc::from("policies/00-router.yaml"),
-                name: "00-router.yaml".to_owned(),
-                bytes: POLICY.as_bytes().to_vec(),
-            };
-            policy_mesh::compile_files(&[file], &Env::default(), Provider::Openai)
-        }))
+        Self::with_loader(|builtins| {
+            Box::new(move || {
+                let file = SourceFile {
+                    path: Arc::from("policies/00-router.yaml"),
+                    name: "00-router.yaml".to_owned(),
+                    bytes: POLICY.as_bytes().to_vec(),
+                };
+                policy_mesh::compile_files(&[file], &Env::default(), &builtins)
+            })
+        })
         .await
     }
 
     /// The shipped `policies/` with `POLICY_DEFAULT_PROVIDER=public`, so that
     /// only the sensitive rules keep a request local.
     async fn shipped_with_public_default() -> Self {
-        Self::with_loader(Box::new(|| {
-            let source = PolicySource::Dir(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
-            );
-            let env = Env::from_pairs([("POLICY_DEFAULT_PROVIDER", "public")]);
-            policy_mesh::load_compiled(&source, &env, Provider::Openai)
-        }))
+        Self::with_loader(|builtins| {
+            Box::new(move || {
+                let source = PolicySource::Dir(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+                );
+                let env = Env::from_pairs([("POLICY_DEFAULT_PROVIDER", "public")]);
+                policy_mesh::load_compiled(&source, &env, &builtins)
+            })
+        })
         .await
     }
 
-    async fn with_loader(loader: policy_mesh::reload::Loader) -> Self {
+    /// The router over the policy `loader` makes, given the built-in
+    /// providers pointed at the fakes.
+    async fn with_loader(loader: impl FnOnce(Builtins) -> policy_mesh::reload::Loader) -> Self {
         let local = FakeProvider::start(Flavor::Ollama).await;
         let public = FakeProvider::start(Flavor::OpenAi).await;
         let env = Env::from_pairs([
@@ -71,7 +76,8 @@ impl Router {
             ("PUBLIC_LLM_PROVIDER", "openai".to_owned()),
             ("PUBLIC_LLM_API_KEY", "sk-router-test".to_owned()),
         ]);
-        let providers = Providers::from_env(&env).unwrap();
+        let providers = std::sync::Arc::new(Pool::from_env(&env).unwrap());
+        let loader = loader(providers.config().builtins());
         let metrics = Arc::new(Metrics::new());
         let live = LivePolicy::start(loader, Arc::clone(&metrics)).unwrap();
         let state = AppState {

@@ -172,7 +172,24 @@ fn the_schema_rejects_what_the_loader_rejects() {
             "a string for a number",
             with("/rules/0/when/input_chars/max", json!("1000")),
         ),
-        ("route: remote", with("/rules/0/route", json!("remote"))),
+        (
+            "route: Remote Box",
+            with("/rules/0/route", json!("Remote Box")),
+        ),
+        (
+            "an unknown api",
+            with(
+                "/providers",
+                json!([{"id": "box", "api": "vllm", "url": "http://a:1", "trust": "local", "model": "m"}]),
+            ),
+        ),
+        (
+            "a provider without trust",
+            with(
+                "/providers",
+                json!([{"id": "box", "api": "ollama", "url": "http://a:1", "model": "m"}]),
+            ),
+        ),
         ("version: 3", with("/version", json!(3))),
         ("a bad id", with("/rules/0/id", json!("Sensitive Rule"))),
         ("a bad reason", with("/rules/0/reason", json!("Why?"))),

@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use policy_mesh::chat::ChatMessage;
 use policy_mesh::compiler::CompiledPolicy;
-use policy_mesh::names::{Provider, Role, Route};
+use policy_mesh::env::Env;
+use policy_mesh::names::{Api, Role, Route};
 use policy_mesh::policy::{
     CharBounds, EffectiveDefaults, KeywordMatch, Located, Location, PolicySet, Position,
     Provenance, RuleSpec, Scope, Sourced, UsdBounds,
 };
+use policy_mesh::providers::{Builtins, ProviderConfig};
 
 /// The path every test rule claims to come from.
 pub const PATH: &str = "policies/10-test.yaml";
@@ -36,7 +38,8 @@ pub fn rule(id: &str, route: Route) -> RuleSpec {
     RuleSpec {
         id: id.to_owned(),
         description: None,
-        route,
+        route: Located::unplaced(route.as_str().to_owned()),
+        fallback: Vec::new(),
         reason: id.to_owned(),
         sensitive: false,
         at: at(1, 5),
@@ -129,21 +132,30 @@ pub fn set_with(rules: Vec<RuleSpec>, defaults: EffectiveDefaults) -> PolicySet 
         sources: Vec::new(),
         rules,
         defaults,
+        providers: Vec::new(),
+        default_fallback: Vec::new(),
         version: "0123abcd".repeat(8),
     }
 }
 
 /// Compiles `rules` with built-in defaults (local, no price, 4 chars per token).
 pub fn compile(rules: Vec<RuleSpec>) -> CompiledPolicy {
-    compile_with(rules, EffectiveDefaults::default(), Provider::Openai)
+    compile_with(rules, EffectiveDefaults::default(), Api::Openai)
+}
+
+/// The built-in providers with `public` as the public one.
+pub fn builtins(public: Api) -> Builtins {
+    ProviderConfig::from_env(&Env::from_pairs([("PUBLIC_LLM_PROVIDER", public.as_str())]))
+        .expect("valid")
+        .builtins()
 }
 
 pub fn compile_with(
     rules: Vec<RuleSpec>,
     defaults: EffectiveDefaults,
-    public: Provider,
+    public: Api,
 ) -> CompiledPolicy {
-    CompiledPolicy::compile(set_with(rules, defaults), public).expect("policy compiles")
+    CompiledPolicy::compile(set_with(rules, defaults), &builtins(public)).expect("policy compiles")
 }
 
 pub fn user(content: &str) -> ChatMessage {

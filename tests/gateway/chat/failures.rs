@@ -8,7 +8,7 @@ async fn each_provider_failure_is_answered_audited_and_counted() {
     for (mode, category) in [
         (Mode::Status(401), "auth_error"),
         (Mode::Status(403), "auth_error"),
-        (Mode::Status(429), "client_error"),
+        (Mode::Status(429), "rate_limited"),
         (Mode::Status(500), "server_error"),
         (Mode::Garbage, "bad_response"),
         (Mode::MissingReply, "bad_response"),

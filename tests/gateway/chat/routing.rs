@@ -37,8 +37,8 @@ async fn check_success(public: Flavor, sensitive: bool) {
     assert_eq!(answer.request_id_header.as_deref(), Some(id.as_str()));
     assert_eq!(
         *b,
-        json!({"request_id": id, "provider": provider, "reason_codes": [reason], "rule": rule,
-               "sensitive": sensitive, "detections": [], "policy_version": version,
+        json!({"request_id": id, "provider": provider, "attempts": 1,
+               "reason_codes": [reason], "rule": rule, "sensitive": sensitive, "detections": [], "policy_version": version,
                "content": "The answer is 42.", "error": null})
     );
 
@@ -66,10 +66,16 @@ async fn check_success(public: Flavor, sensitive: bool) {
         "sensitive": sensitive,
         "detections": [],
         "attempts": [{"provider": provider, "outcome": "success",
-            "latency_ms": event["latency_ms"]}],
+            "latency_ms": event["attempts"][0]["latency_ms"]}],
         "client_api": "chat",
     });
     expected["latency_ms"] = event["latency_ms"].clone();
+    // The call is part of the request's time.
+    assert!(
+        event["attempts"][0]["latency_ms"].as_f64().unwrap()
+            <= event["latency_ms"].as_f64().unwrap(),
+        "{event}"
+    );
     expected["created_at"] = event["created_at"].clone();
     // The id of the process that wrote it.
     uuid::Uuid::try_parse(event["instance_id"].as_str().unwrap()).unwrap();
@@ -91,16 +97,23 @@ async fn check_success(public: Flavor, sensitive: bool) {
     );
     assert_eq!(metric(&text, "audit_write_failures_total"), Some(0.0));
 
-    // A model named in the request is the one sent and audited.
+    // A model named in the request is sent to a provider that serves it
+    // (the public one serves any name by default) and audited; the local
+    // one serves only LOCAL_LLM_MODELS, so it gets its own model.
     let answer = g
         .chat_json(
             &json!({"messages": [{"role": "user", "content": prompt}], "model": "chosen-model"}),
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(fake.requests()[1].json()["model"], "chosen-model");
+    let sent = if sensitive {
+        LOCAL_MODEL
+    } else {
+        "chosen-model"
+    };
+    assert_eq!(fake.requests()[1].json()["model"], sent);
     let (_, event) = g.audit(answer.body["request_id"].as_str().unwrap()).await;
-    assert_eq!(event["model"], "chosen-model");
+    assert_eq!(event["model"], sent);
     g.finish().await;
 }
 
