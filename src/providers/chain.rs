@@ -295,3 +295,289 @@ async fn attempt(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::providers::spec::{CircuitSettings, ModelGlobs, Timeouts};
+    use crate::providers::{BoxFuture, ChatProvider};
+
+    /// A provider that answers with the outcomes of its script, in order
+    /// (the last repeats), and counts its calls. Its failures ask for no
+    /// wait (`Retry-After: 0`), so retries take no time.
+    struct Scripted {
+        outcomes: Vec<Option<FailureCategory>>,
+        calls: Mutex<usize>,
+    }
+
+    impl Scripted {
+        fn new(outcomes: Vec<Option<FailureCategory>>) -> Arc<Self> {
+            Arc::new(Scripted {
+                outcomes,
+                calls: Mutex::new(0),
+            })
+        }
+
+        fn calls(&self) -> usize {
+            *self
+                .calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
+
+    impl ChatProvider for Scripted {
+        fn chat<'a>(
+            &'a self,
+            _request: ChatRequest<'a>,
+        ) -> BoxFuture<'a, Result<Reply, ProviderError>> {
+            let mut calls = self
+                .calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let outcome = self
+                .outcomes
+                .get(*calls)
+                .or(self.outcomes.last())
+                .copied()
+                .flatten();
+            *calls += 1;
+            Box::pin(async move {
+                match outcome {
+                    None => Ok(Reply::text("ok")),
+                    Some(category) => Err(ProviderError::new(category, "scripted failure")
+                        .with_retry_after(Some(Duration::ZERO))),
+                }
+            })
+        }
+    }
+
+    fn spec(id: &str, trust: Route, retries: u32) -> Arc<ProviderSpec> {
+        Arc::new(ProviderSpec {
+            id: ProviderId::new(id),
+            api: Api::Ollama,
+            url: "http://127.0.0.1:9".to_owned(),
+            trust,
+            model: format!("{id}-model"),
+            models: ModelGlobs::new(Vec::new()).expect("no globs"),
+            api_key_env: None,
+            proxy: None,
+            retries,
+            timeouts: Timeouts::all(Duration::from_secs(5)),
+            circuit: CircuitSettings {
+                failures: 3,
+                cooldown: Duration::from_secs(60),
+            },
+            builtin: false,
+        })
+    }
+
+    /// The chain of `specs`, each served by its script.
+    struct Fixture {
+        chain: Vec<Arc<ProviderSpec>>,
+        handles: Vec<Arc<Handle>>,
+        clients: Vec<Arc<Scripted>>,
+    }
+
+    impl Fixture {
+        fn new(specs: Vec<(Arc<ProviderSpec>, Vec<Option<FailureCategory>>)>) -> Self {
+            let mut f = Fixture {
+                chain: Vec::new(),
+                handles: Vec::new(),
+                clients: Vec::new(),
+            };
+            for (spec, script) in specs {
+                let client = Scripted::new(script);
+                f.handles.push(Arc::new(Handle::with_client(
+                    Arc::clone(&spec),
+                    Arc::clone(&client) as Arc<dyn ChatProvider>,
+                )));
+                f.clients.push(client);
+                f.chain.push(spec);
+            }
+            f
+        }
+
+        async fn run(&self, sensitive: bool) -> ChainOutcome {
+            let messages = [ChatMessage::user("hi")];
+            let options = GenerationOptions::default();
+            let request = ChainRequest {
+                messages: &messages,
+                tools: &[],
+                options: &options,
+                requested_model: None,
+                model_api: None,
+                aliases: &[],
+                sensitive,
+            };
+            let handle = |spec: &Arc<ProviderSpec>| {
+                self.handles
+                    .iter()
+                    .find(|h| h.spec.id == spec.id)
+                    .cloned()
+                    .ok_or_else(|| ProviderError::unavailable("no handle"))
+            };
+            run(&self.chain, &handle, &request, Call::Whole).await
+        }
+    }
+
+    fn outcomes(o: &ChainOutcome) -> Vec<(&str, Option<FailureCategory>)> {
+        o.attempts
+            .iter()
+            .map(|a| (a.provider.as_str(), a.outcome))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_category_retries_falls_back_or_stops_as_the_table_says() {
+        use FailureCategory as F;
+        for (category, retried, falls_back) in [
+            (F::ConnectError, true, true),
+            (F::Timeout, true, true),
+            (F::ServerError, true, true),
+            (F::RateLimited, true, true),
+            (F::AuthError, false, true),
+            (F::BadResponse, false, true),
+            (F::ClientError, false, false),
+        ] {
+            let f = Fixture::new(vec![
+                (spec("a", Route::Local, 1), vec![Some(category)]),
+                (spec("b", Route::Local, 0), vec![None]),
+            ]);
+            let o = f.run(false).await;
+            let mut expected = vec![("a", Some(category))];
+            if retried {
+                expected.push(("a", Some(category)));
+            }
+            if falls_back {
+                expected.push(("b", None));
+            }
+            assert_eq!(outcomes(&o), expected, "{category}");
+            assert_eq!(o.result.is_ok(), falls_back, "{category}");
+            assert_eq!(o.provider, if falls_back { "b" } else { "a" }, "{category}");
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_are_capped_at_two_and_a_success_ends_the_chain() {
+        let f = Fixture::new(vec![
+            (
+                spec("a", Route::Local, 9),
+                vec![Some(FailureCategory::ServerError)],
+            ),
+            (spec("b", Route::Local, 0), vec![None]),
+        ]);
+        let o = f.run(false).await;
+        assert_eq!(f.clients[0].calls(), 3, "one call and two retries");
+        assert_eq!(o.calls(), 4);
+        let f = Fixture::new(vec![
+            (
+                spec("a", Route::Local, 2),
+                vec![Some(FailureCategory::Timeout), None],
+            ),
+            (spec("b", Route::Local, 0), vec![None]),
+        ]);
+        let o = f.run(false).await;
+        assert_eq!(
+            outcomes(&o),
+            [("a", Some(FailureCategory::Timeout)), ("a", None)]
+        );
+        assert_eq!(f.clients[1].calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_open_circuit_is_skipped_without_a_call() {
+        let f = Fixture::new(vec![
+            (
+                spec("a", Route::Local, 0),
+                vec![Some(FailureCategory::ServerError)],
+            ),
+            (spec("b", Route::Local, 0), vec![None]),
+        ]);
+        for _ in 0..3 {
+            f.run(false).await;
+        }
+        assert_eq!(f.clients[0].calls(), 3);
+        let o = f.run(false).await;
+        assert_eq!(f.clients[0].calls(), 3, "skipped");
+        assert_eq!(
+            outcomes(&o),
+            [("a", Some(FailureCategory::Unavailable)), ("b", None)]
+        );
+        assert_eq!(o.calls(), 1);
+        // Every circuit open: unavailable, no call.
+        let f = Fixture::new(vec![(
+            spec("a", Route::Local, 0),
+            vec![Some(FailureCategory::ServerError)],
+        )]);
+        for _ in 0..3 {
+            f.run(false).await;
+        }
+        let o = f.run(false).await;
+        assert_eq!(o.calls(), 0);
+        let err = o.result.err().expect("no provider");
+        assert_eq!(err.category(), FailureCategory::Unavailable);
+    }
+
+    fn category() -> impl Strategy<Value = Option<FailureCategory>> {
+        prop_oneof![
+            Just(None),
+            proptest::sample::select(FailureCategory::ALL.to_vec()).prop_map(Some),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the chain holds (a public provider slipped in by a
+        /// race with a reload included) and however its providers fail, a
+        /// sensitive request never calls a provider that is not local, and
+        /// a request that is not sensitive is tried in order.
+        #[test]
+        fn a_sensitive_request_never_calls_a_public_provider(
+            providers in proptest::collection::vec(
+                (any::<bool>(), 0u32..3, proptest::collection::vec(category(), 1..4)),
+                1..5,
+            ),
+            sensitive in any::<bool>(),
+            runs in 1usize..4,
+        ) {
+            let specs = providers
+                .iter()
+                .enumerate()
+                .map(|(i, (public, retries, script))| {
+                    let trust = if *public { Route::Public } else { Route::Local };
+                    (spec(&format!("p{i}"), trust, *retries), script.clone())
+                })
+                .collect();
+            let f = Fixture::new(specs);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            for _ in 0..runs {
+                let o = runtime.block_on(f.run(sensitive));
+                if sensitive {
+                    for attempt in &o.attempts {
+                        let trust = f.chain.iter().find(|s| s.id == attempt.provider).map(|s| s.trust);
+                        prop_assert_eq!(trust, Some(Route::Local));
+                    }
+                    if o.result.is_ok() {
+                        prop_assert_eq!(o.trust, Route::Local);
+                    }
+                }
+            }
+            if sensitive {
+                for (client, spec) in f.clients.iter().zip(&f.chain) {
+                    if spec.trust == Route::Public {
+                        prop_assert_eq!(client.calls(), 0, "{} was called", spec.id);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -679,3 +679,66 @@ fn model_globs_load_with_their_positions_and_bad_ones_are_placed() {
     assert_eq!(errs.len(), 5, "{errs:#?}");
     assert!(errs.iter().all(|e| !e.contains('\n')), "{errs:#?}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// Over random providers and rules: a policy loads exactly when no
+    /// sensitive rule names a public provider in its route or fallback, and
+    /// every sensitive chain that loads is local throughout.
+    #[test]
+    fn a_loaded_policy_never_gives_a_sensitive_rule_a_public_provider(
+        trusts in proptest::collection::vec(proptest::prelude::any::<bool>(), 0..4),
+        rules in proptest::collection::vec(
+            (
+                proptest::prelude::any::<bool>(),
+                0usize..6,
+                proptest::collection::vec(0usize..6, 0..3),
+            ),
+            1..5,
+        ),
+    ) {
+        let mut names = vec!["local".to_owned(), "public".to_owned(), "openai".to_owned()];
+        let mut public = vec![false, true, true];
+        let mut text = "version: 1\n".to_owned();
+        if !trusts.is_empty() {
+            text.push_str("providers:\n");
+        }
+        for (i, is_public) in trusts.iter().enumerate() {
+            let trust = if *is_public { "public" } else { "local" };
+            text.push_str(&format!(
+                "  - {{ id: p{i}, api: ollama, url: 'http://10.0.0.{i}:11434', trust: {trust}, model: m{i} }}\n"
+            ));
+            names.push(format!("p{i}"));
+            public.push(*is_public);
+        }
+        text.push_str("rules:\n");
+        let mut should_load = true;
+        for (r, (sensitive, route, fallback)) in rules.iter().enumerate() {
+            let pick = |i: usize| i % names.len();
+            let chain: Vec<usize> = std::iter::once(*route).chain(fallback.iter().copied()).map(pick).collect();
+            if *sensitive && chain.iter().any(|&i| public[i]) {
+                should_load = false;
+            }
+            let listed: Vec<&str> = chain[1..].iter().map(|&i| names[i].as_str()).collect();
+            text.push_str(&format!(
+                "  - id: r{r}\n    sensitive: {sensitive}\n    when: {{ keywords: [word{r}] }}\n    route: {}\n    fallback: [{}]\n",
+                names[chain[0]],
+                listed.join(", ")
+            ));
+        }
+        let loaded = policy_mesh::compile_files(&[file("a.yaml", &text)], &Env::default(), &Builtins::defaults());
+        proptest::prop_assert_eq!(loaded.is_ok(), should_load, "{}\n{:?}", text, loaded.as_ref().err().map(ToString::to_string));
+        if let Ok(policy) = loaded {
+            for rule in policy.policy().rules.iter().filter(|r| r.sensitive) {
+                for name in std::iter::once(&rule.route).chain(&rule.fallback) {
+                    let spec = policy.provider(&name.value).expect("resolves");
+                    proptest::prop_assert_eq!(spec.trust, Route::Local);
+                }
+                let decision = policy.decide(&[policy_mesh::chat::ChatMessage::user(format!("word{}", &rule.id[1..]))], None);
+                proptest::prop_assert!(decision.sensitive);
+                proptest::prop_assert!(decision.chain.iter().all(|p| p.trust == Route::Local));
+            }
+        }
+    }
+}

@@ -18,6 +18,7 @@ mod completions;
 mod compose;
 mod engine;
 mod examples;
+mod fallback;
 mod http_api;
 mod loader;
 mod openai_sdk;

@@ -66,6 +66,8 @@ pub enum Mode {
     /// that no body is relayed. Not for 1xx: HTTP clients read past an
     /// informational status and would wait for the final one.
     Status(u16),
+    /// `429` with the provider's error body, and `Retry-After: N` when given.
+    RateLimited(Option<u64>),
     /// `307` to this URL.
     Redirect(String),
     /// Waits [`SLOW_DELAY`] before the status line, then answers normally.
@@ -149,6 +151,8 @@ pub fn usage_of(flavor: Flavor) -> Usage {
 struct Shared {
     flavor: Flavor,
     mode: Mutex<Mode>,
+    /// Modes for the next requests, one each, before `mode` applies again.
+    script: Mutex<std::collections::VecDeque<Mode>>,
     reply: Mutex<Vec<String>>,
     requests: Mutex<Vec<RecordedRequest>>,
     connections: Mutex<usize>,
@@ -182,6 +186,7 @@ impl FakeProvider {
         let shared = Arc::new(Shared {
             flavor,
             mode: Mutex::new(Mode::Normal),
+            script: Mutex::new(std::collections::VecDeque::new()),
             reply: Mutex::new(vec![
                 "Hello".to_owned(),
                 " from the fake ".to_owned(),
@@ -240,7 +245,14 @@ impl FakeProvider {
 
     /// How the next requests are answered.
     pub fn set_mode(&self, mode: Mode) {
+        self.shared.script.lock().unwrap().clear();
         *self.shared.mode.lock().unwrap() = mode;
+    }
+
+    /// The next requests are answered in these modes, one each, then as
+    /// [`Self::set_mode`] said.
+    pub fn set_script(&self, modes: impl IntoIterator<Item = Mode>) {
+        *self.shared.script.lock().unwrap() = modes.into_iter().collect();
     }
 
     /// The reply of [`Mode::Normal`], in parts: Anthropic sends one text
@@ -365,7 +377,8 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         shared.requests.lock().unwrap().push(request);
-        let mode = shared.mode.lock().unwrap().clone();
+        let scripted = shared.script.lock().unwrap().pop_front();
+        let mode = scripted.unwrap_or_else(|| shared.mode.lock().unwrap().clone());
         let reply = shared.reply.lock().unwrap().clone();
         let keep_open = respond(&mut stream, &shared, &mode, &reply, &body, &credential)
             .await
@@ -485,6 +498,17 @@ async fn respond(
         Mode::Status(status) => {
             let body = error_body(flavor, *status, credential);
             write_response(stream, *status, &[], &body).await?;
+            Ok(true)
+        }
+        Mode::RateLimited(retry_after) => {
+            let body = error_body(flavor, 429, credential);
+            let seconds = retry_after.map(|s| s.to_string());
+            let headers: Vec<(&str, &str)> = seconds
+                .as_deref()
+                .map(|s| ("Retry-After", s))
+                .into_iter()
+                .collect();
+            write_response(stream, 429, &headers, &body).await?;
             Ok(true)
         }
         Mode::Redirect(location) => {
