@@ -5,7 +5,10 @@
 # (examples/fake_upstream.rs) is called directly, then through Policy Mesh
 # with the audit store off, then with it on (SQLite). Each step runs at one
 # connection (latency: the added p50 and p99) and at CONNECTIONS connections
-# (throughput). Prints a Markdown table.
+# (throughput). A last step, audit off, routes to a provider whose port
+# refuses connections with the fake as its fallback: the time from a
+# refused connection to the fallback's answer (NO_FALLBACK=1 leaves it out,
+# for builds that predate fallback). Prints a Markdown table.
 #
 # Usage (from the repository root; needs wrk and curl):
 #   scripts/bench-chat.sh [SECONDS_PER_STEP] [CONNECTIONS]
@@ -57,8 +60,25 @@ wait_http() {
     exit 1
 }
 
-mkdir -p "$work/policies"
+mkdir -p "$work/policies" "$work/fallback"
 printf 'version: 1\ndefaults:\n  provider: local\n' >"$work/policies/p.yaml"
+# Nothing listens on this port: every first attempt is refused. The circuit
+# never opens, so every request pays the refused connection.
+refused_port=$(free_port)
+cat >"$work/fallback/p.yaml" <<EOF
+version: 1
+providers:
+  - id: down
+    api: ollama
+    url: http://127.0.0.1:$refused_port
+    trust: local
+    model: bench
+    circuit: { failures: 4000000000 }
+rules:
+  - id: all
+    route: down
+    fallback: [local]
+EOF
 
 upstream_port=$(free_port)
 "$upstream_bin" "127.0.0.1:$upstream_port" >/dev/null &
@@ -69,10 +89,10 @@ chat_body='{"messages":[{"role":"user","content":"hello"}]}'
 wait_http "http://127.0.0.1:$upstream_port/api/chat" POST "$direct_body"
 
 gateway_port=
-start_gateway() { # $1: name, $2: AUDIT_ENABLED; sets gateway_port
+start_gateway() { # $1: name, $2: AUDIT_ENABLED, $3: policy folder; sets gateway_port
     gateway_port=$(free_port)
     (cd "$work" && exec env -i PATH="$PATH" \
-        BIND_ADDR="127.0.0.1:$gateway_port" POLICY_DIR="$work/policies" \
+        BIND_ADDR="127.0.0.1:$gateway_port" POLICY_DIR="${3:-$work/policies}" \
         LOCAL_LLM_URL="http://127.0.0.1:$upstream_port" \
         DATABASE_URL="sqlite://$work/$1.db" AUDIT_ENABLED="$2" \
         RUST_LOG=info "$bin" serve >"$work/$1.log" 2>&1) &
@@ -84,6 +104,12 @@ start_gateway audit-off false
 off_port=$gateway_port
 start_gateway audit-on true
 on_port=$gateway_port
+targets="direct off on"
+if [ -z "${NO_FALLBACK:-}" ]; then
+    start_gateway fallback false "$work/fallback"
+    fallback_port=$gateway_port
+    targets="$targets fallback"
+fi
 
 lua() { # $1: file, $2: body
     cat >"$1" <<EOF
@@ -119,11 +145,12 @@ measure() { # $1: url, $2: lua, $3: connections
 }
 
 declare -A result
-for target in direct off on; do
+for target in $targets; do
     case $target in
     direct) url="http://127.0.0.1:$upstream_port/api/chat" script="$work/direct.lua" ;;
     off) url="http://127.0.0.1:$off_port/v1/chat" script="$work/chat.lua" ;;
     on) url="http://127.0.0.1:$on_port/v1/chat" script="$work/chat.lua" ;;
+    fallback) url="http://127.0.0.1:$fallback_port/v1/chat" script="$work/chat.lua" ;;
     esac
     for c in 1 "$CONNECTIONS"; do
         log "$target, $c connection(s), ${SECONDS_PER_STEP}s"
@@ -140,7 +167,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
 echo "| path | conns | p50 ms | p99 ms | req/s | added p50 ms | added p99 ms | errors |"
 echo "|---|---|---|---|---|---|---|---|"
 for c in 1 "$CONNECTIONS"; do
-    for target in direct off on; do
+    for target in $targets; do
         p50=$(field "$target,$c" 1) p99=$(field "$target,$c" 2) rps=$(field "$target,$c" 3)
         errors=$(cut -d' ' -f4- <<<"${result[$target,$c]}")
         if [[ $target == direct ]]; then
@@ -149,7 +176,11 @@ for c in 1 "$CONNECTIONS"; do
             added50=$(diff_ms "$p50" "$(field "direct,$c" 1)")
             added99=$(diff_ms "$p99" "$(field "direct,$c" 2)")
         fi
-        name=$([[ $target == direct ]] && echo "upstream direct" || echo "gateway, audit $target")
+        case $target in
+        direct) name="upstream direct" ;;
+        fallback) name="gateway, audit off, first provider refused" ;;
+        *) name="gateway, audit $target" ;;
+        esac
         echo "| $name | $c | $p50 | $p99 | $rps | $added50 | $added99 | $errors |"
     done
 done

@@ -313,7 +313,7 @@ function renderPolicy(p) {
   renderReloadError(p);
 
   // Rebuild the rest only when it changed, so focus and selection survive polling.
-  const key = JSON.stringify([p.version, p.loaded_at, p.sources, p.rules, p.defaults, p.public_provider, r.successes, r.failures]);
+  const key = JSON.stringify([p.version, p.loaded_at, p.sources, p.rules, p.defaults, p.public_provider, p.providers, r.successes, r.failures]);
   if (key === lastPolicy) return;
   lastPolicy = key;
 
@@ -334,7 +334,29 @@ function renderPolicy(p) {
     tr.firstChild.append(code(name));
     return tr;
   });
+  if ((d.fallback || []).length > 0) {
+    const tr = el("tr");
+    tr.append(el("td", null), el("td", d.fallback.join(", ")), el("td", "policy"));
+    tr.firstChild.append(code("fallback"));
+    rows.push(tr);
+  }
   replace($("policy-defaults").tBodies[0], ...rows);
+
+  const providers = (p.providers || []).map((provider) => {
+    const tr = el("tr", null, { "data-provider": provider.id });
+    const name = el("td");
+    name.append(el("strong", provider.id));
+    if (provider.builtin) name.append(" ", el("span", "built-in", { class: "hint" }));
+    const trust = el("td", provider.trust);
+    if (provider.trust === "local") trust.append(" ", el("span", "may serve sensitive requests", { class: "hint" }));
+    const circuit = provider.circuit || {};
+    const url = el("td");
+    url.append(code(provider.url));
+    tr.append(name, el("td", provider.api), trust, url, el("td", provider.model), el("td", provider.retries),
+      el("td", `${circuit.state} (opens after ${circuit.failures}, ${circuit.cooldown_seconds} s)`));
+    return tr;
+  });
+  replace($("policy-providers").tBodies[0], ...providers);
 
   const rules = (p.rules || []).map((rule, i) => {
     const tr = el("tr", null, { "data-rule": rule.id });
@@ -344,7 +366,8 @@ function renderPolicy(p) {
     if (rule.description) name.append(el("br"), el("span", rule.description, { class: "hint" }));
     const where = el("td");
     where.append(code(`${rule.file}:${rule.line}`));
-    tr.append(el("td", i + 1), name, el("td", `${rule.route} → ${rule.provider}`), el("td", rule.reason),
+    const fallback = (rule.fallback || []).length > 0 ? ` then ${rule.fallback.join(", ")}` : "";
+    tr.append(el("td", i + 1), name, el("td", `${rule.route} → ${rule.provider}${fallback}`), el("td", rule.reason),
       el("td", conditions(rule.conditions || {})), where);
     return tr;
   });

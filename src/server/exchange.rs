@@ -240,12 +240,17 @@ impl Exchange {
                 .metrics
                 .provider_attempt(&attempt.provider, attempt.outcome);
         }
-        for spec in chain.iter() {
-            if let Some(live) = pool.built(&spec.id) {
-                state.metrics.circuit(
-                    &spec.id,
-                    live.circuit.state() == providers::CircuitState::Open,
-                );
+        // Only a failure opens a circuit: a chain served at once by its
+        // first provider changes no gauge (and `/v1/metrics` refreshes them
+        // all when scraped).
+        if outcome.attempts.iter().any(|a| a.outcome.is_some()) {
+            for spec in chain.iter() {
+                if let Some(live) = pool.built(&spec.id) {
+                    state.metrics.circuit(
+                        &spec.id,
+                        live.circuit.state() == providers::CircuitState::Open,
+                    );
+                }
             }
         }
         if outcome.result.is_ok() && outcome.provider != self.decision.provider {

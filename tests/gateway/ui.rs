@@ -44,11 +44,18 @@ rules:
 ";
 
 const TEAM: &str = "version: 1
+providers:
+  - id: gpu-box
+    api: ollama
+    url: http://127.0.0.1:9
+    trust: local
+    model: llama3.1:70b
 rules:
   - id: offline
     when:
       keywords: [offline]
-    route: local
+    route: gpu-box
+    fallback: [local]
     reason: team_offline
 ";
 
@@ -216,7 +223,7 @@ async fn the_ui_shows_chats_dry_runs_reloads_and_broken_reloads() {
         "marks": [
             {"rule": "sensitive", "texts": ["sensitive · tried first", "1 keyword (substring, strict, all messages)"]},
             {"rule": "secrets", "texts": ["sensitive · tried first", "detect secrets (all messages)"]},
-            {"rule": "offline", "texts": ["1 keyword (substring, strict, all messages)"], "absent": ["sensitive"]},
+            {"rule": "offline", "texts": ["1 keyword (substring, strict, all messages)", "local → gpu-box then local"], "absent": ["sensitive"]},
         ],
         "decide": {"message": "hello", "rules": ["sensitive", "secrets", "offline"]},
         "edit": {"text": TEAM_EDITED, "ruleId": "greeting"},

@@ -127,6 +127,15 @@ try {
   check(JSON.stringify(rows) === JSON.stringify(initial.rules.map((r) => r.id)),
     `rules shown ${JSON.stringify(rows)}, /v1/routes has ${JSON.stringify(initial.rules.map((r) => r.id))}`);
 
+  step = "the providers table lists every provider of /v1/routes";
+  const providerRows = await page.$$eval("#policy-providers tbody tr", (trs) => trs.map((tr) => tr.dataset.provider));
+  check(JSON.stringify(providerRows) === JSON.stringify(initial.providers.map((p) => p.id)),
+    `providers shown ${JSON.stringify(providerRows)}, /v1/routes has ${JSON.stringify(initial.providers.map((p) => p.id))}`);
+  const gpu = await text(page, `#policy-providers tr[data-provider="gpu-box"]`);
+  for (const t of ["ollama", "local", "http://127.0.0.1:9", "llama3.1:70b", "closed"]) {
+    check(gpu.includes(t), `the row of gpu-box lacks "${t}": ${gpu}`);
+  }
+
   step = "each rule's row shows its sensitivity, normalization and detectors";
   for (const mark of config.marks) {
     const row = await text(page, `#policy-rules tr[data-rule="${mark.rule}"]`);
