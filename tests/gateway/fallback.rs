@@ -520,6 +520,21 @@ async fn every_circuit_open_answers_503_providers_unavailable() {
         .await
         .unwrap();
     assert_eq!(response.status(), 529);
+    // Every provider was skipped: no call was made.
+    assert_eq!(
+        response
+            .headers()
+            .get("x-policy-mesh-attempts")
+            .map(|v| v.to_str().unwrap()),
+        Some("0")
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("x-policy-mesh-provider")
+            .map(|v| v.to_str().unwrap()),
+        Some("gpu-box")
+    );
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["type"], "overloaded_error");
     assert_eq!(m.public_requests(), 0);

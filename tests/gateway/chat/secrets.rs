@@ -126,6 +126,7 @@ async fn check_secrets_and_prompts(postgres: Option<Db>) {
         "canary-local-2b8c4",
         "canary-hashkey-9d1e6",
         "canary-dbpass-4a7f2",
+        "canary-extra-6c2d1",
     ];
     let prompt = "unique-prompt-5e2d71 about project-nightingale";
     let public_prompt = "unique-public-prompt-8c1f03";
@@ -137,11 +138,22 @@ async fn check_secrets_and_prompts(postgres: Option<Db>) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/p.yaml"), POLICY).unwrap();
+    // A provider of the policy, with its key in a variable it names and a
+    // password in its URL: neither is logged.
+    std::fs::write(
+        dir.path().join("policies/q.yaml"),
+        format!(
+            "version: 1\nproviders:\n  - id: extra-box\n    api: openai\n    url: http://me:{}@127.0.0.1:9/v1\n    trust: public\n    model: extra-model\n    api_key_env: EXTRA_BOX_KEY\n",
+            canaries[3]
+        ),
+    )
+    .unwrap();
     let mut env: Vec<(String, String)> = local.env_vars();
     env.extend(public.env_vars());
     env.push(("PUBLIC_LLM_API_KEY".into(), canaries[0].into()));
     env.push(("LOCAL_LLM_API_KEY".into(), canaries[1].into()));
     env.push(("AUDIT_HASH_KEY".into(), canaries[2].into()));
+    env.push(("EXTRA_BOX_KEY".into(), canaries[4].into()));
     let database_url = match &postgres {
         Some(Db::Postgres { url, .. }) => {
             // Trust authentication: the password is sent but not needed.
@@ -252,6 +264,36 @@ async fn check_secrets_and_prompts(postgres: Option<Db>) {
         assert!(logs.contains(id.as_str()), "no log line for {id}");
     }
     assert!(logs.contains("TRACE") || logs.contains("\"level\":\"TRACE\""));
+    // The start-up lists every provider: id, api, trust, URL without user
+    // info, model and whether a key is set.
+    let listed: Vec<(String, String, String, bool)> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "provider")
+        .map(|v| {
+            let f = &v["fields"];
+            (
+                f["provider"].as_str().unwrap_or("").to_owned(),
+                f["trust"].as_str().unwrap_or("").to_owned(),
+                f["url"].as_str().unwrap_or("").to_owned(),
+                f["key_set"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("local".to_owned(), "local".to_owned(), local.url(), true),
+            ("openai".to_owned(), "public".to_owned(), public.url(), true),
+            (
+                "extra-box".to_owned(),
+                "public".to_owned(),
+                "http://127.0.0.1:9".to_owned(),
+                true
+            ),
+        ],
+        "{logs}"
+    );
 
     if postgres.is_none() {
         let mut bytes = Vec::new();
