@@ -268,10 +268,14 @@ async fn attempt(
     let timeouts = live.spec.timeouts;
     match call {
         Call::Whole => {
-            let bound = timeouts.total.min(left);
-            match tokio::time::timeout(bound, live.client.chat(request)).await {
+            // The client bounds the call by `total` itself; a timer of its
+            // own is needed only when what is left of the budget is less.
+            if left >= timeouts.total {
+                return live.client.chat(request).await.map(Answer::Whole);
+            }
+            match tokio::time::timeout(left, live.client.chat(request)).await {
                 Ok(result) => result.map(Answer::Whole),
-                Err(_) => Err(ProviderError::timed_out(bound)),
+                Err(_) => Err(ProviderError::chain_budget()),
             }
         }
         Call::Stream => {

@@ -145,7 +145,9 @@ impl Reply {
 
 /// One provider's chat call: exactly one upstream request, no retry.
 pub trait ChatProvider: Send + Sync {
-    /// Sends `request` and returns the reply, or the categorized failure.
+    /// Sends `request` and returns the reply, or the categorized failure,
+    /// within the provider's `total` timeout (the chain adds no timer of
+    /// its own unless its budget is tighter).
     fn chat<'a>(&'a self, request: ChatRequest<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>>;
 
     /// Sends `request` for a streamed reply. Resolves once the provider has

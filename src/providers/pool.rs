@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,20 +31,20 @@ pub enum CircuitState {
     HalfOpen,
 }
 
-#[derive(Debug, Default)]
-struct CircuitInner {
-    /// Consecutive retryable failures.
-    failures: u32,
-    /// While open: until when.
-    open_until: Option<Instant>,
-}
-
 /// One provider's circuit: after `failures` consecutive retryable failures
 /// it is skipped for `cooldown`; after the cooldown the next call probes it.
+/// Lock-free: a call to a healthy provider reads two atomics and writes
+/// nothing.
 #[derive(Debug)]
 pub struct Circuit {
     settings: super::spec::CircuitSettings,
-    inner: Mutex<CircuitInner>,
+    /// What `open_until` counts from.
+    epoch: Instant,
+    /// Consecutive retryable failures.
+    failures: AtomicU32,
+    /// While open (or half open): nanoseconds after `epoch` when the
+    /// cooldown ends; 0 when closed.
+    open_until: AtomicU64,
 }
 
 impl Circuit {
@@ -51,15 +52,17 @@ impl Circuit {
     pub fn new(settings: super::spec::CircuitSettings) -> Self {
         Circuit {
             settings,
-            inner: Mutex::new(CircuitInner::default()),
+            epoch: Instant::now(),
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CircuitInner> {
-        // A panic while holding it leaves consistent counters.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// `at` as nanoseconds after the epoch, never 0 (which means closed).
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// The state now.
@@ -68,16 +71,17 @@ impl Circuit {
     }
 
     fn state_at(&self, now: Instant) -> CircuitState {
-        match self.lock().open_until {
-            Some(until) if now < until => CircuitState::Open,
-            Some(_) => CircuitState::HalfOpen,
-            None => CircuitState::Closed,
+        match self.open_until.load(Ordering::Acquire) {
+            0 => CircuitState::Closed,
+            until if self.nanos(now) < until => CircuitState::Open,
+            _ => CircuitState::HalfOpen,
         }
     }
 
     /// Whether a call may go through now: not while open.
     pub fn admits(&self) -> bool {
-        self.state() != CircuitState::Open
+        // The common case, a closed circuit, without reading the clock.
+        self.open_until.load(Ordering::Acquire) == 0 || self.state() != CircuitState::Open
     }
 
     /// Records an attempt's outcome (`None`: success). A success closes the
@@ -89,14 +93,26 @@ impl Circuit {
     }
 
     fn record_at(&self, outcome: Option<FailureCategory>, now: Instant) {
-        let mut inner = self.lock();
         match outcome {
-            None => *inner = CircuitInner::default(),
+            None => {
+                // Written only when there is something to reset.
+                if self.failures.load(Ordering::Relaxed) != 0 {
+                    self.failures.store(0, Ordering::Relaxed);
+                }
+                if self.open_until.load(Ordering::Acquire) != 0 {
+                    self.open_until.store(0, Ordering::Release);
+                }
+            }
             Some(category) if category.is_retryable() => {
-                inner.failures = inner.failures.saturating_add(1);
-                let probing = inner.open_until.is_some_and(|until| now >= until);
-                if probing || inner.failures >= self.settings.failures.max(1) {
-                    inner.open_until = Some(now + self.settings.cooldown);
+                let failures = self
+                    .failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1);
+                let until = self.open_until.load(Ordering::Acquire);
+                let probing = until != 0 && self.nanos(now) >= until;
+                if probing || failures >= self.settings.failures.max(1) {
+                    let until = self.nanos(now + self.settings.cooldown);
+                    self.open_until.store(until, Ordering::Release);
                 }
             }
             Some(_) => {}
