@@ -62,7 +62,7 @@ const STREAM_BUFFER: usize = 32;
 
 /// OpenAI's chat completion, routed by the policy.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
-    description = "OpenAI's chat completion, routed by the policy like `/v1/chat` (one provider call, audited and counted). With `stream: true` the answer is `text/event-stream` of `ChatCompletionChunk` events ending with `data: [DONE]`.",
+    description = "OpenAI's chat completion, routed by the policy like `/v1/chat` (along the decision's chain of providers, audited and counted). With `stream: true` the answer is `text/event-stream` of `ChatCompletionChunk` events ending with `data: [DONE]`.",
     request_body = super::openai_request::CompletionRequestBody,
     responses(
         (status = 200, description = "The provider answered: a `ChatCompletion`, or with `stream: true` a `text/event-stream` whose events' `data` are `ChatCompletionChunk`s, then `[DONE]`",

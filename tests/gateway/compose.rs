@@ -12,7 +12,7 @@ use serde_json::Value;
 use url::Url;
 
 /// Every variable the gateway reads, as the configuration reference lists them.
-const VARIABLES: [&str; 28] = [
+const VARIABLES: [&str; 30] = [
     "BIND_ADDR",
     "ALLOWED_HOSTS",
     "POLICY_DIR",
@@ -25,10 +25,12 @@ const VARIABLES: [&str; 28] = [
     "LOCAL_LLM_URL",
     "LOCAL_LLM_API_KEY",
     "LOCAL_LLM_MODEL",
+    "LOCAL_LLM_MODELS",
     "PUBLIC_LLM_URL",
     "PUBLIC_LLM_PROVIDER",
     "PUBLIC_LLM_API_KEY",
     "PUBLIC_LLM_MODEL",
+    "PUBLIC_LLM_MODELS",
     "PROVIDER_TIMEOUT_SECONDS",
     "PUBLIC_LLM_PROXY",
     "DATABASE_URL",
