@@ -109,6 +109,12 @@ impl Gateway {
         vars.extend(public.env_vars());
         vars.push(("PUBLIC_LLM_API_KEY".into(), PUBLIC_KEY.into()));
         vars.push(("LOCAL_LLM_MODEL".into(), LOCAL_MODEL.into()));
+        // The local server serves the model the scenarios ask for, so it is
+        // sent as asked (a name it does not serve would get LOCAL_MODEL).
+        vars.push((
+            "LOCAL_LLM_MODELS".into(),
+            format!("{LOCAL_MODEL},{CHOSEN_MODEL}"),
+        ));
         vars.push(("PUBLIC_LLM_MODEL".into(), PUBLIC_MODEL.into()));
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
