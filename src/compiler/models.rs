@@ -13,7 +13,7 @@
 //!   character (on every platform);
 //! - a glob must match the whole name: `gpt-4o` does not match `gpt-4o-mini`.
 
-use globset::{Candidate, Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{Candidate, Glob, GlobSet, GlobSetBuilder};
 
 use super::RuleBits;
 use super::TargetTable;
@@ -26,18 +26,10 @@ pub(crate) struct ModelMatcher {
     pub(crate) targets: TargetTable,
 }
 
-/// One glob as every model condition compiles it.
+/// One glob as every model condition compiles it: the syntax of a
+/// provider's `models` too, so that one name matches both alike.
 fn glob(pattern: &str) -> Result<Glob, String> {
-    if pattern.is_empty() {
-        return Err("a glob cannot be empty".to_owned());
-    }
-    GlobBuilder::new(pattern)
-        .case_insensitive(true)
-        .literal_separator(false)
-        .backslash_escape(true)
-        .empty_alternates(false)
-        .build()
-        .map_err(|e| e.kind().to_string())
+    crate::providers::spec::model_glob(pattern)
 }
 
 /// Checks one model glob as the compiler will build it. `Err` carries what is

@@ -66,32 +66,8 @@ fn parse_file<'a>(
         .get("defaults")
         .filter(|_| clean("/defaults"))
         .and_then(|v| serde_json::from_value::<Defaults>(v.clone()).ok());
-    let rules = match value.get("rules").and_then(Value::as_array) {
-        Some(items) => items
-            .iter()
-            .enumerate()
-            .filter(|(r, _)| clean(&format!("/rules/{r}")))
-            .filter_map(|(r, v)| {
-                serde_json::from_value::<Rule>(v.clone())
-                    .ok()
-                    .map(|rule| (r, rule))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let providers = match value.get("providers").and_then(Value::as_array) {
-        Some(items) => items
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| clean(&format!("/providers/{k}")))
-            .filter_map(|(k, v)| {
-                serde_json::from_value::<ProviderEntry>(v.clone())
-                    .ok()
-                    .map(|p| (k, p))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let rules = entries::<Rule>(&value, "rules", &clean);
+    let providers = entries::<ProviderEntry>(&value, "providers", &clean);
     for (_, e) in violations {
         report(e);
     }
@@ -102,6 +78,24 @@ fn parse_file<'a>(
         providers,
         rules,
     })
+}
+
+/// The items of the list at `key` that the schema found nothing wrong in
+/// (`clean` of their pointer), each with its index.
+fn entries<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    key: &str,
+    clean: &dyn Fn(&str) -> bool,
+) -> Vec<(usize, T)> {
+    let Some(items) = value.get(key).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| clean(&format!("/{key}/{i}")))
+        .filter_map(|(i, v)| serde_json::from_value::<T>(v.clone()).ok().map(|t| (i, t)))
+        .collect()
 }
 
 pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Refused> {
