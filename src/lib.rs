@@ -16,6 +16,7 @@
 //! - [`reload`]: the live policy, swapped atomically on every valid change.
 //! - [`server`]: the HTTP gateway over the live policy.
 //! - [`metrics`]: the Prometheus metrics it exports.
+//! - [`clients`]: who may call: the clients file, its key digests and scopes.
 //! - [`cli`]: the `policy-mesh` command line.
 //!
 //! [`load_compiled`] (over [`compile_files`]) is the one path from files to a
@@ -26,6 +27,7 @@
 pub mod audit;
 pub mod chat;
 pub mod cli;
+pub mod clients;
 pub mod compiler;
 pub mod config;
 pub mod decision;

@@ -206,6 +206,19 @@ impl utoipa::PartialSchema for ProviderId {
 impl utoipa::ToSchema for ProviderId {}
 
 names! {
+    /// What a client key may do (`admin` implies the others).
+    pub enum ClientScope ("scope") {
+        /// The chat APIs, `/v1/models` and `/v1/decide`.
+        Chat = "chat",
+        /// Everything: the chat scope and the operator's reads (`/v1/routes`,
+        /// `/v1/audit`, `/v1/metrics`).
+        Admin = "admin",
+        /// `GET /v1/metrics` alone (a Prometheus credential).
+        Metrics = "metrics",
+    }
+}
+
+names! {
     /// Who wrote a chat message.
     pub enum Role ("role") {
         /// The person asking.
@@ -397,6 +410,7 @@ mod tests {
     fn words_are_serde_names_and_parse_back() {
         round_trips(&Route::ALL);
         round_trips(&Api::ALL);
+        round_trips(&ClientScope::ALL);
         round_trips(&Role::ALL);
         round_trips(&FailureCategory::ALL);
         round_trips(&AuditStatus::ALL);

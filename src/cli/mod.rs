@@ -54,8 +54,17 @@ pub enum Command {
     /// Print the JSON Schema of policy files.
     Schema {
         /// Print the schema of policy test case files instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "clients")]
         tests: bool,
+        /// Print the schema of the clients file instead.
+        #[arg(long)]
+        clients: bool,
+    },
+    /// Make and hash client keys for the clients file.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Decide a chat request read as JSON from stdin, and print the decision with its trace.
     Decide {
@@ -70,6 +79,23 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         model: Option<String>,
     },
+}
+
+/// The subcommands of `keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new key on stdout, once, and on stderr the clients file entry
+    /// that admits it (its SHA-256, never the key).
+    New {
+        /// The client's id.
+        #[arg(long)]
+        id: String,
+        /// A scope besides `chat`: `admin` or `metrics`.
+        #[arg(long, value_name = "SCOPE")]
+        scope: Option<crate::names::ClientScope>,
+    },
+    /// Read a key on stdin and print its `key_sha256`.
+    Hash,
 }
 
 /// Runs the command line of this process and returns its exit status.
@@ -95,11 +121,14 @@ pub fn run(command: Command, env: Env) -> ExitCode {
         Command::Serve => crate::server::run(env),
         Command::Check { path } => check(&source(path), &env),
         Command::Test { path } => test(&source(path), &env),
-        Command::Schema { tests } => print_stdout(&if tests {
+        Command::Schema { tests, clients } => print_stdout(&if tests {
             cases::cases_schema_json()
+        } else if clients {
+            crate::clients::schema_json()
         } else {
             schema::policy_schema_json()
         }),
+        Command::Keys { command } => keys(command),
         Command::Decide {
             policies,
             message,
@@ -125,10 +154,67 @@ fn load(source: &PolicySource, env: &Env) -> Result<CompiledPolicy, LoadErrors> 
     }
 }
 
+/// `keys new` and `keys hash`.
+fn keys(command: KeysCommand) -> ExitCode {
+    match command {
+        KeysCommand::New { id, scope } => {
+            if !regex::Regex::new(crate::policy::ID_PATTERN).is_ok_and(|re| re.is_match(&id)) {
+                eprintln!("invalid --id {id:?}: 1 to 64 lowercase letters, digits, `_` or `-`");
+                return ExitCode::from(USAGE);
+            }
+            let key = match crate::clients::new_key() {
+                Ok(key) => key,
+                Err(e) => {
+                    eprintln!("cannot draw random bytes from the OS: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let scopes = match scope {
+                None | Some(crate::names::ClientScope::Chat) => String::new(),
+                Some(scope) => format!(", scopes: [{scope}]"),
+            };
+            eprintln!(
+                "Add this entry under `clients:` in the clients file (the key above is shown once and stored nowhere):\n  - {{ id: {id}, key_sha256: {}{scopes} }}",
+                crate::clients::key_sha256(&key)
+            );
+            print_stdout(&format!("{key}\n"))
+        }
+        KeysCommand::Hash => {
+            let mut key = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut key) {
+                eprintln!("cannot read the key from stdin: {e}");
+                return ExitCode::FAILURE;
+            }
+            let key = key.trim_end_matches(['\r', '\n']);
+            if key.is_empty() {
+                eprintln!("no key on stdin");
+                return ExitCode::from(USAGE);
+            }
+            print_stdout(&format!("{}\n", crate::clients::key_sha256(key)))
+        }
+    }
+}
+
+/// The clients file `CLIENTS_FILE` names, checked; `Ok(None)` when unset.
+fn clients_file(env: &Env) -> Result<Option<crate::clients::ClientTable>, LoadErrors> {
+    match env.get("CLIENTS_FILE") {
+        None => Ok(None),
+        Some(path) => crate::clients::load(std::path::Path::new(path)).map(Some),
+    }
+}
+
 /// `check`: the summary line on stdout, or every error line on stderr: the
-/// policy's, then every other variable `serve` reads that is invalid.
+/// policy's, the clients file's, then every other variable `serve` reads
+/// that is invalid.
 fn check(source: &PolicySource, env: &Env) -> ExitCode {
-    let policy = load(source, env);
+    let policy = match (load(source, env), clients_file(env)) {
+        (policy, Ok(_)) => policy,
+        (Ok(_), Err(clients)) => Err(clients),
+        (Err(mut errors), Err(clients)) => {
+            errors.0.extend(clients.0);
+            Err(errors)
+        }
+    };
     let settings = crate::server::Settings::from_env(env);
     if let Err(errors) = &settings {
         let mut lines = policy.as_ref().err().cloned().unwrap_or_default().0;
@@ -339,8 +425,24 @@ mod tests {
         );
         assert_eq!(
             parse(&["schema"]).expect("parses").command,
-            Some(Command::Schema { tests: false })
+            Some(Command::Schema {
+                tests: false,
+                clients: false
+            })
         );
+        assert_eq!(
+            parse(&["keys", "new", "--id", "ops", "--scope", "admin"])
+                .expect("parses")
+                .command,
+            Some(Command::Keys {
+                command: KeysCommand::New {
+                    id: "ops".into(),
+                    scope: Some(crate::names::ClientScope::Admin)
+                }
+            })
+        );
+        assert!(parse(&["keys", "new", "--id", "x", "--scope", "root"]).is_err());
+        assert!(parse(&["schema", "--tests", "--clients"]).is_err());
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod types;
 mod validate;
 pub mod yaml;
 
+pub(crate) use validate::utf8_text;
+
 use std::fmt;
 use std::sync::Arc;
 

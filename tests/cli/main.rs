@@ -831,3 +831,80 @@ fn decide_reads_the_model_from_stdin_or_model() {
         failed
     );
 }
+
+#[test]
+fn keys_new_prints_a_key_once_and_the_entry_that_admits_it() {
+    let made = run(
+        &["keys", "new", "--id", "ops", "--scope", "admin"],
+        &[],
+        None,
+    );
+    assert_eq!(made.status, 0, "{made:?}");
+    let key = made.stdout.trim_end().to_owned();
+    assert!(key.starts_with("pm_") && key.len() == 46, "{key:?}");
+    assert_eq!(made.stdout, format!("{key}\n"), "the key alone on stdout");
+    assert!(
+        !made.stderr.contains(&key),
+        "the key is shown once: {}",
+        made.stderr
+    );
+    let hashed = run(&["keys", "hash"], &[], Some(&format!("{key}\n")));
+    assert_eq!(hashed.status, 0, "{hashed:?}");
+    let digest = hashed.stdout.trim_end();
+    assert_eq!(digest.len(), 64);
+    assert!(
+        made.stderr.contains(&format!(
+            "- {{ id: ops, key_sha256: {digest}, scopes: [admin] }}"
+        )),
+        "{}",
+        made.stderr
+    );
+    // Two keys are never the same.
+    let other = run(&["keys", "new", "--id", "ops"], &[], None);
+    assert_ne!(other.stdout, made.stdout);
+    assert!(
+        !other.stderr.contains("scopes"),
+        "chat is the default: {}",
+        other.stderr
+    );
+    // The entry is a valid clients file, and `check` reads it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("clients.yaml");
+    let entry = made.stderr.lines().last().expect("the entry");
+    std::fs::write(&file, format!("clients:\n{entry}\n")).expect("write");
+    let shown = file.display().to_string();
+    let checked = run(&["check", &shipped()], &[("CLIENTS_FILE", &shown)], None);
+    assert_eq!(checked.status, 0, "{checked:?}");
+    for bad in [&["keys", "new", "--id", "Bad Id"][..], &["keys", "hash"]] {
+        let run = run(bad, &[], Some(""));
+        assert_eq!(run.status, 2, "{bad:?}: {run:?}");
+    }
+}
+
+#[test]
+fn check_reports_a_broken_clients_file_at_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("clients.yaml");
+    std::fs::write(
+        &file,
+        "clients:\n  - id: team\n    key_sha256: not-hex\n    scopes: [chat]\n",
+    )
+    .expect("write");
+    let shown = file.display().to_string();
+    let run = run(&["check", &shipped()], &[("CLIENTS_FILE", &shown)], None);
+    assert_eq!(run.status, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with(&format!("{shown}:3:17: `clients[0].key_sha256` must match")),
+        "{}",
+        run.stderr
+    );
+    let missing = dir.path().join("nope.yaml").display().to_string();
+    let run = self::run(&["check", &shipped()], &[("CLIENTS_FILE", &missing)], None);
+    assert_eq!(run.status, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("cannot read the clients file"),
+        "{}",
+        run.stderr
+    );
+}

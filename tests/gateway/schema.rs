@@ -69,6 +69,36 @@ fn the_committed_test_case_schema_is_what_the_binary_prints() {
 }
 
 #[test]
+fn the_committed_clients_schema_is_what_the_binary_prints() {
+    let committed = read(&repo("schema/clients.schema.json"));
+    assert!(
+        committed == policy_mesh::clients::schema_json(),
+        "schema/clients.schema.json is out of date with the clients file types; regenerate it with\n    \
+         cargo run -- schema --clients > schema/clients.schema.json"
+    );
+    // It refuses what the loader refuses.
+    let validator = validator(&committed);
+    let digest = "ab".repeat(32);
+    assert!(validator.is_valid(&json!({"clients": []})));
+    assert!(validator.is_valid(&json!({"clients": [
+        {"id": "ops", "key_sha256": digest, "scopes": ["admin"],
+         "rate_limit": {"requests_per_minute": 60, "burst": 5}}]})));
+    for bad in [
+        json!({}),
+        json!({"clients": [{"id": "ops"}]}),
+        json!({"clients": [{"id": "Ops", "key_sha256": digest}]}),
+        json!({"clients": [{"id": "ops", "key_sha256": "abc"}]}),
+        json!({"clients": [{"id": "ops", "key_sha256": digest, "scopes": []}]}),
+        json!({"clients": [{"id": "ops", "key_sha256": digest, "scopes": ["root"]}]}),
+        json!({"clients": [{"id": "ops", "key_sha256": digest, "key": "pm_x"}]}),
+        json!({"clients": [{"id": "ops", "key_sha256": digest,
+            "rate_limit": {"requests_per_minute": 0}}]}),
+    ] {
+        assert!(!validator.is_valid(&bad), "accepted {bad}");
+    }
+}
+
+#[test]
 fn every_shipped_policy_file_is_valid_and_names_the_schema() {
     let validator = validator(&read(&repo("schema/policy.schema.json")));
     let count = validate_folder(&repo("policies"), &validator);
