@@ -1,6 +1,9 @@
 # Policy Mesh: build the binary with the Rust toolchain, run it on Debian slim.
 #   docker build -t policy-mesh .
-#   docker run -p 8000:8000 -e BIND_ADDR=0.0.0.0:8000 policy-mesh
+#   docker run -p 127.0.0.1:8000:8000 -e ALLOW_UNAUTHENTICATED=true policy-mesh
+# Without client keys the gateway refuses to listen on 0.0.0.0 unless
+# ALLOW_UNAUTHENTICATED=true; to serve others, mount a clients file and set
+# CLIENTS_FILE (policy-mesh keys new makes keys).
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src

@@ -118,3 +118,12 @@ impl ConfigErrors {
         }
     }
 }
+
+/// A boolean variable's value: `true`, `false`, `1` or `0`, any case.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}

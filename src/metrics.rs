@@ -38,6 +38,7 @@ pub struct Metrics {
     provider_attempts: IntCounterVec,
     circuit_open: IntGaugeVec,
     fallbacks: IntCounterVec,
+    auth_failures: IntCounterVec,
 }
 
 /// The providers that exist whatever the policy says; their series start at 0.
@@ -157,8 +158,20 @@ impl Metrics {
             &["from", "to"],
         )
         .expect("valid metric definition");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "auth_failures_total",
+                "Requests refused for their client key: missing, unknown, or without the endpoint's scope.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
+        for reason in ["missing", "unknown", "scope"] {
+            auth_failures.with_label_values(&[reason]);
+        }
         for collector in [
             Box::new(reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(auth_failures.clone()),
             Box::new(provider_attempts.clone()),
             Box::new(circuit_open.clone()),
             Box::new(fallbacks.clone()),
@@ -198,6 +211,7 @@ impl Metrics {
             provider_attempts,
             circuit_open,
             fallbacks,
+            auth_failures,
         };
         metrics.providers_known(BUILTIN_PROVIDERS);
         metrics
@@ -235,6 +249,11 @@ impl Metrics {
         self.circuit_open
             .with_label_values(&[provider])
             .set(i64::from(open));
+    }
+
+    /// A request refused for its key: `missing`, `unknown` or `scope`.
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
     }
 
     /// A request whose first provider was `from` was served by `to`.

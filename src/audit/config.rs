@@ -149,13 +149,7 @@ impl fmt::Debug for AuditDatabase {
     }
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" => Some(true),
-        "false" | "0" => Some(false),
-        _ => None,
-    }
-}
+use crate::env::parse_bool;
 
 fn parse_database_url(raw: &str) -> Result<AuditDatabase, ConfigError> {
     let invalid = |why: String| {

@@ -15,7 +15,8 @@
 mod watch;
 
 pub use watch::{
-    DEBOUNCE, GUARD_QUIET, MAX_DEBOUNCE, Reloader, Trigger, WatchMode, spawn_reloader,
+    DEBOUNCE, GUARD_QUIET, MAX_DEBOUNCE, Reload, Reloader, Trigger, WatchMode, spawn_reloader,
+    spawn_watcher,
 };
 
 use std::sync::{Arc, Mutex};
@@ -297,6 +298,126 @@ impl LivePolicy {
                     },
                 };
                 (next, ReloadOutcome::Failed(errors))
+            }
+        };
+        self.current.store(Arc::new(next));
+        outcome
+    }
+}
+
+/// The clients file serving, and how it got there.
+#[derive(Debug, Clone)]
+pub struct ClientsLive {
+    /// The clients admitted.
+    pub table: Arc<crate::clients::ClientTable>,
+    /// Reload status as of this snapshot (`status`, `last_error`, counts).
+    pub reload: ReloadState,
+}
+
+/// The live clients file, swapped atomically on every valid change, the last
+/// good one kept when a change is broken (or the file deleted).
+#[derive(Debug)]
+pub struct LiveClients {
+    path: std::path::PathBuf,
+    current: ArcSwap<ClientsLive>,
+    reloading: Mutex<()>,
+}
+
+impl LiveClients {
+    /// Reads the file at `path`: an error fails start-up.
+    pub fn start(path: std::path::PathBuf) -> Result<Self, LoadErrors> {
+        let table = crate::clients::load(&path)?;
+        let now = Utc::now();
+        Ok(LiveClients {
+            path,
+            current: ArcSwap::from_pointee(ClientsLive {
+                table: Arc::new(table),
+                reload: ReloadState {
+                    status: ReloadStatus::Ok,
+                    last_attempt_at: now,
+                    last_success_at: now,
+                    last_error: None,
+                    successes: 0,
+                    failures: 0,
+                },
+            }),
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// The file it reads.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// One consistent view: the clients and their reload status.
+    pub fn snapshot(&self) -> Arc<ClientsLive> {
+        self.current.load_full()
+    }
+
+    /// Reads the file again; swaps it in when it is valid and different.
+    /// Blocking: run it on a blocking thread.
+    pub fn reload(&self) -> ReloadOutcome {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let previous = self.current.load_full();
+        let now = Utc::now();
+        let (next, outcome) = match crate::clients::load(&self.path) {
+            Err(errors) => {
+                tracing::error!(
+                    file = %self.path.display(),
+                    errors = %errors,
+                    "clients file reload failed; the last good one keeps serving"
+                );
+                let next = ClientsLive {
+                    table: Arc::clone(&previous.table),
+                    reload: ReloadState {
+                        status: ReloadStatus::Error,
+                        last_attempt_at: now,
+                        last_error: Some(Arc::from(errors.to_string())),
+                        failures: previous.reload.failures + 1,
+                        ..previous.reload.clone()
+                    },
+                };
+                (next, ReloadOutcome::Failed(errors))
+            }
+            Ok(table) if table == *previous.table => {
+                let next = ClientsLive {
+                    table: Arc::clone(&previous.table),
+                    reload: ReloadState {
+                        status: ReloadStatus::Ok,
+                        last_attempt_at: now,
+                        last_error: None,
+                        ..previous.reload.clone()
+                    },
+                };
+                (next, ReloadOutcome::Unchanged)
+            }
+            Ok(table) => {
+                tracing::info!(
+                    file = %self.path.display(),
+                    clients = table.len(),
+                    "clients file reloaded"
+                );
+                let next = ClientsLive {
+                    table: Arc::new(table),
+                    reload: ReloadState {
+                        status: ReloadStatus::Ok,
+                        last_attempt_at: now,
+                        last_success_at: now,
+                        last_error: None,
+                        successes: previous.reload.successes + 1,
+                        failures: previous.reload.failures,
+                    },
+                };
+                (
+                    next,
+                    ReloadOutcome::Swapped {
+                        version: String::new(),
+                    },
+                )
             }
         };
         self.current.store(Arc::new(next));

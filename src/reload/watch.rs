@@ -120,6 +120,25 @@ pub fn spawn_reloader(
     dir: PathBuf,
     mode: WatchMode,
 ) -> Result<Reloader, notify::Error> {
+    spawn_watcher(
+        "policy",
+        Arc::new(move |guard| live.reload_guarded(guard)),
+        dir,
+        mode,
+    )
+}
+
+/// What a watcher runs after each burst of changes: a blocking reload.
+pub type Reload = Arc<dyn Fn(super::Guard) -> super::ReloadOutcome + Send + Sync>;
+
+/// [`spawn_reloader`] for anything that reloads from files in `dir`: the
+/// policy, or the clients file. `what` names it in log lines.
+pub fn spawn_watcher(
+    what: &'static str,
+    reload: Reload,
+    dir: PathBuf,
+    mode: WatchMode,
+) -> Result<Reloader, notify::Error> {
     // Bounded, and `try_send` from the watcher thread: when the channel is full
     // a reload is already due, so dropping the event loses nothing.
     let (tx, mut rx) = mpsc::channel::<Trigger>(64);
@@ -131,7 +150,7 @@ pub fn spawn_reloader(
         }
         Err(e) => {
             // An error (such as a lost event queue) may hide a change: reload anyway.
-            tracing::warn!(error = %e, "policy watcher error; reloading to be safe");
+            tracing::warn!(error = %e, what, "watcher error; reloading to be safe");
             let _ = events.try_send(Trigger::FileChange);
         }
     };
@@ -150,7 +169,7 @@ pub fn spawn_reloader(
             WatchGuard::Poll(watcher)
         }
     };
-    tracing::debug!(folder = %dir.display(), ?mode, "watching the policy folder");
+    tracing::debug!(folder = %dir.display(), ?mode, what, "watching a folder");
     let task = tokio::spawn(async move {
         // The guard lives as long as this task: aborting the task drops it and
         // stops the watcher.
@@ -175,16 +194,15 @@ pub fn spawn_reloader(
                     () = cap => break,
                 }
             }
-            tracing::debug!(?trigger, "reloading the policy");
+            tracing::debug!(?trigger, what, "reloading");
             // The folder itself may have been replaced, with only SIGHUP to
             // tell us: watch whatever folder is there now. Before reading it,
             // so a write landing after the read is still seen.
             guard.rewatch(&dir);
             let mut guard_mode = super::Guard::Hold;
             loop {
-                let live = Arc::clone(&live);
-                let outcome =
-                    tokio::task::spawn_blocking(move || live.reload_guarded(guard_mode)).await;
+                let reload = Arc::clone(&reload);
+                let outcome = tokio::task::spawn_blocking(move || reload(guard_mode)).await;
                 match outcome {
                     Ok(super::ReloadOutcome::Held { .. }) => {
                         // Wait for the folder to be quiet for GUARD_QUIET:
@@ -199,7 +217,7 @@ pub fn spawn_reloader(
                     }
                     Ok(_) => break,
                     Err(e) => {
-                        tracing::error!(error = %e, "policy reload task failed");
+                        tracing::error!(error = %e, what, "reload task failed");
                         break;
                     }
                 }

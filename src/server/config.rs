@@ -128,6 +128,11 @@ pub struct ServerConfig {
     pub connection_limits: super::ConnectionLimits,
     /// `BODY_READ_TIMEOUT_SECONDS`: the time a request body may take.
     pub body_read_timeout: Duration,
+    /// `CLIENTS_FILE`: the clients file; `None`: no key is asked for.
+    pub clients_file: Option<std::path::PathBuf>,
+    /// `ALLOW_UNAUTHENTICATED`: whether an open gateway may listen on an
+    /// address that is not loopback.
+    pub allow_unauthenticated: bool,
 }
 
 impl ServerConfig {
@@ -323,7 +328,18 @@ impl ServerConfig {
                 DEFAULT_MAX_CONNECTIONS,
             ),
         };
+        let allow_unauthenticated = match env.get("ALLOW_UNAUTHENTICATED") {
+            None => false,
+            Some(v) => errors.or(
+                crate::env::parse_bool(v).ok_or_else(|| {
+                    ConfigError::invalid("ALLOW_UNAUTHENTICATED", v, "expected true, false, 1 or 0")
+                }),
+                false,
+            ),
+        };
         errors.into_result(ServerConfig {
+            clients_file: env.get("CLIENTS_FILE").map(std::path::PathBuf::from),
+            allow_unauthenticated,
             bind_addr,
             max_body_bytes,
             watch,

@@ -46,6 +46,12 @@ pub enum ApiError {
     /// (`AUDIT_FAILURE_MODE=closed`), so no provider was called.
     #[error("{0}")]
     AuditUnavailable(String),
+    /// No client key, or one the clients file does not know.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A client key without the scope this endpoint needs.
+    #[error("{0}")]
+    Forbidden(String),
     /// Anything unexpected; the detail goes to the log, not to the client.
     #[error("internal error")]
     Internal(String),
@@ -64,6 +70,8 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,6 +88,8 @@ impl ApiError {
             ApiError::RequestTimeout(_) => ErrorType::RequestTimeout,
             ApiError::PayloadTooLarge { .. } => ErrorType::PayloadTooLarge,
             ApiError::AuditUnavailable(_) => ErrorType::AuditUnavailable,
+            ApiError::Unauthenticated(_) => ErrorType::AuthenticationError,
+            ApiError::Forbidden(_) => ErrorType::PermissionError,
             ApiError::Internal(_) => ErrorType::InternalError,
         }
     }
@@ -112,6 +122,10 @@ pub(crate) enum ErrorType {
     MethodNotAllowed,
     /// 503: the audit event could not be committed; no provider was called.
     AuditUnavailable,
+    /// 401: no client key, or an unknown one.
+    AuthenticationError,
+    /// 403: a client key without the scope the endpoint needs.
+    PermissionError,
     /// 500: anything unexpected.
     InternalError,
 }
@@ -129,6 +143,8 @@ impl ErrorType {
             ErrorType::NotFound => "not_found",
             ErrorType::MethodNotAllowed => "method_not_allowed",
             ErrorType::AuditUnavailable => "audit_unavailable",
+            ErrorType::AuthenticationError => "authentication_error",
+            ErrorType::PermissionError => "permission_error",
             ErrorType::InternalError => "internal_error",
         }
     }
@@ -205,6 +221,8 @@ impl ApiError {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
             ApiError::AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "authentication_error"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "permission_error"),
             ApiError::MethodNotAllowed(_)
             | ApiError::InvalidJson(_)
             | ApiError::UnsupportedMediaType(_)
@@ -251,6 +269,8 @@ impl ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large")
             }
             ApiError::AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "authentication_error"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "permission_error"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "api_error"),
             ApiError::MethodNotAllowed(_)
             | ApiError::UnsupportedMediaType(_)
@@ -353,7 +373,7 @@ fn is_openai_path(path: &str) -> bool {
 }
 
 /// `error` in the shape of the API `path` belongs to.
-fn in_shape_of(path: &str, error: ApiError) -> Response {
+pub(crate) fn in_shape_of(path: &str, error: ApiError) -> Response {
     if is_openai_path(path) {
         error.into_openai_response()
     } else if path.starts_with("/v1/messages") {

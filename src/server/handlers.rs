@@ -80,7 +80,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "The live policy and its reload status", body = RoutesView)))]
 pub async fn routes(State(state): State<AppState>) -> Response {
     let live = state.live.snapshot();
-    Json(RoutesView::new(&live, &state.providers)).into_response()
+    let clients = state.clients.as_ref().map(|c| (c, c.snapshot()));
+    let view = RoutesView::new(
+        &live,
+        &state.providers,
+        clients
+            .as_ref()
+            .map(|(c, snapshot)| (c.path(), &**snapshot)),
+    );
+    Json(view).into_response()
 }
 
 /// The decision for a chat request and its trace, without sending it.

@@ -8,6 +8,7 @@
 
 pub mod anthropic_api;
 pub mod anthropic_request;
+pub mod auth;
 pub mod config;
 pub mod error;
 mod exchange;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub live: Arc<LivePolicy>,
     /// The exported metrics.
     pub metrics: Arc<Metrics>,
+    /// The live clients file; `None`: authentication is off.
+    pub clients: Option<Arc<crate::reload::LiveClients>>,
     /// The live providers' clients and circuits.
     pub providers: Arc<Pool>,
     /// Where `/v1/chat` writes its events and `/v1/audit/{id}` reads them;
@@ -81,6 +84,12 @@ fn api() -> OpenApiRouter<AppState> {
 pub fn app(state: AppState, body: request::BodyLimits) -> Router {
     let max_body_bytes = body.max_bytes;
     Router::from(api())
+        // After routing (404 and 405 need no key), before any extractor
+        // reads the body.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(error::require_json))

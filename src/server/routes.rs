@@ -43,6 +43,24 @@ pub struct RoutesView<'a> {
     approximate_memory_bytes: usize,
     /// The state of hot reload.
     reload: ReloadView<'a>,
+    /// `on` with a clients file (`CLIENTS_FILE`): every endpoint but the
+    /// open ones needs a client key; `off`: anyone may call.
+    auth: &'static str,
+    /// The clients file and its reload status; `null` when `auth` is off.
+    /// Never a key or a digest.
+    clients: Option<ClientsView<'a>>,
+}
+
+/// The clients file.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RoutesClients)]
+struct ClientsView<'a> {
+    /// The file as given in `CLIENTS_FILE`.
+    file: String,
+    /// How many clients it admits.
+    count: usize,
+    /// Its hot reload, as the policy's.
+    reload: ReloadView<'a>,
 }
 
 /// One provider of the live policy.
@@ -224,6 +242,19 @@ struct ReloadView<'a> {
     failures: u64,
 }
 
+impl<'a> ReloadView<'a> {
+    fn of(state: &'a crate::reload::ReloadState) -> Self {
+        ReloadView {
+            status: state.status,
+            last_attempt_at: timestamp(state.last_attempt_at),
+            last_success_at: timestamp(state.last_success_at),
+            last_error: state.last_error.as_deref(),
+            successes: state.successes,
+            failures: state.failures,
+        }
+    }
+}
+
 /// RFC 3339 in UTC with milliseconds: `2026-11-24T10:00:00.123Z`.
 pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -246,8 +277,13 @@ fn sourced<T>(s: &Sourced<T>, value: Value) -> NumberView {
 }
 
 impl<'a> RoutesView<'a> {
-    /// The view of one snapshot, with the circuits of `pool`.
-    pub fn new(live: &'a Live, pool: &Pool) -> Self {
+    /// The view of one snapshot, with the circuits of `pool` and the
+    /// clients file (its path and snapshot) when authentication is on.
+    pub fn new(
+        live: &'a Live,
+        pool: &Pool,
+        clients: Option<(&std::path::Path, &'a crate::reload::ClientsLive)>,
+    ) -> Self {
         let policy = live.policy.policy();
         let public = live.policy.public_provider();
         let d = &policy.defaults;
@@ -304,14 +340,13 @@ impl<'a> RoutesView<'a> {
                 .map(|p| provider(p, pool.circuit_state(&p.id)))
                 .collect(),
             approximate_memory_bytes: live.policy.approximate_memory_bytes(),
-            reload: ReloadView {
-                status: live.reload.status,
-                last_attempt_at: timestamp(live.reload.last_attempt_at),
-                last_success_at: timestamp(live.reload.last_success_at),
-                last_error: live.reload.last_error.as_deref(),
-                successes: live.reload.successes,
-                failures: live.reload.failures,
-            },
+            reload: ReloadView::of(&live.reload),
+            auth: if clients.is_some() { "on" } else { "off" },
+            clients: clients.map(|(path, clients)| ClientsView {
+                file: path.display().to_string(),
+                count: clients.table.len(),
+                reload: ReloadView::of(&clients.reload),
+            }),
         }
     }
 }
@@ -499,7 +534,7 @@ mod tests {
     fn shape_is_the_documented_one() {
         let live = live();
         let pool = Pool::from_env(&crate::env::Env::default()).expect("pool");
-        let v = serde_json::to_value(RoutesView::new(&live, &pool)).expect("serializes");
+        let v = serde_json::to_value(RoutesView::new(&live, &pool, None)).expect("serializes");
         let expected = serde_json::json!({
             "version": "f".repeat(64),
             "loaded_at": "2026-11-24T10:00:00.123Z",
@@ -531,7 +566,9 @@ mod tests {
             "public_provider": "anthropic",
             "reload": {"status": "error", "last_attempt_at": "2026-11-24T10:00:00.123Z",
                        "last_success_at": "2026-11-24T10:00:00.123Z", "last_error": "a\nb",
-                       "successes": 2, "failures": 1}
+                       "successes": 2, "failures": 1},
+            "auth": "off",
+            "clients": null
         });
         let mut v = v;
         let memory = v

@@ -16,7 +16,7 @@ use crate::env::{ConfigError, Env};
 use crate::metrics::Metrics;
 use crate::policy::{LoadErrors, PolicySource};
 use crate::providers::{Pool, ProvidersError};
-use crate::reload::{LivePolicy, Reloader, Trigger};
+use crate::reload::{LiveClients, LivePolicy, Reloader, Trigger};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,19 @@ pub enum StartError {
     /// The policy is invalid: every error line.
     #[error("{0}")]
     Policy(LoadErrors),
+    /// The clients file cannot be read or is invalid: every error line.
+    #[error("{0}")]
+    Clients(LoadErrors),
+    /// No clients file, and an address other than loopback.
+    #[error(
+        "BIND_ADDR {addr} is not a loopback address and CLIENTS_FILE is not set: anyone who \
+         can reach the port could spend the cloud key and read the audit. Set CLIENTS_FILE \
+         (`policy-mesh keys new` makes a key), or ALLOW_UNAUTHENTICATED=true to serve open"
+    )]
+    Unauthenticated {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
     /// The listen address cannot be bound.
     #[error("BIND_ADDR: cannot listen on {addr}: {source}")]
     Bind {
@@ -42,8 +55,8 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The policy folder cannot be watched.
-    #[error("cannot watch the policy folder {folder}: {source}")]
+    /// The policy folder (or the clients file's) cannot be watched.
+    #[error("cannot watch the folder {folder}: {source}")]
     Watch {
         /// The folder.
         folder: String,
@@ -58,6 +71,7 @@ pub struct Server {
     addr: SocketAddr,
     live: Arc<LivePolicy>,
     reloader: Reloader,
+    clients_reloader: Option<Reloader>,
     audit: Option<AuditStore>,
     shutdown: Option<oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -77,6 +91,9 @@ impl Server {
     /// Asks for a reload, as SIGHUP does.
     pub fn reload(&self) {
         self.reloader.request(Trigger::Signal);
+        if let Some(clients) = &self.clients_reloader {
+            clients.request(Trigger::Signal);
+        }
     }
 
     /// Stops accepting connections, lets requests in flight finish, stops the
@@ -89,6 +106,9 @@ impl Server {
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         self.reloader.stop().await;
+        if let Some(clients) = self.clients_reloader.take() {
+            clients.stop().await;
+        }
         if let Some(audit) = &self.audit {
             audit.shutdown().await;
         }
@@ -137,6 +157,29 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
              are served (421 otherwise); set ALLOWED_HOSTS to the names clients use"
         );
     }
+    let clients = match &config.clients_file {
+        Some(path) => {
+            let live = LiveClients::start(path.clone()).map_err(StartError::Clients)?;
+            tracing::info!(
+                file = %path.display(),
+                clients = live.snapshot().table.len(),
+                "authentication is on: every endpoint but health, readiness and the pages needs a client key"
+            );
+            Some(Arc::new(live))
+        }
+        None if !config.bind_addr.ip().is_loopback() && !config.allow_unauthenticated => {
+            return Err(StartError::Unauthenticated {
+                addr: config.bind_addr,
+            });
+        }
+        None => {
+            tracing::warn!(
+                "authentication is off (CLIENTS_FILE is not set): whoever reaches the port may \
+                 chat through the cloud key, read the audit and see the policy"
+            );
+            None
+        }
+    };
     let providers = Arc::new(Pool::new(providers, env.clone()));
     let source = PolicySource::from_env(env);
     let metrics = Arc::new(Metrics::new());
@@ -196,10 +239,36 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
                 });
             }
         };
+    let clients_reloader = match &clients {
+        None => None,
+        Some(live_clients) => {
+            let folder = live_clients
+                .path()
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .to_path_buf();
+            let reload_clients = Arc::clone(live_clients);
+            let reload: crate::reload::Reload = Arc::new(move |_| reload_clients.reload());
+            match crate::reload::spawn_watcher("clients", reload, folder.clone(), config.watch) {
+                Ok(reloader) => Some(reloader),
+                Err(source) => {
+                    if let Some(audit) = &audit {
+                        audit.shutdown().await;
+                    }
+                    return Err(StartError::Watch {
+                        folder: folder.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+    };
     let router = app(
         AppState {
             live: Arc::clone(&live),
             metrics,
+            clients,
             providers,
             audit: audit.clone(),
             audit_config: Arc::new(audit_config),
@@ -222,6 +291,7 @@ async fn start_with(env: &Env, settings: Settings) -> Result<Server, StartError>
         addr,
         live,
         reloader,
+        clients_reloader,
         audit,
         shutdown: Some(tx),
         serving,

@@ -12,7 +12,7 @@ use serde_json::Value;
 use url::Url;
 
 /// Every variable the gateway reads, as the configuration reference lists them.
-const VARIABLES: [&str; 30] = [
+const VARIABLES: [&str; 32] = [
     "BIND_ADDR",
     "ALLOWED_HOSTS",
     "POLICY_DIR",
@@ -22,6 +22,8 @@ const VARIABLES: [&str; 30] = [
     "POLICY_CHARS_PER_TOKEN",
     "POLICY_WATCH",
     "POLICY_POLL_INTERVAL_MS",
+    "CLIENTS_FILE",
+    "ALLOW_UNAUTHENTICATED",
     "LOCAL_LLM_URL",
     "LOCAL_LLM_API_KEY",
     "LOCAL_LLM_MODEL",

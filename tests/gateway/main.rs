@@ -13,6 +13,7 @@ mod support;
 
 mod architecture;
 mod audit;
+mod auth;
 mod chat;
 mod completions;
 mod compose;

@@ -83,6 +83,7 @@ impl Router {
         let state = AppState {
             live: Arc::new(live),
             metrics: Arc::clone(&metrics),
+            clients: None,
             providers,
             audit: None,
             audit_config: Arc::new(AuditConfig::disabled()),
