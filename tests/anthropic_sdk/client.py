@@ -22,6 +22,7 @@ Scenarios:
 """
 
 import json
+import os
 import sys
 import traceback
 
@@ -48,7 +49,7 @@ WEATHER_TOOL = {
 
 def client(base_url):
     # No retries: each scenario makes exactly the requests it says.
-    return anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0, timeout=60)
+    return anthropic.Anthropic(base_url=base_url, api_key=os.environ.get("POLICY_MESH_KEY", "x"), max_retries=0, timeout=60)
 
 
 def blocks(message):

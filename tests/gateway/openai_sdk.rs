@@ -42,6 +42,10 @@ const LOCAL_MODEL: &str = "local-test-model";
 const PUBLIC_MODEL: &str = "public-test-model";
 /// The model the SDK asks for; the gateway passes it on.
 const CHOSEN_MODEL: &str = "chosen-model";
+/// The key every SDK scenario passes as its `api_key`: the gateway asks for
+/// client keys (a clients file of this chat key and an admin key).
+const CHAT_KEY: &str = "pm_sdk-chat-key-for-the-sdk-scenarios-only-00000";
+const ADMIN_KEY: &str = "pm_sdk-admin-key-for-the-sdk-scenarios-only-0000";
 /// How long one run of the Python script may take.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -94,6 +98,25 @@ struct Gateway {
     t: TestServer,
     local: FakeProvider,
     public: FakeProvider,
+    _clients: tempfile::NamedTempFile,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        // The client's key never reaches a provider.
+        for fake in [&self.local, &self.public] {
+            for request in fake.requests() {
+                let headers = format!("{:?}", request.headers);
+                assert!(
+                    !headers.contains(CHAT_KEY),
+                    "a provider received the client key"
+                );
+            }
+        }
+    }
 }
 
 impl Gateway {
@@ -117,9 +140,26 @@ impl Gateway {
         ));
         vars.push(("PUBLIC_LLM_MODEL".into(), PUBLIC_MODEL.into()));
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let clients = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            clients.path(),
+            format!(
+                "clients:\n  - {{ id: sdk, key_sha256: {} }}\n  - {{ id: ops, key_sha256: {}, scopes: [admin] }}\n",
+                policy_mesh::clients::key_sha256(CHAT_KEY),
+                policy_mesh::clients::key_sha256(ADMIN_KEY)
+            ),
+        )
+        .unwrap();
+        vars.push(("CLIENTS_FILE".into(), clients.path().display().to_string()));
         let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let t = TestServer::start(&[("policy.yaml", POLICY)], &refs).await;
-        Gateway { t, local, public }
+        let mut t = TestServer::start(&[("policy.yaml", POLICY)], &refs).await;
+        t.admin_key = Some(ADMIN_KEY.to_owned());
+        Gateway {
+            t,
+            local,
+            public,
+            _clients: clients,
+        }
     }
 
     async fn for_route(route: Route) -> Gateway {
@@ -144,6 +184,7 @@ impl Gateway {
         self.t
             .client
             .post(format!("{}/v1/chat/completions", self.t.base))
+            .bearer_auth(CHAT_KEY)
             .json(body)
             .send()
             .await
@@ -209,6 +250,7 @@ async fn run_script(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        .env("POLICY_MESH_KEY", CHAT_KEY)
         // The gateway is on loopback: no proxy, whatever this machine uses.
         .env("NO_PROXY", "*")
         .env("no_proxy", "*");
@@ -963,4 +1005,25 @@ async fn anthropic_sdk_image_through_each_provider() {
         assert_eq!(sent_image(fake, route), expected, "{case}");
         assert_eq!(other.request_count(), 0, "{case}: the other provider");
     }
+}
+
+/// The SDK scenarios above run against a gateway that asks for keys: the
+/// one they pass as `api_key` is the one admitted.
+#[tokio::test]
+async fn the_sdk_gateway_admits_only_the_key_the_sdks_pass() {
+    let g = Gateway::start(Flavor::OpenAi).await;
+    let body = json!({"model": CHOSEN_MODEL, "messages": [{"role": "user", "content": GENERAL}]});
+    let refused =
+        g.t.client
+            .post(format!("{}/v1/chat/completions", g.t.base))
+            .bearer_auth("pm_not-the-sdk-key")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(refused.status(), 401);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "authentication_error");
+    assert_eq!(g.completions(&body).await.status(), 200);
+    assert_eq!(g.public.request_count(), 1);
 }

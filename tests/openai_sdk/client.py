@@ -25,6 +25,7 @@ Scenarios:
 """
 
 import json
+import os
 import sys
 import traceback
 
@@ -42,7 +43,7 @@ HEADERS = [
 
 def client(base_url):
     # No retries: each scenario makes exactly the requests it says.
-    return openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=60)
+    return openai.OpenAI(base_url=base_url, api_key=os.environ.get("POLICY_MESH_KEY", "x"), max_retries=0, timeout=60)
 
 
 def headers_of(raw):

@@ -45,6 +45,9 @@ pub struct TestServer {
     pub data: tempfile::TempDir,
     pub client: reqwest::Client,
     pub base: String,
+    /// Sent by [`TestServer::get`] (and so `routes`, `metrics`) when the
+    /// server asks for client keys.
+    pub admin_key: Option<String>,
 }
 
 impl TestServer {
@@ -83,6 +86,7 @@ impl TestServer {
             data,
             client: reqwest::Client::new(),
             base,
+            admin_key: None,
         }
     }
 
@@ -96,11 +100,11 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(key) = &self.admin_key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.unwrap()
     }
 
     pub async fn routes(&self) -> Value {
