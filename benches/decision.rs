@@ -114,6 +114,7 @@ fn policy(keyword_count: usize, rule_count: usize) -> PolicySet {
                 input_chars: None,
                 estimated_usd: None,
                 model: Vec::new(),
+                client: Vec::new(),
                 has_images: None,
             }
         })

@@ -27,6 +27,15 @@ use crate::policy::{ID_PATTERN, LoadError, LoadErrors, Location};
 /// The id of the caller of an open gateway (no `CLIENTS_FILE`).
 pub const ANONYMOUS: &str = "anonymous";
 
+/// [`ANONYMOUS`], shared: what a decision on an open gateway carries.
+pub fn anonymous() -> Arc<str> {
+    static ID: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(ANONYMOUS));
+    Arc::clone(&ID)
+}
+
+/// The most clients named in metric labels; the rest are `other`.
+pub const MAX_CLIENT_LABELS: usize = 100;
+
 /// The prefix of every key `keys new` makes.
 pub const KEY_PREFIX: &str = "pm_";
 
@@ -126,6 +135,17 @@ impl ClientTable {
     /// Whether the file lists no client (authentication on, nobody admitted).
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
+    }
+
+    /// The metric label of client `id`: its id for `anonymous` and the first
+    /// [`MAX_CLIENT_LABELS`] clients of the file, `other` for the rest, so
+    /// that a large file cannot blow up the number of series.
+    pub fn label<'a>(&self, id: &'a str) -> &'a str {
+        match self.clients.iter().position(|c| &*c.id == id) {
+            Some(i) if i < MAX_CLIENT_LABELS => id,
+            Some(_) => "other",
+            None => id,
+        }
     }
 
     /// The client with id `id`.

@@ -41,6 +41,9 @@ pub struct Metrics {
     auth_failures: IntCounterVec,
 }
 
+/// The client label of an open gateway's requests.
+const ANONYMOUS: &str = crate::clients::ANONYMOUS;
+
 /// The providers that exist whatever the policy says; their series start at 0.
 const BUILTIN_PROVIDERS: [&str; 3] = ["local", "openai", "anthropic"];
 
@@ -90,9 +93,9 @@ impl Metrics {
         let decisions = IntCounterVec::new(
             Opts::new(
                 "policy_decisions_total",
-                "Routing decisions of /v1/chat and /v1/chat/completions, by rule id (empty for the default) and reason code.",
+                "Routing decisions of the chat APIs, by client, rule id (empty for the default) and reason code.",
             ),
-            &["rule", "reason"],
+            &["client", "rule", "reason"],
         )
         .expect("valid metric definition");
         let detections = IntCounterVec::new(
@@ -108,7 +111,7 @@ impl Metrics {
                 "chat_requests_total",
                 "Accepted /v1/chat and /v1/chat/completions requests, by provider and status (success, failure).",
             ),
-            &["provider", "status"],
+            &["client", "provider", "status"],
         )
         .expect("valid metric definition");
         let chat_latency = HistogramVec::new(
@@ -224,7 +227,7 @@ impl Metrics {
         for provider in providers {
             for status in AuditStatus::OUTCOMES {
                 self.chat_requests
-                    .with_label_values(&[provider, status.as_str()]);
+                    .with_label_values(&[ANONYMOUS, provider, status.as_str()]);
             }
             // The histograms too, so a dashboard's rate() has a series from start.
             self.chat_latency.with_label_values(&[provider]);
@@ -299,10 +302,12 @@ impl Metrics {
         self.last_reload_success.set(0);
     }
 
-    /// One `/v1/chat` decision: `rule` is `None` for the default decision.
-    pub fn decision(&self, rule: Option<&str>, reason: &str) {
+    /// One chat decision for `client` (a bounded label: see
+    /// [`crate::clients::ClientTable::label`]): `rule` is `None` for the
+    /// default decision.
+    pub fn decision(&self, client: &str, rule: Option<&str>, reason: &str) {
         self.decisions
-            .with_label_values(&[rule.unwrap_or(""), reason])
+            .with_label_values(&[client, rule.unwrap_or(""), reason])
             .inc();
     }
 
@@ -318,9 +323,15 @@ impl Metrics {
     /// One accepted `/v1/chat` request: its provider (`local`, `openai`,
     /// `anthropic`), whether the provider answered, and the seconds from the
     /// decision to the answer or failure.
-    pub fn chat_request(&self, provider: &str, status: AuditStatus, latency_seconds: f64) {
+    pub fn chat_request(
+        &self,
+        client: &str,
+        provider: &str,
+        status: AuditStatus,
+        latency_seconds: f64,
+    ) {
         self.chat_requests
-            .with_label_values(&[provider, status.as_str()])
+            .with_label_values(&[client, provider, status.as_str()])
             .inc();
         self.chat_latency
             .with_label_values(&[provider])
@@ -403,17 +414,17 @@ mod tests {
         assert_eq!(
             line_value(
                 &text,
-                "chat_requests_total{provider=\"anthropic\",status=\"failure\"}"
+                "chat_requests_total{client=\"anonymous\",provider=\"anthropic\",status=\"failure\"}"
             ),
             Some(0.0)
         );
-        m.chat_request("local", AuditStatus::Success, 0.07);
+        m.chat_request("anonymous", "local", AuditStatus::Success, 0.07);
         m.audit_write_failed();
         let text = m.render();
         assert_eq!(
             line_value(
                 &text,
-                "chat_requests_total{provider=\"local\",status=\"success\"}"
+                "chat_requests_total{client=\"anonymous\",provider=\"local\",status=\"success\"}"
             ),
             Some(1.0)
         );
@@ -453,7 +464,7 @@ mod tests {
         for series in [
             "provider_attempts_total{outcome=\"success\",provider=\"gpu-box\"}",
             "provider_circuit_open{provider=\"gpu-box\"}",
-            "chat_requests_total{provider=\"gpu-box\",status=\"failure\"}",
+            "chat_requests_total{client=\"anonymous\",provider=\"gpu-box\",status=\"failure\"}",
         ] {
             assert_eq!(line_value(&text, series), Some(0.0), "{series}: {text}");
         }
@@ -486,21 +497,21 @@ mod tests {
     #[test]
     fn decisions_are_labelled_by_rule_and_reason() {
         let m = Metrics::new();
-        m.decision(Some("sensitive"), "sensitive_keyword_match");
-        m.decision(None, "default");
-        m.decision(None, "default");
+        m.decision("team-a", Some("sensitive"), "sensitive_keyword_match");
+        m.decision("anonymous", None, "default");
+        m.decision("anonymous", None, "default");
         let text = m.render();
         assert_eq!(
             line_value(
                 &text,
-                "policy_decisions_total{reason=\"default\",rule=\"\"}"
+                "policy_decisions_total{client=\"anonymous\",reason=\"default\",rule=\"\"}"
             ),
             Some(2.0)
         );
         assert_eq!(
             line_value(
                 &text,
-                "policy_decisions_total{reason=\"sensitive_keyword_match\",rule=\"sensitive\"}"
+                "policy_decisions_total{client=\"team-a\",reason=\"sensitive_keyword_match\",rule=\"sensitive\"}"
             ),
             Some(1.0)
         );

@@ -265,6 +265,7 @@ function conditions(c) {
   const usd = bounds(c.estimated_usd, "estimated USD");
   if (usd) parts.push(usd);
   if (Array.isArray(c.model) && c.model.length) parts.push(`model ${c.model.join(", ")}`);
+  if (Array.isArray(c.client) && c.client.length) parts.push(`client ${c.client.join(", ")}`);
   return parts.length ? parts.join("; ") : "always holds";
 }
 

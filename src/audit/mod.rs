@@ -59,6 +59,7 @@
 //!         attempts: Vec::new(),
 //!         instance_id: store.instance_id(),
 //!         client_api: Some(ClientApi::Chat),
+//!         client: Some("anonymous".to_owned()),
 //!     };
 //!     // Not committed: call no provider (AUDIT_FAILURE_MODE=closed).
 //!     store.record(event.clone()).await?;
@@ -151,6 +152,9 @@ pub struct AuditEvent {
     /// The API the request came in by: `chat`, `openai` or `anthropic`;
     /// `null` for events recorded before the gateway kept it.
     pub client_api: Option<ClientApi>,
+    /// The calling client's id (`anonymous` on a gateway without a clients
+    /// file); `null` for events recorded before the gateway kept it.
+    pub client: Option<String>,
 }
 
 /// One provider call of a chat request.
@@ -289,6 +293,7 @@ mod tests {
             )],
             instance_id: Uuid::nil(),
             client_api: Some(ClientApi::Openai),
+            client: Some("team-a".to_owned()),
         };
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["client_api"], "openai");

@@ -56,7 +56,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const INSERT: &str = "INSERT INTO audit_events (request_id, decision, provider, rule, \
      reason_codes, policy_version, status, latency_ms, failure_category, prompt_hash, \
      prompt_length, model, created_at, sensitive, detections, attempts, instance_id, \
-     client_api) ";
+     client_api, client) ";
 /// The end of every insert: an event already stored (the pending one) is
 /// replaced by the new state, all but its id and `created_at`. Both
 /// databases speak this form.
@@ -67,21 +67,21 @@ const UPSERT: &str = " ON CONFLICT (request_id) DO UPDATE SET decision = exclude
      prompt_hash = excluded.prompt_hash, prompt_length = excluded.prompt_length, \
      model = excluded.model, sensitive = excluded.sensitive, detections = excluded.detections, \
      attempts = excluded.attempts, instance_id = excluded.instance_id, \
-     client_api = excluded.client_api";
+     client_api = excluded.client_api, client = excluded.client";
 /// Events per `INSERT` statement: a whole batch, so that a batch is one
 /// statement, which both databases commit atomically on its own, rather than
 /// `BEGIN`, one statement per event and `COMMIT`, each a round trip to the
-/// driver (for SQLite, to its worker thread). 256 rows of 18 parameters stay
+/// driver (for SQLite, to its worker thread). 256 rows of 19 parameters stay
 /// well under the limits (SQLite 32766, PostgreSQL 65535).
 const ROWS_PER_STATEMENT: usize = MAX_BATCH;
 const SELECT_SQLITE: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
      status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at, \
-     sensitive, detections, attempts, instance_id, client_api FROM audit_events \
+     sensitive, detections, attempts, instance_id, client_api, client FROM audit_events \
      WHERE request_id = ?1";
 const SELECT_POSTGRES: &str = "SELECT decision, provider, rule, reason_codes, policy_version, \
      status, latency_ms, failure_category, prompt_hash, prompt_length, model, created_at, \
-     sensitive, detections, attempts, instance_id::text AS instance_id, client_api \
-     FROM audit_events WHERE request_id = $1";
+     sensitive, detections, attempts, instance_id::text AS instance_id, client_api, \
+     client FROM audit_events WHERE request_id = $1";
 
 /// SQLite's clock in the stored form of timestamps (RFC 3339 UTC, milliseconds).
 macro_rules! sqlite_now {
@@ -604,6 +604,7 @@ impl Backend {
             attempts: Vec::new(),
             instance_id: Uuid::nil(),
             client_api: None,
+            client: None,
         };
         let rows = [(&probe, StoredFields::of(&probe)?)];
         match self {
@@ -650,7 +651,8 @@ fn sqlite_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Sqlite> {
             .push_bind(row.detections.clone())
             .push_bind(row.attempts.clone())
             .push_bind(event.instance_id.hyphenated().to_string())
-            .push_bind(event.client_api.map(ClientApi::as_str));
+            .push_bind(event.client_api.map(ClientApi::as_str))
+            .push_bind(event.client.clone());
     });
     query.push(UPSERT);
     query
@@ -677,7 +679,8 @@ fn postgres_insert(rows: &[(&AuditEvent, StoredFields)]) -> QueryBuilder<Postgre
             .push_bind(row.detections.clone())
             .push_bind(row.attempts.clone())
             .push_bind(event.instance_id)
-            .push_bind(event.client_api.map(ClientApi::as_str));
+            .push_bind(event.client_api.map(ClientApi::as_str))
+            .push_bind(event.client.clone());
     });
     query.push(UPSERT);
     query
@@ -732,6 +735,7 @@ struct EventRow {
     /// Text on both databases; `NULL` for events older than instance ids.
     instance_id: Option<String>,
     client_api: Option<String>,
+    client: Option<String>,
 }
 
 impl EventRow {
@@ -788,6 +792,7 @@ impl EventRow {
             attempts,
             instance_id,
             client_api,
+            client: self.client,
         })
     }
 }

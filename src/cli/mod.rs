@@ -78,6 +78,10 @@ pub enum Command {
         /// replaces the `model` of a request read from stdin.
         #[arg(long, value_name = "NAME")]
         model: Option<String>,
+        /// The calling client's id, which `client` conditions look at
+        /// [default: the request's `client`, else anonymous].
+        #[arg(long, value_name = "ID")]
+        client: Option<String>,
     },
 }
 
@@ -133,7 +137,8 @@ pub fn run(command: Command, env: Env) -> ExitCode {
             policies,
             message,
             model,
-        } => decide(&source(policies), &env, message, model),
+            client,
+        } => decide(&source(policies), &env, message, model, client),
     }
 }
 
@@ -281,11 +286,13 @@ fn decide(
     env: &Env,
     message: Option<String>,
     model: Option<String>,
+    client: Option<String>,
 ) -> ExitCode {
     let mut request = match message {
         Some(text) => ChatRequest {
             messages: vec![ChatMessage::user(text)],
             model: None,
+            client: None,
         },
         None => match read_request() {
             Ok(request) => request,
@@ -298,13 +305,19 @@ fn decide(
     if model.is_some() {
         request.model = model;
     }
+    let client: std::sync::Arc<str> = match client.or(request.client) {
+        Some(id) => std::sync::Arc::from(id),
+        None => crate::clients::anonymous(),
+    };
     let compiled = match load(source, env) {
         Ok(compiled) => compiled,
         Err(errors) => return report(&errors),
     };
-    match serde_json::to_string_pretty(
-        &compiled.explain(&request.messages, request.model.as_deref()),
-    ) {
+    match serde_json::to_string_pretty(&compiled.explain_for(
+        &request.messages,
+        request.model.as_deref(),
+        &client,
+    )) {
         Ok(json) => print_stdout(&format!("{json}\n")),
         Err(e) => {
             eprintln!("cannot print the decision: {e}");
@@ -411,6 +424,7 @@ mod tests {
                 policies: Some("p".into()),
                 message: Some("hi".into()),
                 model: None,
+                client: None,
             })
         );
         assert_eq!(
@@ -421,6 +435,7 @@ mod tests {
                 policies: None,
                 message: None,
                 model: Some("gpt-4o-mini".into()),
+                client: None,
             })
         );
         assert_eq!(

@@ -103,6 +103,27 @@ fn resolve<'a>(providers: &'a [Arc<ProviderSpec>], name: &str) -> Option<&'a Arc
     providers.iter().find(|p| p.id == name)
 }
 
+/// The glob set of a rule's `client` condition; each bad glob is an error at
+/// its position.
+fn client_globs(spec: &RuleSpec, errors: &mut Vec<LoadError>) -> Option<globset::GlobSet> {
+    if spec.client.is_empty() {
+        return None;
+    }
+    let mut builder = globset::GlobSetBuilder::new();
+    for glob in &spec.client {
+        match crate::providers::spec::model_glob(&glob.value) {
+            Ok(g) => {
+                builder.add(g);
+            }
+            Err(why) => errors.push(LoadError::at_location(
+                &glob.at,
+                format!("invalid glob {:?}: {why}", glob.value),
+            )),
+        }
+    }
+    builder.build().ok()
+}
+
 /// The built-ins and the policy's providers, resolved: each unset timeout
 /// is the built-ins' (`PROVIDER_TIMEOUT_SECONDS`).
 fn provider_specs(
@@ -175,6 +196,8 @@ pub(crate) struct CompiledRule {
     pub(crate) estimated_usd: Option<UsdBounds>,
     /// The rule has a `model` condition (its globs are in the glob set).
     pub(crate) model: bool,
+    /// The globs of its `client` condition (`None`: none).
+    pub(crate) client: Option<globset::GlobSet>,
     /// Whether the request must (or must not) have an image.
     pub(crate) has_images: Option<bool>,
     /// The detectors of its `detect` condition (empty: none).
@@ -443,6 +466,7 @@ impl CompiledPolicy {
                 input_chars: spec.input_chars,
                 estimated_usd: spec.estimated_usd,
                 model: !spec.model.is_empty(),
+                client: client_globs(spec, &mut errors),
                 has_images: spec.has_images,
                 detectors: spec.detectors,
                 last_user_only,
@@ -652,6 +676,9 @@ pub fn rule_errors(rules: &[RuleSpec]) -> Vec<LoadError> {
         .collect();
     errors.extend(patterns::invalid_patterns(rules));
     errors.extend(models::invalid_globs(rules));
+    for rule in rules {
+        client_globs(rule, &mut errors);
+    }
     errors
 }
 

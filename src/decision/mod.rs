@@ -53,6 +53,8 @@ pub struct Decision {
     pub chain: Arc<[Arc<ProviderSpec>]>,
     /// The id of the rule that held; `None` for the default decision.
     pub rule: Option<Arc<str>>,
+    /// The calling client's id (`anonymous` on a gateway without clients).
+    pub client: Arc<str>,
     /// The reason code: the rule's reason, or `default`.
     pub reason: Arc<str>,
     /// Version of the policy that decided.
@@ -95,6 +97,7 @@ impl Decision {
         s.serialize_field("route", &self.route)?;
         s.serialize_field("fallback", &self.fallback().collect::<Vec<_>>())?;
         s.serialize_field("rule", &self.rule.as_deref())?;
+        s.serialize_field("client", &*self.client)?;
         s.serialize_field("sensitive", &self.sensitive)?;
         s.serialize_field("detections", &self.detections.names())?;
         s.serialize_field("reason_codes", &self.reason_codes())?;
@@ -132,6 +135,13 @@ impl Decision {
                         "The id of the rule that decided; `null` on a default decision.",
                     )),
             )
+            .property(
+                "client",
+                ObjectBuilder::new().schema_type(Type::String).description(Some(
+                    "The calling client's id (`anonymous` on a gateway without a clients file).",
+                )),
+            )
+            .required("client")
             .property(
                 "sensitive",
                 ObjectBuilder::new()
@@ -178,7 +188,7 @@ fn reference<T: ToSchema>(description: &str) -> RefOr<Schema> {
 
 impl Serialize for Decision {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Decision", 9)?;
+        let mut s = serializer.serialize_struct("Decision", 10)?;
         self.serialize_fields(&mut s)?;
         s.end()
     }
@@ -200,6 +210,8 @@ pub enum Condition {
     EstimatedUsd,
     /// No glob matches the requested model, or the request names no model.
     Model,
+    /// No glob matches the calling client's id.
+    Client,
     /// The request has an image and the rule wants none, or the other way round.
     HasImages,
 }
@@ -310,6 +322,8 @@ struct Scratch {
     found: Option<(DetectorSet, DetectorSet)>,
     /// Whether any message of the request has an image.
     has_images: bool,
+    /// The calling client's id.
+    client: Option<Arc<str>>,
 }
 
 thread_local! {
@@ -333,7 +347,15 @@ impl CompiledPolicy {
     /// Deterministic: the same messages, model and policy always give the same
     /// decision.
     pub fn decide(&self, messages: &[ChatMessage], model: Option<&str>) -> Decision {
-        self.evaluate(messages, &[], &[], model, Normalization::Fast, None)
+        self.evaluate(
+            messages,
+            &[],
+            &[],
+            model,
+            &crate::clients::anonymous(),
+            Normalization::Fast,
+            None,
+        )
     }
 
     /// [`CompiledPolicy::decide`] for a request that also forwards `tools`
@@ -348,18 +370,38 @@ impl CompiledPolicy {
         tools: &[ToolDefinition],
         metadata: &[&str],
         model: Option<&str>,
+        client: &Arc<str>,
     ) -> Decision {
-        self.evaluate(messages, tools, metadata, model, Normalization::Fast, None)
+        self.evaluate(
+            messages,
+            tools,
+            metadata,
+            model,
+            client,
+            Normalization::Fast,
+            None,
+        )
     }
 
     /// Decides where `messages` asking for `model` go and says, rule by rule, why.
     pub fn explain(&self, messages: &[ChatMessage], model: Option<&str>) -> Explanation {
+        self.explain_for(messages, model, &crate::clients::anonymous())
+    }
+
+    /// [`CompiledPolicy::explain`] for a request from `client`.
+    pub fn explain_for(
+        &self,
+        messages: &[ChatMessage],
+        model: Option<&str>,
+        client: &Arc<str>,
+    ) -> Explanation {
         let mut trace = Vec::new();
         let decision = self.evaluate(
             messages,
             &[],
             &[],
             model,
+            client,
             Normalization::Fast,
             Some(&mut trace),
         );
@@ -367,12 +409,14 @@ impl CompiledPolicy {
     }
 
     /// The rule chain. `trace`, when given, receives one entry per rule tried.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn evaluate(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolDefinition],
         metadata: &[&str],
         model: Option<&str>,
+        client: &Arc<str>,
         normalization: Normalization,
         trace: Option<&mut Vec<TraceEntry>>,
     ) -> Decision {
@@ -387,6 +431,7 @@ impl CompiledPolicy {
                     tools,
                     metadata,
                     model,
+                    client,
                     normalization,
                     trace.as_deref_mut(),
                     &mut scratch,
@@ -400,6 +445,7 @@ impl CompiledPolicy {
                 tools,
                 metadata,
                 model,
+                client,
                 normalization,
                 trace,
                 &mut Scratch::default(),
@@ -414,10 +460,12 @@ impl CompiledPolicy {
         tools: &[ToolDefinition],
         metadata: &[&str],
         model: Option<&str>,
+        client: &Arc<str>,
         normalization: Normalization,
         mut trace: Option<&mut Vec<TraceEntry>>,
         scratch: &mut Scratch,
     ) -> Decision {
+        scratch.client = Some(Arc::clone(client));
         let input_chars: u64 = text_units(messages, tools)
             .map(|u| u.text.chars().count() as u64)
             .sum();
@@ -468,6 +516,7 @@ impl CompiledPolicy {
                     detections(rule, scratch),
                     input_chars,
                     estimated_usd,
+                    scratch,
                 );
             }
         }
@@ -477,6 +526,7 @@ impl CompiledPolicy {
             DetectorSet::EMPTY,
             input_chars,
             estimated_usd,
+            scratch,
         )
     }
 
@@ -536,6 +586,13 @@ impl CompiledPolicy {
             Some(Condition::EstimatedUsd)
         } else if rule.model && !scratch.model_hits.get(index) {
             Some(Condition::Model)
+        } else if let Some(globs) = &rule.client
+            && !scratch
+                .client
+                .as_deref()
+                .is_some_and(|client| globs.is_match(client))
+        {
+            Some(Condition::Client)
         } else if rule
             .has_images
             .is_some_and(|want| want != scratch.has_images)
@@ -583,6 +640,7 @@ impl CompiledPolicy {
                         detections(rule, scratch),
                         input_chars,
                         estimated_usd,
+                        scratch,
                     );
                 }
             }
@@ -593,9 +651,11 @@ impl CompiledPolicy {
             DetectorSet::EMPTY,
             input_chars,
             estimated_usd,
+            scratch,
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn decision(
         &self,
         outcome: &Outcome,
@@ -603,13 +663,19 @@ impl CompiledPolicy {
         detections: DetectorSet,
         input_chars: u64,
         estimated_usd: Option<f64>,
+        scratch: &Scratch,
     ) -> Decision {
+        let client = scratch
+            .client
+            .clone()
+            .unwrap_or_else(crate::clients::anonymous);
         Decision {
             detections,
             route: outcome.route,
             provider: outcome.provider.clone(),
             chain: Arc::clone(&outcome.chain),
             rule: rule.cloned(),
+            client,
             reason: outcome.reason.clone(),
             policy_version: self.version.clone(),
             sensitive: outcome.sensitive,

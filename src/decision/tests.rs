@@ -50,6 +50,7 @@ fn rule(id: &str, keywords: &[&str], word: bool, patterns: &[&str], scope: Scope
         input_chars: None,
         estimated_usd: None,
         model: Vec::new(),
+        client: Vec::new(),
         has_images: None,
     }
 }
@@ -122,7 +123,15 @@ fn messages() -> impl Strategy<Value = Vec<ChatMessage>> {
 
 fn explain_with(policy: &CompiledPolicy, m: &[ChatMessage], n: Normalization) -> Explanation {
     let mut trace = Vec::new();
-    let decision = policy.evaluate(m, &[], &[], None, n, Some(&mut trace));
+    let decision = policy.evaluate(
+        m,
+        &[],
+        &[],
+        None,
+        &crate::clients::anonymous(),
+        n,
+        Some(&mut trace),
+    );
     Explanation { decision, trace }
 }
 
@@ -589,7 +598,7 @@ fn metadata_is_read_by_scope_all_keywords_and_patterns_only() {
         .expect("compiles");
     let m = [ChatMessage::user("hello")];
     let rule_of = |metadata: &[&str]| {
-        let d = policy.decide_with_metadata(&m, &[], metadata, None);
+        let d = policy.decide_with_metadata(&m, &[], metadata, None, &crate::clients::anonymous());
         assert_eq!(d.input_chars, 5, "metadata is not input");
         d.rule.map(|r| r.to_string())
     };
@@ -601,7 +610,7 @@ fn metadata_is_read_by_scope_all_keywords_and_patterns_only() {
     assert_eq!(rule_of(&["ann@example.com"]), None);
     assert_eq!(
         policy.decide(&m, None),
-        policy.decide_with_metadata(&m, &[], &[], None)
+        policy.decide_with_metadata(&m, &[], &[], None, &crate::clients::anonymous())
     );
 }
 

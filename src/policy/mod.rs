@@ -102,6 +102,9 @@ pub struct RuleSpec {
     /// Globs on the requested model as written, each with its position (empty: no
     /// model condition).
     pub model: Vec<Located<String>>,
+    /// Globs on the calling client's id, each with its position (empty: no
+    /// client condition).
+    pub client: Vec<Located<String>>,
     /// Whether the request must (`true`) or must not (`false`) have an image.
     pub has_images: Option<bool>,
 }

@@ -234,7 +234,7 @@ pub struct Rule {
 }
 
 /// The conditions of a rule, checked in this order: `keywords`, `patterns`,
-/// `detect`, `input_chars`, `estimated_usd`, `model`, `has_images`.
+/// `detect`, `input_chars`, `estimated_usd`, `model`, `client`, `has_images`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
@@ -290,6 +290,12 @@ pub struct When {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Vec<String>", length(min = 1), inner(length(min = 1)))]
     pub model: Option<Vec<String>>,
+    /// Holds when any glob matches the calling client's id (from the clients
+    /// file; `anonymous` on a gateway without one), as `model` globs match:
+    /// `team-*`, `ops`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<String>", length(min = 1), inner(length(min = 1)))]
+    pub client: Option<Vec<String>>,
     /// `true`: holds when any message of the request has an image (whatever
     /// `scope` says: an image of an earlier turn leaves the machine too);
     /// `false`: when none has. Images are not text: nothing else reads them.

@@ -219,6 +219,7 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Ref
             let keywords = listed(&when.keywords, "keywords");
             let patterns = listed(&when.patterns, "patterns");
             let model = listed(&when.model, "model");
+            let client = listed(&when.client, "client");
             let detect = listed(&when.detect, "detect");
             // The schema has checked every word; a word it let through that
             // names nothing would be a bug, reported as an error all the same.
@@ -313,6 +314,7 @@ pub(crate) fn validate(files: &[SourceFile], env: &Env) -> Result<PolicySet, Ref
                 input_chars: when.input_chars,
                 estimated_usd: when.estimated_usd,
                 model,
+                client,
                 has_images: when.has_images,
             });
         }

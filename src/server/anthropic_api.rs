@@ -21,11 +21,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -34,6 +34,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::anthropic_request::{MessagesBody, MessagesRequest};
+use super::auth::Caller;
 use super::error::{AnthropicError, AnthropicErrorBody, ApiError};
 use super::exchange::Exchange;
 use super::openai_api::{decision_headers, events_of};
@@ -72,18 +73,20 @@ const STREAM_BUFFER: usize = 32;
     ))]
 pub async fn messages(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     MessagesBody(request): MessagesBody,
 ) -> Response {
+    let caller = caller.map_or_else(Caller::anonymous, |Extension(c)| c);
     // As for the other APIs, the call runs in a task of its own so that a
     // client hanging up cannot cancel the bookkeeping half way.
-    match tokio::spawn(serve(state, request)).await {
+    match tokio::spawn(serve(state, request, caller)).await {
         Ok(response) => response,
         Err(e) => AnthropicError(ApiError::Internal(format!("the messages task failed: {e}")))
             .into_response(),
     }
 }
 
-async fn serve(state: AppState, request: MessagesRequest) -> Response {
+async fn serve(state: AppState, request: MessagesRequest, caller: Caller) -> Response {
     // The Messages API names Anthropic models: only an Anthropic provider
     // is sent the requested name, the others their own model.
     let mut exchange = Exchange::begin(
@@ -94,6 +97,7 @@ async fn serve(state: AppState, request: MessagesRequest) -> Response {
         Some(&request.model),
         &request.options,
         Some(Api::Anthropic),
+        &caller.id,
     )
     .await;
     let headers = |exchange: &Exchange| {

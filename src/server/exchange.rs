@@ -83,6 +83,7 @@ impl Exchange {
         requested_model: Option<&str>,
         options: &GenerationOptions,
         model_api: Option<Api>,
+        client: &Arc<str>,
     ) -> Self {
         let metadata: Vec<&str> = requested_model
             .into_iter()
@@ -95,16 +96,23 @@ impl Exchange {
             .sum::<usize>()
             + metadata.iter().map(|m| m.len()).sum::<usize>();
         let decision = if bytes <= BLOCKING_DECISION_BYTES {
-            policy.decide_with_metadata(messages, tools, &metadata, requested_model)
+            policy.decide_with_metadata(messages, tools, &metadata, requested_model, client)
         } else {
             let messages = messages.to_vec();
             let tools = tools.to_vec();
             let metadata: Vec<String> = metadata.iter().map(|m| (*m).to_owned()).collect();
             let requested = requested_model.map(str::to_owned);
             let policy = Arc::clone(&policy);
+            let client = Arc::clone(client);
             off_the_workers(move || {
                 let metadata: Vec<&str> = metadata.iter().map(String::as_str).collect();
-                policy.decide_with_metadata(&messages, &tools, &metadata, requested.as_deref())
+                policy.decide_with_metadata(
+                    &messages,
+                    &tools,
+                    &metadata,
+                    requested.as_deref(),
+                    &client,
+                )
             })
             .await
         };
@@ -339,12 +347,18 @@ impl Exchange {
             }
         }
         let decision = &self.decision;
-        state.metrics.decision(decision.rule_id(), &decision.reason);
+        let clients = state.clients.as_ref().map(|c| c.snapshot());
+        let client = clients
+            .as_ref()
+            .map_or(&*decision.client, |c| c.table.label(&decision.client));
+        state
+            .metrics
+            .decision(client, decision.rule_id(), &decision.reason);
         state.metrics.detections(decision.detections.iter());
         let status = AuditStatus::of(failure.is_none());
         state
             .metrics
-            .chat_request(&self.provider, status, latency.as_secs_f64());
+            .chat_request(client, &self.provider, status, latency.as_secs_f64());
         log_chat(self, failure, latency);
     }
 
@@ -409,6 +423,7 @@ impl Exchange {
             attempts,
             instance_id: store.instance_id(),
             client_api: Some(self.client_api),
+            client: Some(decision.client.to_string()),
         }
     }
 }

@@ -12,16 +12,17 @@
 //! counts, through [`Exchange`]. The handler only sequences them and shapes
 //! the answer. Neither the prompt nor the reply is ever logged or stored.
 
-use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::exchange::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::request::{ChatBody, ChatRequest};
@@ -75,17 +76,22 @@ pub struct ChatResponse<'a> {
         (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
         (status = 422, description = "Wrong shape; the message names the field", body = ErrorBody),
     ))]
-pub async fn chat(State(state): State<AppState>, ChatBody(request): ChatBody) -> Response {
+pub async fn chat(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    ChatBody(request): ChatBody,
+) -> Response {
+    let caller = caller.map_or_else(Caller::anonymous, |Extension(c)| c);
     // The work runs in a task of its own so that a client hanging up cannot
     // cancel it half way: every accepted request reaches its provider at most
     // once and is audited and counted exactly once.
-    match tokio::spawn(serve_chat(state, request)).await {
+    match tokio::spawn(serve_chat(state, request, caller)).await {
         Ok(response) => response,
         Err(e) => ApiError::Internal(format!("the chat task failed: {e}")).into_response(),
     }
 }
 
-async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
+async fn serve_chat(state: AppState, request: ChatRequest, caller: Caller) -> Response {
     let requested = request.model.as_deref();
     let options = GenerationOptions::default();
     let mut exchange = Exchange::begin(
@@ -96,6 +102,7 @@ async fn serve_chat(state: AppState, request: ChatRequest) -> Response {
         requested,
         &options,
         None,
+        &caller.id,
     )
     .await;
     if let Err(e) = exchange.record_pending(&state).await {

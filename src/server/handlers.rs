@@ -3,15 +3,16 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ErrorBody;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
 use super::request::ChatBody;
 use super::routes::RoutesView;
 use crate::decision::Explanation;
@@ -101,15 +102,38 @@ pub async fn routes(State(state): State<AppState>) -> Response {
         (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
         (status = 422, description = "Wrong shape; the message names the field", body = ErrorBody),
     ))]
-pub async fn decide(State(state): State<AppState>, ChatBody(request): ChatBody) -> Response {
+pub async fn decide(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    ChatBody(request): ChatBody,
+) -> Response {
+    let caller = caller.map_or_else(Caller::anonymous, |Extension(c)| c);
+    // An admin may dry-run another client's decision; anyone else decides
+    // as itself.
+    let client = match (&request.client, caller.admin) {
+        (Some(id), true) => {
+            let known = state
+                .clients
+                .as_ref()
+                .is_none_or(|clients| clients.snapshot().table.get(id).is_some());
+            if !known {
+                return ApiError::InvalidRequest(format!(
+                    "client: no client {id:?} in the clients file"
+                ))
+                .into_response();
+            }
+            Arc::from(id.as_str())
+        }
+        _ => caller.id,
+    };
     // One snapshot for the whole request: a reload meanwhile does not affect it.
     let policy = Arc::clone(&state.live.snapshot().policy);
     let bytes: usize = request.messages.iter().map(|m| m.content.len()).sum();
     let explanation = if bytes <= super::exchange::BLOCKING_DECISION_BYTES {
-        policy.explain(&request.messages, request.model.as_deref())
+        policy.explain_for(&request.messages, request.model.as_deref(), &client)
     } else {
         super::exchange::off_the_workers(move || {
-            policy.explain(&request.messages, request.model.as_deref())
+            policy.explain_for(&request.messages, request.model.as_deref(), &client)
         })
         .await
     };

@@ -20,17 +20,18 @@
 //! not serve it gets its own `model` (so `gpt-4o` routed local gets the
 //! local model, not a 404).
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::{ApiError, OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
 use super::exchange::{Exchange, REQUEST_ID_HEADER, failure_status};
 use super::openai_request::{CompletionBody, CompletionRequest};
@@ -43,6 +44,8 @@ use crate::providers::{ProviderError, Reply, ReplyStream, StreamEvent, Usage};
 pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-attempts");
 /// The provider that answered, or the last one tried.
 pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-provider");
+/// The calling client's id (`anonymous` on a gateway without clients).
+pub const CLIENT_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-client");
 /// The rule that decided; empty on a default decision.
 pub const RULE_HEADER: HeaderName = HeaderName::from_static("x-policy-mesh-rule");
 /// `true` when a sensitive rule decided (the request stayed local), else `false`.
@@ -75,6 +78,7 @@ const STREAM_BUFFER: usize = 32;
                 ("x-policy-mesh-provider" = String, description = "The provider that answered, or the last one tried: `local`, `openai`, `anthropic` or a policy provider's id"),
                 ("x-policy-mesh-attempts" = String, description = "The provider calls made (more than 1 after retries or fallbacks)"),
                 ("x-policy-mesh-rule" = String, description = "The rule that decided; empty on a default decision"),
+                ("x-policy-mesh-client" = String, description = "The calling client's id (`anonymous` without a clients file)"),
                 ("x-policy-mesh-sensitive" = String, description = "`true` when a sensitive rule decided (the request stayed local), else `false`"),
                 ("x-policy-mesh-detections" = String, description = "The detectors of the deciding rule that found something, sorted, joined by `,`; empty when none did"),
                 ("x-policy-mesh-reason" = String, description = "The reason code"),
@@ -88,12 +92,14 @@ const STREAM_BUFFER: usize = 32;
     ))]
 pub async fn chat_completions(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     CompletionBody(request): CompletionBody,
 ) -> Response {
+    let caller = caller.map_or_else(Caller::anonymous, |Extension(c)| c);
     // As for /v1/chat, the call runs in a task of its own so that a client
     // hanging up cannot cancel it half way through the bookkeeping. A stream
     // notices the hang-up itself and drops the upstream request.
-    match tokio::spawn(serve(state, request)).await {
+    match tokio::spawn(serve(state, request, caller)).await {
         Ok(response) => response,
         Err(e) => OpenAiError(ApiError::Internal(format!(
             "the completion task failed: {e}"
@@ -102,7 +108,7 @@ pub async fn chat_completions(
     }
 }
 
-async fn serve(state: AppState, request: CompletionRequest) -> Response {
+async fn serve(state: AppState, request: CompletionRequest, caller: Caller) -> Response {
     let requested = request.model.as_deref();
     // A `json_schema` format's schema leaves with the request: the policy
     // reads it like a tool definition.
@@ -122,6 +128,7 @@ async fn serve(state: AppState, request: CompletionRequest) -> Response {
         requested,
         &request.options,
         None,
+        &caller.id,
     )
     .await;
     if let Err(e) = exchange
@@ -191,6 +198,7 @@ pub(crate) fn decision_headers(exchange: &Exchange) -> HeaderMap {
     put(PROVIDER_HEADER, exchange.provider.as_str());
     put(ATTEMPTS_HEADER, &exchange.calls().to_string());
     put(RULE_HEADER, decision.rule_id().unwrap_or(""));
+    put(CLIENT_HEADER, &decision.client);
     put(
         SENSITIVE_HEADER,
         if decision.sensitive { "true" } else { "false" },

@@ -240,6 +240,10 @@ pub(crate) struct ChatRequestBody {
     /// The policy's `model` conditions match this name; absent or `null` holds
     /// none of them.
     model: Option<String>,
+    /// `/v1/decide` only, from an admin key: decide as this client of the
+    /// clients file would be (a chat key's own id is used whatever this says).
+    /// `/v1/chat` ignores it.
+    client: Option<String>,
 }
 
 /// One message of a chat.
@@ -260,6 +264,9 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     /// The model asked for; `None` when absent or `null`.
     pub model: Option<String>,
+    /// `/v1/decide` only: the client to decide for (an admin's dry run of
+    /// another client's decision); `/v1/chat` ignores it.
+    pub client: Option<String>,
 }
 
 impl ChatRequest {
@@ -281,6 +288,7 @@ impl ChatRequest {
         Ok(ChatRequest {
             messages,
             model: body.model,
+            client: body.client,
         })
     }
 }

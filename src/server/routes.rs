@@ -215,6 +215,11 @@ struct ConditionsView<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(min_items = 1)]
     model: Vec<&'a str>,
+    /// The client id globs, as written; absent without a `client`
+    /// condition.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(min_items = 1)]
+    client: Vec<&'a str>,
     /// Whether the request must (`true`) or must not (`false`) have an
     /// image; left out when the rule has no such condition.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -391,6 +396,7 @@ fn rule<'a>(r: &'a RuleSpec, resolve: &dyn Fn(&str) -> String, trust: Route) -> 
             input_chars: r.input_chars,
             estimated_usd: r.estimated_usd,
             model: r.model.iter().map(|g| g.value.as_str()).collect(),
+            client: r.client.iter().map(|g| g.value.as_str()).collect(),
             has_images: r.has_images,
         },
     }
@@ -456,6 +462,7 @@ mod tests {
                     }),
                     estimated_usd: None,
                     model: Vec::new(),
+                    client: Vec::new(),
                     has_images: None,
                 },
                 RuleSpec {
@@ -494,6 +501,7 @@ mod tests {
                             at: at(14),
                         })
                         .collect(),
+                    client: Vec::new(),
                     has_images: Some(false),
                 },
             ],

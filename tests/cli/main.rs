@@ -685,7 +685,7 @@ fn decide_a_message() {
         decision(&run),
         json!({
             "provider": "local", "route": "local", "fallback": [], "rule": "sensitive",
-            "sensitive": true, "detections": [],
+            "client": "anonymous", "sensitive": true, "detections": [],
             "reason_codes": ["sensitive_keyword_match"], "policy_version": version,
             "trace": [{"rule": "sensitive", "held": true, "failed_condition": null}]
         })
@@ -708,7 +708,7 @@ fn decide_a_request_from_stdin() {
         decision(&run),
         json!({
             "provider": "local", "route": "local", "fallback": [], "rule": "cost",
-            "sensitive": false, "detections": [],
+            "client": "anonymous", "sensitive": false, "detections": [],
             "reason_codes": ["cost_prefer_local"], "policy_version": version,
             "trace": [
                 {"rule": "sensitive", "held": false, "failed_condition": "keywords"},
@@ -907,4 +907,45 @@ fn check_reports_a_broken_clients_file_at_its_line() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn decide_takes_the_calling_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("00.yaml"),
+        "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: team\n    when: { client: ['team-*'] }\n    route: local\n  - id: bad\n    when: { client: ['ops['] }\n    route: local\n",
+    )
+    .expect("write");
+    let folder = dir.path().display().to_string();
+    let run_for = |client: Option<&str>| {
+        let mut args = vec!["decide", "--policies", &folder, "--message", "hi"];
+        if let Some(client) = client {
+            args.extend(["--client", client]);
+        }
+        run(&args, &[], None)
+    };
+    // The bad glob is refused at its position.
+    let refused = run_for(None);
+    assert_eq!(refused.status, 1, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("00.yaml:9:22: invalid glob \"ops[\""),
+        "{}",
+        refused.stderr
+    );
+    std::fs::write(
+        dir.path().join("00.yaml"),
+        "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: team\n    when: { client: ['team-*'] }\n    route: local\n",
+    )
+    .expect("write");
+    let anonymous = decision(&run_for(None));
+    assert_eq!(anonymous["client"], "anonymous");
+    assert_eq!(anonymous["rule"], Value::Null);
+    assert_eq!(anonymous["trace"][0]["failed_condition"], "client");
+    let team = decision(&run_for(Some("team-search")));
+    assert_eq!(team["client"], "team-search");
+    assert_eq!(team["rule"], "team");
+    assert_eq!(team["provider"], "local");
 }

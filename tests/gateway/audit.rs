@@ -273,6 +273,7 @@ fn success_event(prompt: &[ChatMessage], key: Option<&[u8]>) -> AuditEvent {
         attempts: vec![Attempt::of(ProviderId::local(), None, 12.625)],
         instance_id: Uuid::new_v4(),
         client_api: Some(ClientApi::Chat),
+        client: Some("team-a".to_owned()),
     }
 }
 
@@ -314,6 +315,7 @@ fn failure_event() -> AuditEvent {
         )],
         instance_id: Uuid::new_v4(),
         client_api: Some(ClientApi::Anthropic),
+        client: Some("team-a".to_owned()),
     }
 }
 
@@ -375,6 +377,7 @@ async fn json_is_exactly_the_api_field_table(db: &TestDb) {
         "attempts",
         "instance_id",
         "client_api",
+        "client",
     ]
     .into_iter()
     .collect();
@@ -385,6 +388,7 @@ async fn json_is_exactly_the_api_field_table(db: &TestDb) {
     );
     assert_eq!(json["instance_id"], event.instance_id.to_string());
     assert_eq!(json["client_api"], "anthropic");
+    assert_eq!(json["client"], "team-a");
     assert_eq!(json["sensitive"], false);
     assert_eq!(json["detections"], serde_json::json!([]));
 

@@ -45,6 +45,10 @@ fn clients_file(keys: &Keys) -> String {
 
 impl Secured {
     async fn start() -> Secured {
+        Self::start_with(POLICY).await
+    }
+
+    async fn start_with(policy: &str) -> Secured {
         let keys = Keys {
             chat: new_key().unwrap(),
             admin: new_key().unwrap(),
@@ -60,7 +64,7 @@ impl Secured {
         vars.push(("PUBLIC_LLM_API_KEY".into(), "sk-upstream-test".into()));
         vars.push(("CLIENTS_FILE".into(), clients.display().to_string()));
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let server = TestServer::start(&[("p.yaml", POLICY)], &pairs).await;
+        let server = TestServer::start(&[("p.yaml", policy)], &pairs).await;
         Secured {
             server,
             keys,
@@ -437,4 +441,117 @@ async fn an_open_gateway_listens_beyond_loopback_only_when_told_to() {
         Err(e) => panic!("another error: {e}"),
         Ok(_) => panic!("started without its clients file"),
     }
+}
+
+#[tokio::test]
+async fn a_rule_may_route_by_the_calling_client() {
+    let policy = "version: 1\ndefaults:\n  provider: public\nrules:\n  - id: team-stays-local\n    when: { client: ['team-*'] }\n    route: local\n";
+    let s = Secured::start_with(policy).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/chat",
+            Some(&chat_body()),
+            Some(("bearer", &s.keys.chat)),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["provider"], "local");
+    assert_eq!(body["rule"], "team-stays-local");
+    let id = body["request_id"].as_str().unwrap().to_owned();
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(&completion_body()),
+            Some(("x-api-key", &s.keys.admin)),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-policy-mesh-client"], "ops");
+    assert_eq!(r.headers()["x-policy-mesh-provider"], "openai");
+    assert_eq!(s.local.request_count(), 1);
+    assert_eq!(s.public.request_count(), 1);
+    // The audit event and the metrics name the client.
+    let event: Value = s
+        .call(
+            Method::GET,
+            &format!("/v1/audit/{id}"),
+            None,
+            Some(("bearer", &s.keys.admin)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["client"], "team-search");
+    let metrics = s
+        .call(
+            Method::GET,
+            "/v1/metrics",
+            None,
+            Some(("bearer", &s.keys.metrics)),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            "chat_requests_total{client=\"team-search\",provider=\"local\",status=\"success\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "policy_decisions_total{client=\"ops\",reason=\"default\",rule=\"\"}"
+        ),
+        Some(1.0)
+    );
+    // A dry run: the caller's own decision, or an admin's for another client.
+    let decide = |key: &str, client: Option<&str>| {
+        let mut body = chat_body();
+        if let Some(client) = client {
+            body["client"] = json!(client);
+        }
+        let request = s
+            .server
+            .client
+            .post(format!("{}/v1/decide", s.server.base))
+            .bearer_auth(key)
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, d) = decide(&s.keys.chat, Some("ops")).await;
+    assert_eq!(status, 200);
+    assert_eq!(d["client"], "team-search", "a chat key decides as itself");
+    assert_eq!(d["provider"], "local");
+    let (_, d) = decide(&s.keys.admin, None).await;
+    assert_eq!(
+        (d["client"].as_str(), d["provider"].as_str()),
+        (Some("ops"), Some("openai"))
+    );
+    let (_, d) = decide(&s.keys.admin, Some("team-search")).await;
+    assert_eq!(d["client"], "team-search");
+    assert_eq!(d["rule"], "team-stays-local");
+    assert_eq!(d["trace"][0]["held"], true);
+    let (status, d) = decide(&s.keys.admin, Some("nobody")).await;
+    assert_eq!(status, 422, "{d}");
+    assert!(
+        d["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("client: "),
+        "{d}"
+    );
+    let (_, d) = decide(&s.keys.admin, Some("prometheus")).await;
+    assert_eq!(d["trace"][0]["failed_condition"], "client");
+    // Dry runs call nothing.
+    assert_eq!(s.local.request_count() + s.public.request_count(), 2);
 }

@@ -235,7 +235,9 @@ async fn a_whole_completion_from_each_provider_in_openai_shape_with_the_decision
             assert_eq!(
                 metric(
                     &metrics,
-                    &format!("chat_requests_total{{provider=\"{p}\",status=\"success\"}}")
+                    &format!(
+                        "chat_requests_total{{client=\"anonymous\",provider=\"{p}\",status=\"success\"}}"
+                    )
                 ),
                 Some(1.0),
                 "{p}"
@@ -545,7 +547,7 @@ async fn a_provider_failure_before_the_stream_is_a_502_or_504_in_openai_shape_au
     assert_eq!(
         metric(
             &metrics,
-            "chat_requests_total{provider=\"openai\",status=\"failure\"}"
+            "chat_requests_total{client=\"anonymous\",provider=\"openai\",status=\"failure\"}"
         ),
         Some(6.0)
     );
@@ -640,7 +642,7 @@ async fn a_stream_the_upstream_breaks_ends_with_an_error_event_audited_as_a_fail
     assert_eq!(
         metric(
             &metrics,
-            "chat_requests_total{provider=\"openai\",status=\"failure\"}"
+            "chat_requests_total{client=\"anonymous\",provider=\"openai\",status=\"failure\"}"
         ),
         Some(1.0)
     );
@@ -692,7 +694,7 @@ async fn a_client_that_leaves_a_stream_is_audited_and_counted_as_cancelled() {
     assert_eq!(
         metric(
             &metrics,
-            "chat_requests_total{provider=\"anthropic\",status=\"failure\"}"
+            "chat_requests_total{client=\"anonymous\",provider=\"anthropic\",status=\"failure\"}"
         ),
         Some(1.0)
     );

@@ -429,7 +429,7 @@ fn decision_and_explanation_json() {
         json,
         serde_json::json!({
             "provider": "local", "route": "local", "fallback": [], "rule": "cost",
-            "sensitive": false, "detections": [],
+            "client": "anonymous", "sensitive": false, "detections": [],
             "reason_codes": ["cost_prefer_local"], "policy_version": version,
             "trace": [
                 {"rule": "sensitive", "held": false, "failed_condition": "keywords"},
@@ -444,6 +444,7 @@ fn decision_and_explanation_json() {
         "route",
         "fallback",
         "rule",
+        "client",
         "sensitive",
         "detections",
         "reason_codes",
@@ -460,7 +461,7 @@ fn decision_and_explanation_json() {
         serde_json::to_value(&d).expect("serializes"),
         serde_json::json!({
             "provider": "local", "route": "local", "fallback": [], "rule": null,
-            "sensitive": false,
+            "client": "anonymous", "sensitive": false,
             "detections": [],
             "reason_codes": ["default"], "policy_version": version
         })

@@ -274,7 +274,8 @@ fn a_schema_mismatch_is_caught() {
     let mut root = schema.clone();
     root["components"] = doc["components"].clone();
     let validator = jsonschema::validator_for(&root).unwrap();
-    let good = json!({"provider": "local", "route": "local", "fallback": [], "rule": null, "sensitive": false,
+    let good = json!({"provider": "local", "route": "local", "fallback": [], "rule": null,
+        "client": "anonymous", "sensitive": false,
         "detections": [], "reason_codes": ["default"], "policy_version": "ab", "trace": []});
     assert!(validator.is_valid(&good));
     let mut no_trace = good.clone();

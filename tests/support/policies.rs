@@ -53,6 +53,7 @@ pub fn rule(id: &str, route: Route) -> RuleSpec {
         input_chars: None,
         estimated_usd: None,
         model: Vec::new(),
+        client: Vec::new(),
         has_images: None,
     }
 }

@@ -226,7 +226,7 @@ fn sha256_hex(text: &str) -> String {
 fn chat_series(text: &str, provider: &str, status: &str) -> f64 {
     metric(
         text,
-        &format!("chat_requests_total{{provider=\"{provider}\",status=\"{status}\"}}"),
+        &format!("chat_requests_total{{client=\"anonymous\",provider=\"{provider}\",status=\"{status}\"}}"),
     )
     .unwrap_or_else(|| panic!("no chat_requests_total series for {provider}/{status}"))
 }

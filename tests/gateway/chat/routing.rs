@@ -68,6 +68,7 @@ async fn check_success(public: Flavor, sensitive: bool) {
         "attempts": [{"provider": provider, "outcome": "success",
             "latency_ms": event["attempts"][0]["latency_ms"]}],
         "client_api": "chat",
+        "client": "anonymous",
     });
     expected["latency_ms"] = event["latency_ms"].clone();
     // The call is part of the request's time.
@@ -91,7 +92,9 @@ async fn check_success(public: Flavor, sensitive: bool) {
     assert_eq!(
         metric(
             &text,
-            &format!("policy_decisions_total{{reason=\"{reason}\",rule=\"{rule_label}\"}}")
+            &format!(
+                "policy_decisions_total{{client=\"anonymous\",reason=\"{reason}\",rule=\"{rule_label}\"}}"
+            )
         ),
         Some(1.0)
     );
